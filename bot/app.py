@@ -1,0 +1,100 @@
+"""Assembles a running onwatch: context, job runner, leader scheduler, web server, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.context import AppContext
+from bot.jobs import JobRunner
+from bot.scheduler import LeaderScheduler
+from bot.store.db import Database, open_database
+from bot.web import create_app
+
+log = logging.getLogger(__name__)
+
+
+async def build_context(settings: Settings, db: Database | None = None) -> AppContext:
+    """Open the database (schema must be at head) and wire the domain services."""
+    if db is None:
+        db = await open_database(settings.database.url, echo=settings.database.echo,
+                                 pool_size=settings.database.pool_size)
+        await db.check_schema()
+    ctx = AppContext.for_db(settings, db)
+    return ctx
+
+
+def build_runner(ctx: AppContext) -> JobRunner:
+    """A job runner with every durable job kind the process knows how to run."""
+    handlers: dict = {}
+    on_lost: dict = {}
+    return JobRunner(
+        db=ctx.db, queue=ctx.jobs, handlers=handlers, on_lost=on_lost,
+        concurrency=ctx.settings.server.workers, lease_s=ctx.settings.server.lease_s,
+        on_state=ctx.metrics.job_state,
+    )
+
+
+def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
+    sched = LeaderScheduler(ctx.db)
+    sched.every(max(5.0, ctx.settings.server.lease_s / 2), "reap-leases", runner.reap_expired)
+    return sched
+
+
+@dataclass
+class Running:
+    ctx: AppContext
+    runner: JobRunner
+    scheduler: LeaderScheduler
+    site: web.TCPSite
+    runnable: web.AppRunner
+
+    @property
+    def port(self) -> int:
+        server = self.site._server  # aiohttp keeps the bound socket here
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else 0
+
+
+@asynccontextmanager
+async def running(ctx: AppContext, host: str | None = None, port: int | None = None) -> AsyncIterator[Running]:
+    """Start the server, workers and scheduler; stop them in reverse order, letting jobs finish."""
+    s = ctx.settings
+    runner = build_runner(ctx)
+    app = create_app(ctx)
+    web_runner = web.AppRunner(app, access_log=None)
+    await web_runner.setup()
+    site = web.TCPSite(web_runner, host or s.server.host, s.server.port if port is None else port)
+    await site.start()
+    runner.start()
+    sched = build_scheduler(ctx, runner)
+    sched.start()
+    try:
+        yield Running(ctx, runner, sched, site, web_runner)
+    finally:
+        await sched.stop()
+        await runner.stop(grace_s=s.server.shutdown_grace_s)
+        await web_runner.cleanup()
+
+
+async def serve(settings: Settings) -> None:
+    ctx = await build_context(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running(ctx) as r:
+            log.info("onwatch listening on %s:%s (database: %s)", settings.server.host, r.port,
+                     "postgresql" if ctx.db.is_postgres else "sqlite")
+            await stop.wait()
+            log.info("shutting down: letting in-flight jobs finish (up to %ss)", settings.server.shutdown_grace_s)
+    finally:
+        await ctx.db.dispose()

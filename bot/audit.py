@@ -1,0 +1,143 @@
+"""The one function that writes audit rows, and the chain check.
+
+Each row stores SHA-256(previous hash + canonical content). Writers serialise on the chain head
+(a PostgreSQL advisory transaction lock; SQLite's BEGIN IMMEDIATE), so concurrent tasks and replicas
+never fork it. Nothing in onwatch updates or deletes these rows; PostgreSQL refuses it outright.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.store.db import Database
+from bot.store.models import AuditEvent
+
+GENESIS = "0" * 64
+_AUDIT_LOCK_KEY = 0x6F6E7761  # "onwa"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did something: a chat user, an operator at the CLI, a webhook caller, or onwatch itself."""
+
+    platform: str
+    id: str
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+
+BOT = Actor("onwatch", "onwatch", "onwatch")
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def canonical(row: AuditEvent) -> str:
+    body = {
+        "at": row.at,
+        "actor_platform": row.actor_platform,
+        "actor_id": row.actor_id,
+        "actor_name": row.actor_name,
+        "action": row.action,
+        "incident_id": row.incident_id,
+        "params": row.params,
+        "result": row.result,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, row: AuditEvent) -> str:
+    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
+
+
+async def _append(session: AsyncSession, row: AuditEvent, is_postgres: bool) -> AuditEvent:
+    if is_postgres:
+        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_AUDIT_LOCK_KEY))  # type: ignore[call-overload]
+    last = (await session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.seq).desc()).limit(1))).first()
+    row.prev_hash = last or GENESIS
+    row.hash = chain_hash(row.prev_hash, row)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def audit(
+    db: Database,
+    actor: Actor,
+    action: str,
+    *,
+    incident_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    result: str = "",
+    session: AsyncSession | None = None,
+) -> AuditEvent:
+    """Append one audit row. Pass ``session`` to commit it atomically with the change it records."""
+    row = AuditEvent(
+        at=round(time.time(), 6),
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        actor_name=actor.name,
+        action=action,
+        incident_id=incident_id,
+        params=_jsonable(params or {}),
+        result=result[:4000],
+        prev_hash="",
+        hash="",
+    )
+    if session is not None:
+        return await _append(session, row, db.is_postgres)
+    async with db.begin() as s:
+        return await _append(s, row, db.is_postgres)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    bad_seq: int | None = None
+    reason: str = ""
+
+
+async def iter_rows(db: Database, batch: int = 1000) -> AsyncIterator[AuditEvent]:
+    last = -1
+    while True:
+        async with db.session() as s:
+            rows = (
+                await s.exec(select(AuditEvent).where(col(AuditEvent.seq) > last).order_by(col(AuditEvent.seq)).limit(batch))
+            ).all()
+        if not rows:
+            return
+        for r in rows:
+            yield r
+        last = rows[-1].seq or last
+
+
+async def verify_chain(db: Database) -> VerifyResult:
+    """Walk the chain in order; name the first row that was altered, or whose predecessor was removed or inserted."""
+    prev = GENESIS
+    n = 0
+    async for row in iter_rows(db):
+        n += 1
+        if row.prev_hash != prev:
+            return VerifyResult(False, n, row.seq, "its prev_hash does not match the row before it (a row was removed or inserted)")
+        if chain_hash(row.prev_hash, row) != row.hash:
+            return VerifyResult(False, n, row.seq, "its content does not match its hash (the row was altered)")
+        prev = row.hash
+    return VerifyResult(True, n)
+
+
+def row_to_dict(row: AuditEvent) -> dict[str, Any]:
+    return row.model_dump()

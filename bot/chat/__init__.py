@@ -1,0 +1,1 @@
+"""Chat: the platform-neutral message model, the hub that fans messages out to adapters, and the adapters."""

@@ -1,0 +1,133 @@
+"""Fans domain chat events out to every configured adapter (Slack, Teams, the demo's terminal).
+
+The domain calls the hub with ids; the hub loads what it needs, composes neutral messages
+(``bot.chat.compose``) and hands them to each adapter. With no adapter configured it does nothing,
+so triage and investigation work the same with or without chat.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.chat.model import IncidentCard, Message
+from bot.store.db import Database
+from bot.store.models import Incident
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadOrigin:
+    """Where an incident was born in chat (an alert post): onwatch answers in that message's thread."""
+
+    platform: str
+    channel: str
+    thread_id: str
+    reference: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatAdapter(Protocol):
+    platform: str
+
+    async def announce(self, card: IncidentCard, origin: ThreadOrigin | None) -> None:
+        """Post the incident's root message (or adopt ``origin`` as its thread) and remember where."""
+        ...
+
+    async def update_card(self, card: IncidentCard) -> None: ...
+
+    async def post(self, incident_id: str, message: Message) -> None: ...
+
+    async def replace(self, incident_id: str, key: str, message: Message) -> None:
+        """Edit a message posted earlier with ``message.key == key``."""
+        ...
+
+
+def card_for(incident: Incident) -> IncidentCard:
+    return IncidentCard(
+        incident_id=incident.id,
+        title=incident.title,
+        severity=incident.severity,
+        status=incident.status,
+        phase=incident.phase,
+        services=tuple(incident.services),
+        owner=incident.owner,
+        opened_at=incident.opened_at,
+        summary=incident.summary,
+    )
+
+
+class ChatHub:
+    def __init__(self, db: Database, adapters: list[ChatAdapter] | None = None):
+        self.db = db
+        self.adapters: list[ChatAdapter] = list(adapters or [])
+
+    def add(self, adapter: ChatAdapter) -> None:
+        self.adapters.append(adapter)
+
+    async def _card(self, incident_id: str) -> IncidentCard | None:
+        async with self.db.session() as s:
+            inc = await s.get(Incident, incident_id)
+        return card_for(inc) if inc is not None else None
+
+    async def incident_opened(self, incident_id: str, origin: ThreadOrigin | None = None) -> None:
+        card = await self._card(incident_id)
+        if card is None:
+            return
+        for a in self.adapters:
+            await a.announce(card, origin if origin is None or origin.platform == a.platform else None)
+
+    async def incident_updated(self, incident_id: str) -> None:
+        card = await self._card(incident_id)
+        if card is None:
+            return
+        for a in self.adapters:
+            await a.update_card(card)
+
+    async def post(self, incident_id: str, message: Message) -> None:
+        for a in self.adapters:
+            await a.post(incident_id, message)
+
+    async def replace(self, incident_id: str, key: str, message: Message) -> None:
+        for a in self.adapters:
+            await a.replace(incident_id, key, message)
+
+    # ---- domain events, composed into neutral messages
+
+    async def investigation_finished(self, incident_id: str, investigation_id: str) -> None:
+        if not self.adapters:
+            return
+        from bot.chat import compose
+
+        await self.incident_updated(incident_id)
+        for msg in await compose.investigation_messages(self.db, investigation_id):
+            await self.post(incident_id, msg)
+
+    async def proposals_offered(self, incident_id: str, proposal_ids: list[str], refused: list[str]) -> None:
+        """Post each proposal with its buttons; ``refused`` lists out-of-scope matches and why."""
+        if not self.adapters:
+            return
+        from bot.chat import compose
+
+        await self.incident_updated(incident_id)
+        for msg in await compose.proposal_messages(self.db, proposal_ids, refused):
+            await self.post(incident_id, msg)
+
+    async def proposal_changed(self, proposal_id: str) -> None:
+        """A decision, expiry, execution or verification: replace the proposal message and refresh the card."""
+        if not self.adapters:
+            return
+        from bot.chat import compose
+
+        incident_id, msg = await compose.proposal_status_message(self.db, proposal_id)
+        await self.replace(incident_id, msg.key, msg)
+        await self.incident_updated(incident_id)
+
+    async def notify(self, incident_id: str, text: str) -> None:
+        """A short line in the incident thread (e.g. 'execution state unknown after a restart')."""
+        if not self.adapters:
+            return
+        from bot.chat.model import Text
+
+        await self.post(incident_id, Message(blocks=(Text(text),), fallback=text))

@@ -1,0 +1,242 @@
+"""The ``onwatch`` command. Each subcommand is a thin shell over a domain function; errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bot.errors import ConfigError, DatabaseError, OnwatchError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from bot.config import load_settings
+
+    return load_settings(getattr(args, "config", None))
+
+
+# ------------------------------------------------------------------ foundation commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import serve
+    from bot.logs import setup_logging
+
+    settings = _settings(args)
+    setup_logging(settings.server.log_level, settings.server.json_logs or args.json_logs)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bot.store.db import DEFAULT_SQLITE, open_database
+    from bot.store.migrate import head_revision, upgrade
+
+    settings = _settings(args)
+    url = settings.database.url or DEFAULT_SQLITE
+
+    async def _ping() -> None:
+        db = await open_database(url)
+        await db.dispose()
+
+    asyncio.run(_ping())
+    try:
+        upgrade(url)
+    except Exception as exc:  # noqa: BLE001 - Alembic/driver errors vary; report one line
+        raise DatabaseError(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    print(f"database at {head_revision()} (head)")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    problems: list[str] = []
+    try:
+        from bot.remediate.catalog import load_catalog
+
+        load_catalog(settings.runbooks.dir, settings)
+    except ImportError:
+        pass
+    except ConfigError as exc:
+        problems.extend(exc.errors)
+    if problems:
+        raise ConfigError(problems)
+    print("configuration is valid")
+    return 0
+
+
+def _with_db(args: argparse.Namespace, fn: Callable[..., object]) -> object:
+    from bot.store.db import open_database
+
+    settings = _settings(args)
+
+    async def _run() -> object:
+        db = await open_database(settings.database.url)
+        try:
+            await db.check_schema()
+            return await fn(db)  # type: ignore[misc]
+        finally:
+            await db.dispose()
+
+    return asyncio.run(_run())
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bot.audit import verify_chain
+
+    res = _with_db(args, verify_chain)
+    if res.ok:  # type: ignore[attr-defined]
+        print(f"audit chain intact: {res.checked} rows")  # type: ignore[attr-defined]
+        return 0
+    print(f"audit chain BROKEN at row seq={res.bad_seq}: {res.reason}", file=sys.stderr)  # type: ignore[attr-defined]
+    return 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from bot.audit import iter_rows
+
+    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+
+    async def _export(db) -> int:  # type: ignore[no-untyped-def]
+        n = 0
+        async for row in iter_rows(db):
+            out.write(json.dumps(row.model_dump(), sort_keys=True, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    try:
+        n = _with_db(args, _export)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {n} audit rows", file=sys.stderr)
+    return 0
+
+
+def cmd_incidents_list(args: argparse.Namespace) -> int:
+    from sqlmodel import col, select
+
+    from bot.store.models import Incident
+
+    async def _list(db) -> list[dict]:  # type: ignore[no-untyped-def]
+        async with db.session() as s:
+            rows = (await s.exec(select(Incident).order_by(col(Incident.opened_at).desc()).limit(args.limit))).all()
+        return [
+            {"id": r.id, "title": r.title, "status": r.status, "severity": r.severity, "services": r.services,
+             "alert_count": r.alert_count, "opened_at": r.opened_at}
+            for r in rows
+        ]
+
+    rows = _with_db(args, _list)
+    assert isinstance(rows, list)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['id']:<12} {r['severity']:<9} {r['status']:<10} {r['alert_count']:>4}  {r['title']}")
+    return 0
+
+
+def cmd_auto(args: argparse.Namespace) -> int:
+    from bot.remediate.killswitch import main as killswitch_main
+
+    return killswitch_main(args)
+
+
+def _lazy(module: str, func: str = "main") -> Command:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(module), func)(args))
+
+    return run
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onwatch", description="An AI SRE for Slack and Microsoft Teams.")
+    p.add_argument("--config", help="settings YAML file (default: $ONWATCH_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Command, help_: str, parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        sp = parent.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--config", default=argparse.SUPPRESS, help="settings YAML file")
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("serve", cmd_serve, "run the server: webhooks, chat adapters, durable jobs")
+    sp.add_argument("--json-logs", action="store_true", help="log JSON lines")
+    add("migrate", cmd_migrate, "upgrade the database schema to head")
+
+    cfg = sub.add_parser("config", help="settings tools").add_subparsers(dest="sub", required=True)
+    add("check", cmd_config_check, "validate the settings file and the runbook catalog", cfg)
+
+    aud = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="sub", required=True)
+    add("verify", cmd_audit_verify, "check the audit hash chain; non-zero exit names the first bad row", aud)
+    sp = add("export", cmd_audit_export, "write the audit trail out", aud)
+    sp.add_argument("--jsonl", action="store_true", default=True, help="JSON lines (the only format)")
+    sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+
+    inc = sub.add_parser("incidents", help="incident tools").add_subparsers(dest="sub", required=True)
+    sp = add("list", cmd_incidents_list, "list incidents, newest first", inc)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--limit", type=int, default=100)
+
+    sp = add("investigate", _lazy("bot.investigate.cli"), "investigate a case bundle or an alert on live sources")
+    sp.add_argument("--case", type=Path, help="case bundle directory (replay source)")
+    sp.add_argument("--alert", type=Path, help="Alertmanager webhook JSON file (live sources from --config)")
+    sp.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="sub", required=True)
+    sp = add("rca", _lazy("bot.benchmarks.rca"), "root-cause accuracy on a dataset of case bundles, vs BARO", bench)
+    sp.add_argument("dataset", type=Path)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--no-baro", action="store_true")
+    sp.add_argument("--limit", type=int, default=0)
+    sp = add("ingest", _lazy("bot.benchmarks.ingest"), "alert-storm ingest throughput vs a bare aiohttp handler", bench)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--alerts", type=int, default=5000)
+    sp.add_argument("--batch", type=int, default=100)
+
+    rep = sub.add_parser("replay", help="case bundle tools").add_subparsers(dest="sub", required=True)
+    sp = add("export-openmetrics", _lazy("integrations.openmetrics", "main_export_openmetrics"),
+             "write a case's metrics as OpenMetrics text for promtool", rep)
+    sp.add_argument("case_dir", type=Path)
+    sp.add_argument("-o", "--output", type=Path)
+
+    sp = add("demo", _lazy("bot.demo.run"), "simulate a small shop's incident and show onwatch handle it")
+    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--keep", action="store_true", help="keep the temporary SQLite file")
+
+    sp = add("auto", cmd_auto, "the automatic-execution kill switch")
+    sp.add_argument("state", choices=["on", "off", "status"])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"onwatch: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseError as exc:
+        print(f"onwatch: database: {exc}", file=sys.stderr)
+        return 3
+    except OnwatchError as exc:
+        print(f"onwatch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

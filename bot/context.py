@@ -1,0 +1,36 @@
+"""The application context: everything a component needs, built once at start-up and passed explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.chat.hub import ChatHub
+from bot.config import Settings
+from bot.jobs import JobQueue
+from bot.metrics import Metrics
+from bot.store.db import Database
+from integrations.base import Sources
+
+
+def _no_sources() -> Sources:
+    return Sources()
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    jobs: JobQueue
+    chat: ChatHub
+    metrics: Metrics = field(default_factory=Metrics)
+    sources_factory: Callable[[], Sources] = _no_sources
+    # Domain services, set by ``bot.app.build_context`` (kept loosely typed to avoid import cycles).
+    triage: Any = None
+    remediation: Any = None
+    memory: Any = None
+
+    @classmethod
+    def for_db(cls, settings: Settings, db: Database) -> AppContext:
+        return cls(settings=settings, db=db, jobs=JobQueue(db), chat=ChatHub(db))

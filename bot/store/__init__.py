@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables (``models``) and the database handle (``db``)."""

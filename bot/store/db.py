@@ -1,0 +1,140 @@
+"""The database handle: one async engine, SQLite (WAL) embedded by default or PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.errors import DatabaseError
+
+DEFAULT_SQLITE = "sqlite:///onwatch.db"
+
+
+def normalise_urls(url: str) -> tuple[str, str]:
+    """Return (sync_url, async_url) for a user-facing URL such as ``postgresql://u@h/db``."""
+    try:
+        u = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError
+        raise DatabaseError(f"database.url is not a valid URL: {url!r} ({exc})") from None
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        return str(u.set(drivername="sqlite")), str(u.set(drivername="sqlite+aiosqlite"))
+    if backend == "postgresql":
+        s = u.set(drivername="postgresql+psycopg")
+        return s.render_as_string(hide_password=False), s.render_as_string(hide_password=False)
+    raise DatabaseError(f"database.url: unsupported backend {backend!r}; use sqlite:/// or postgresql://")
+
+
+def migrations_dir() -> Path:
+    """The Alembic folder: next to the source tree, or in the working directory (container layout)."""
+    for candidate in (Path(__file__).resolve().parents[2] / "migrations", Path.cwd() / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise DatabaseError("cannot find the migrations/ folder (run from the project or image root)")
+
+
+def describe_db_error(exc: BaseException) -> str:
+    msg = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    if "file is not a database" in msg or "malformed" in msg:
+        return f"the SQLite file is corrupted or not a database ({msg})"
+    if "Connection refused" in msg or "could not connect" in msg or "connection failed" in msg:
+        return f"the database is unreachable ({msg})"
+    return msg
+
+
+class Database:
+    """Owns the engine. ``session()`` yields an AsyncSession; ``begin()`` a session inside a transaction."""
+
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10):
+        self.url = url
+        self.sync_url, self.async_url = normalise_urls(url)
+        self.is_postgres = self.sync_url.startswith("postgresql")
+        self.is_sqlite = not self.is_postgres
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_postgres:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        else:
+            kwargs.update(connect_args={"timeout": 60})
+            db_path = make_url(self.sync_url).database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
+        if self.is_sqlite:
+            _install_sqlite_pragmas(self.engine)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success and rolls back on error."""
+        async with AsyncSession(self.engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                if self.is_sqlite:
+                    await conn.execute(text("SELECT count(*) FROM sqlite_master"))
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise DatabaseError(describe_db_error(exc)) from None
+
+    async def current_revision(self) -> str | None:
+        def _rev(conn: Connection) -> str | None:
+            from alembic.runtime.migration import MigrationContext
+
+            return MigrationContext.configure(conn).get_current_revision()
+
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(_rev)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise DatabaseError(describe_db_error(exc)) from None
+
+    async def check_schema(self) -> None:
+        """Raise ``DatabaseError`` unless the schema is at the newest migration."""
+        from bot.store.migrate import head_revision
+
+        current, head = await self.current_revision(), head_revision()
+        if current != head:
+            raise DatabaseError(
+                f"the database schema is at {current or 'nothing'} but this onwatch needs {head}: run `onwatch migrate`"
+            )
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
+    """WAL, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing mid-way."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def open_database(url: str | None, *, echo: bool = False, pool_size: int = 10) -> Database:
+    db = Database(url or DEFAULT_SQLITE, echo=echo, pool_size=pool_size)
+    await db.ping()
+    return db

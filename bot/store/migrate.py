@@ -1,0 +1,25 @@
+"""Alembic glue: upgrade to head and tell the head revision. Migrations are the only way the schema changes."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from bot.store.db import migrations_dir, normalise_urls
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", normalise_urls(url)[0].replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Blocking: call through ``asyncio.to_thread`` from async code."""
+    command.upgrade(alembic_config(url), revision)

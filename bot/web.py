@@ -1,0 +1,76 @@
+"""The one aiohttp application: health, readiness and metrics here; feature routes installed by their owners."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.context import AppContext
+from bot.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+CTX: web.AppKey[AppContext] = web.AppKey("onwatch_ctx", AppContext)
+Installer = Callable[[web.Application, AppContext], None]
+
+
+def feature_installers() -> list[Installer]:
+    """Route installers of each feature; each owns its paths under the one application."""
+    installers: list[Installer] = []
+    return installers
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        ctx.metrics.http_requests.labels(request.method, route, str(status)).inc()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        await ctx.db.ping()
+        await ctx.db.check_schema()
+    except DatabaseError as exc:
+        return web.json_response({"status": "not ready", "reason": str(exc)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    for state, n in (await ctx.jobs.counts()).items():
+        ctx.metrics.jobs.labels(state).set(n)
+    body = generate_latest(ctx.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(ctx: AppContext, installers: list[Installer] | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[_count_requests], client_max_size=max(ctx.settings.webhooks.max_body_bytes, 1024 * 1024)
+    )
+    app[CTX] = ctx
+    app["started_at"] = time.time()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    for install in feature_installers() if installers is None else installers:
+        install(app, ctx)
+    return app

@@ -1,0 +1,1 @@
+"""Connectors to the outside world, each behind a small typed interface (see ``integrations.base``)."""
