@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.context import AppContext
-from bot.jobs import JobRunner
+from bot.jobs import Handler, JobRunner, LostHook
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
 from bot.web import create_app
@@ -31,10 +31,11 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
     return ctx
 
 
-def build_runner(ctx: AppContext) -> JobRunner:
+def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = None) -> JobRunner:
     """A job runner with every durable job kind the process knows how to run."""
-    handlers: dict = {}
-    on_lost: dict = {}
+    handlers: dict[str, Handler] = {}
+    on_lost: dict[str, LostHook] = {}
+    handlers.update(extra_handlers or {})
     return JobRunner(
         db=ctx.db, queue=ctx.jobs, handlers=handlers, on_lost=on_lost,
         concurrency=ctx.settings.server.workers, lease_s=ctx.settings.server.lease_s,
@@ -64,10 +65,13 @@ class Running:
 
 
 @asynccontextmanager
-async def running(ctx: AppContext, host: str | None = None, port: int | None = None) -> AsyncIterator[Running]:
+async def running(
+    ctx: AppContext, host: str | None = None, port: int | None = None,
+    extra_handlers: dict[str, Handler] | None = None,
+) -> AsyncIterator[Running]:
     """Start the server, workers and scheduler; stop them in reverse order, letting jobs finish."""
     s = ctx.settings
-    runner = build_runner(ctx)
+    runner = build_runner(ctx, extra_handlers)
     app = create_app(ctx)
     web_runner = web.AppRunner(app, access_log=None)
     await web_runner.setup()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
 from integrations.settings import SourcesSettings
@@ -185,7 +185,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        return (init_settings,)
 
 
 def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: bool) -> Any:
@@ -211,6 +211,16 @@ def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: 
             )
             continue
         out[key] = _resolve_secret_files(value, here, errors, allow_plain)
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
     return out
 
 
@@ -243,18 +253,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
         if not isinstance(raw, dict):
             raise ConfigError([f"{p}: the top level must be a mapping of sections"])
         data = _resolve_secret_files(raw, "", errors, bool(raw.get("allow_plaintext_secrets")))
-    # Environment overrides of secret files: ONWATCH_SLACK__BOT_TOKEN_FILE=/run/secrets/x
-    for key, value in environ.items():
-        if key.startswith("ONWATCH_") and key.endswith("_FILE") and "__" in key:
-            section, _, leaf = key[len("ONWATCH_") : -len("_FILE")].lower().partition("__")
-            if leaf in SECRET_KEYS:
-                try:
-                    data.setdefault(section, {})[leaf] = Path(value).read_text().strip()
-                except OSError as exc:
-                    errors.append(f"{key}: cannot read secret file: {exc.strerror}")
+    # The environment may hold secrets (that is where they belong) and ``<key>_FILE`` paths to them.
+    env_data = EnvSettingsSource(Settings, env_prefix="ONWATCH_", env_nested_delimiter="__")()
+    env_data = _resolve_secret_files(env_data, "", errors, allow_plain=True)
     if errors:
         raise ConfigError(errors)
     try:
-        return Settings(**data)
+        return Settings(**_deep_merge(data, env_data))
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc)) from None

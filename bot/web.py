@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -67,7 +66,6 @@ def create_app(ctx: AppContext, installers: list[Installer] | None = None) -> we
         middlewares=[_count_requests], client_max_size=max(ctx.settings.webhooks.max_body_bytes, 1024 * 1024)
     )
     app[CTX] = ctx
-    app["started_at"] = time.time()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -100,6 +100,19 @@ async def pg_db(pg_url: str) -> AsyncIterator[Database]:
         await d.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def anydb(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The same test on the embedded SQLite default and on PostgreSQL."""
+    url = f"sqlite:///{tmp_path / 'any.db'}" if request.param == "sqlite" else create_pg_database()
+    d = await _migrated(url)
+    try:
+        yield d
+    finally:
+        await d.dispose()
+        if request.param == "postgres":
+            drop_pg_database(url)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     return Settings(database={"url": sqlite_url}, runbooks={"dir": ROOT / "runbooks"})  # type: ignore[arg-type]

@@ -1,0 +1,105 @@
+"""Settings: YAML + environment overrides, secrets policy, clear errors with paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.config import load_settings
+from bot.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "onwatch.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_yaml_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = write(tmp_path, """
+server: {port: 9000}
+database: {url: "sqlite:///x.db"}
+approvals: {groups: {sre-oncall: ["slack:U1", "teams:0000-aad"]}}
+sources:
+  metrics: {kind: prometheus, url: "http://prometheus:9090", catalog: kubernetes}
+""")
+    monkeypatch.setenv("ONWATCH_DATABASE__URL", "postgresql://postgres@127.0.0.1/test")
+    monkeypatch.setenv("ONWATCH_SLACK__BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("ONWATCH_SLACK__SIGNING_SECRET", "s3cr3t")
+    s = load_settings(cfg)
+    assert s.server.port == 9000
+    assert s.database.url == "postgresql://postgres@127.0.0.1/test"
+    assert s.slack.bot_token is not None and s.slack.bot_token.get_secret_value() == "xoxb-1"
+    assert s.approvals.groups["sre-oncall"] == ["slack:U1", "teams:0000-aad"]
+    assert s.sources.metrics is not None and s.sources.metrics.url == "http://prometheus:9090"
+
+
+def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONWATCH_CONFIG", str(write(tmp_path, "server: {port: 7001}\n")))
+    assert load_settings().server.port == 7001
+
+
+def test_plaintext_secret_in_yaml_is_refused(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "slack: {bot_token: xoxb-123, signing_secret: abc}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    text = "\n".join(err.value.errors)
+    assert "slack.bot_token" in text and "ONWATCH_SLACK__BOT_TOKEN" in text
+    assert "slack.signing_secret" in text
+
+
+def test_plaintext_secret_allowed_when_operator_insists(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "allow_plaintext_secrets: true\nslack: {bot_token: xoxb-123, signing_secret: abc}\n")
+    assert load_settings(cfg).slack.bot_token is not None
+
+
+def test_secret_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("hook-token\n")
+    cfg = write(tmp_path, f"webhooks: {{token_file: {secret}}}\n")
+    s = load_settings(cfg)
+    assert s.webhooks.token is not None and s.webhooks.token.get_secret_value() == "hook-token"
+    monkeypatch.setenv("ONWATCH_WEBHOOKS__HMAC_SECRET_FILE", str(secret))
+    s = load_settings(cfg)
+    assert s.webhooks.hmac_secret is not None and s.webhooks.hmac_secret.get_secret_value() == "hook-token"
+
+
+def test_every_error_is_listed_with_its_path(tmp_path: Path) -> None:
+    cfg = write(tmp_path, """
+server: {port: 99999, bogus: 1}
+approvals: {groups: {sre: ["U123"]}}
+sources: {metrics: {kind: prometheus}}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    text = "\n".join(err.value.errors)
+    assert "server.port" in text
+    assert "server.bogus" in text
+    assert "sources.metrics.url" in text
+    assert "approvals.groups" in text
+
+
+def test_contradictory_settings_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONWATCH_SLACK__APP_TOKEN", "xapp-1")
+    with pytest.raises(ConfigError, match="bot_token"):
+        load_settings(write(tmp_path, "{}\n"))
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("server: [1, 2\n", "not valid YAML"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("llm: {enabled: true}\n", "llm.base_url"),
+])
+def test_config_check_cli_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, needle: str) -> None:
+    cfg = write(tmp_path, content)
+    assert main(["config", "check", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_config_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "nope.yaml"), "config", "check"]) == 2
+    assert "no such file" in capsys.readouterr().err
