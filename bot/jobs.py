@@ -239,13 +239,19 @@ class JobRunner:
                 if job is not None and job.id is not None:
                     task = asyncio.create_task(self.run_one(job), name=f"job-{job.id}")
                     self._inflight[job.id] = task
-                    task.add_done_callback(lambda _t, jid=job.id: self._inflight.pop(jid, None))
+                    task.add_done_callback(self._forget(job.id))
                     continue
             self.queue.wakeup.clear()
             try:
                 await asyncio.wait_for(self.queue.wakeup.wait(), timeout=self.poll_s)
             except TimeoutError:
                 pass
+
+    def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(job_id, None)
+
+        return done
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name=f"jobrunner-{self.worker_id}")
