@@ -20,6 +20,18 @@ Installer = Callable[[web.Application, AppContext], None]
 def feature_installers() -> list[Installer]:
     """Route installers of each feature; each owns its paths under the one application."""
     installers: list[Installer] = []
+    from integrations import change_webhook
+
+    installers.append(change_webhook.install)
+    from bot.intake import routes as intake_routes
+
+    installers.append(intake_routes.install)
+    from bot.chat.slack import routes as slack_routes  # mounts /slack/events only when Slack is configured
+
+    installers.append(slack_routes.install)
+    from bot.chat.teams import routes as teams_routes  # mounts /api/messages only when teams.enabled
+
+    installers.append(teams_routes.install)
     return installers
 
 

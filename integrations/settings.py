@@ -1,18 +1,23 @@
-"""Settings of the telemetry and change sources (the ``sources`` section of the settings tree)."""
+"""Settings of the telemetry and change sources (the ``sources`` section of the settings tree).
+
+Every key is documented in ``docs/sources.md``. Credentials are never read from the YAML: keys ending in
+``_env`` name the environment variable that holds them (a mounted secret can be exported by the chart).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    concurrency: int = Field(default=4, ge=1, le=64)
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="deadline of one source call, retries included")
+    concurrency: int = Field(default=4, ge=1, le=64, description="parallel requests to this source at most")
     max_bytes: int = Field(default=20_000_000, ge=1024, description="size cap on one response")
+    retries: int = Field(default=2, ge=0, le=10, description="retries on 429, 5xx and connection errors")
 
 
 class HttpAuth(BaseModel):
@@ -22,13 +27,32 @@ class HttpAuth(BaseModel):
     basic_password_env: str | None = None
     tls_verify: bool = True
     ca_file: Path | None = None
+    tenant_id: str | None = Field(default=None, description="sent as X-Scope-OrgID (Mimir, Loki, Tempo tenants)")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (no secrets)")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> HttpAuth:
+        if self.bearer_token_env and self.basic_user:
+            raise ValueError("set either bearer_token_env or basic_user, not both")
+        if self.basic_password_env and not self.basic_user:
+            raise ValueError("basic_password_env is set but basic_user is not")
+        return self
 
 
 class MetricsSourceSettings(_Source, HttpAuth):
     kind: Literal["prometheus"] = "prometheus"
     url: str
-    catalog: str = Field(default="kubernetes", description="catalog profile name or a YAML file path")
-    max_points: int = Field(default=600, ge=10, le=11000)
+    catalog: str = Field(
+        default="kubernetes",
+        description="catalog profile name (kubernetes, otel, replay), a YAML file path, or several joined by ','",
+    )
+    signals: dict[str, str] = Field(
+        default_factory=dict, description="signal -> PromQL template, overriding or adding to the catalog"
+    )
+    service_label: str | None = Field(default=None, description="label that names the service (catalog default)")
+    max_points: int = Field(default=600, ge=10, le=11000, description="points per series at most; sets the step")
+    min_step_s: float = Field(default=15.0, gt=0, description="the step never goes below this")
+    rate_window_s: int = Field(default=120, ge=1, description="rate() window; at least twice the step")
     retries: int = Field(default=3, ge=0, le=10)
 
 
@@ -36,22 +60,44 @@ class LogSourceSettings(_Source, HttpAuth):
     kind: Literal["loki"] = "loki"
     url: str
     service_label: str = "service"
-    max_lines: int = Field(default=2000, ge=1)
+    selector: str = Field(default="", description='extra stream matchers, e.g. namespace="shop"')
+    error_filter: str = Field(
+        default="(?i)(error|fatal|panic|exception|traceback|critical)",
+        description="LogQL line regex that marks an error line",
+    )
+    max_lines: int = Field(default=2000, ge=1, description="cap on lines returned by one call")
+    max_points: int = Field(default=300, ge=10, le=11000, description="points per error-count series at most")
 
 
 class TraceSourceSettings(_Source, HttpAuth):
     kind: Literal["tempo", "jaeger"] = "tempo"
     url: str
-    max_traces: int = Field(default=200, ge=1)
+    max_traces: int = Field(default=200, ge=1, description="traces fetched per call at most")
+    slow_ms: float = Field(default=1000.0, gt=0, description="a trace at least this long counts as slow")
 
 
 class ChangeSourceSettings(_Source):
     kind: Literal["github", "argocd", "webhook"]
-    repo: str | None = None
-    url: str | None = None
+    repo: str | None = Field(default=None, description="github: owner/name")
+    url: str | None = Field(default=None, description="github: API URL (default api.github.com); argocd: server URL")
     token_env: str | None = None
-    app: str | None = None
+    app: str | None = Field(default=None, description="argocd: application name (all applications when unset)")
     service: str | None = Field(default=None, description="the service this repo or app deploys")
+    environment: str | None = Field(default=None, description="github: only deployments to this environment")
+    include: list[Literal["deployments", "releases"]] = Field(
+        default_factory=lambda: ["deployments", "releases"]  # type: ignore[arg-type]
+    )
+    max_pages: int = Field(default=5, ge=1, le=50, description="github: pages of 100 read at most per call")
+    tls_verify: bool = True
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> ChangeSourceSettings:
+        if self.kind == "github" and (not self.repo or self.repo.count("/") != 1):
+            raise ValueError("a github change source needs repo: owner/name")
+        if self.kind == "argocd" and not self.url:
+            raise ValueError("an argocd change source needs url")
+        return self
 
 
 class KubernetesSettings(_Source):
@@ -60,6 +106,8 @@ class KubernetesSettings(_Source):
     in_cluster: bool = False
     namespaces: list[str] = Field(default_factory=list)
     service_label: str = "app.kubernetes.io/name"
+    max_items: int = Field(default=2000, ge=1, description="objects read per list call at most")
+    rollout_history: int = Field(default=10, ge=1, description="ReplicaSet revisions kept per Deployment")
     write_kubeconfig: Path | None = Field(default=None, description="separate write credential for executors")
     write_context: str | None = None
     write_in_cluster_token_file: Path | None = None
@@ -71,6 +119,7 @@ class GrafanaSettings(BaseModel):
     metrics_datasource_uid: str = "prometheus"
     logs_datasource_uid: str = "loki"
     traces_datasource_uid: str = "tempo"
+    traces_datasource_type: Literal["tempo", "jaeger"] = "tempo"
     org_id: int = 1
 
 

@@ -196,6 +196,21 @@ class DeadLetter(SQLModel, table=True):
     received_at: float = Field(default_factory=now, index=True)
 
 
+class ChangeRecord(SQLModel, table=True):
+    """A change a CI/CD pipeline reported through ``POST /webhooks/change`` (read back as a ChangeEvent)."""
+
+    __tablename__ = "change_record"
+    __table_args__ = (Index("ix_change_record_service_time", "service", "time"),)
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(max_length=300)
+    version: str = Field(default="", max_length=300)
+    kind: str = Field(default="deploy", max_length=16)
+    time: float = Field(index=True)
+    description: str = Field(default="", max_length=4000)
+    url: str = Field(default="", max_length=2000)
+    received_at: float = Field(default_factory=now)
+
+
 class ChatThread(SQLModel, table=True):
     """Where an incident lives in a chat platform: the root message and its thread."""
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 20:57:06.345596
+Create Date: 2026-11-26 21:10:31.751986
 """
 from typing import Sequence, Union
 
@@ -37,6 +37,21 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_event_action'), ['action'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_event_incident_id'), ['incident_id'], unique=False)
+
+    op.create_table('change_record',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('version', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('time', sa.Float(), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('received_at', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('change_record', schema=None) as batch_op:
+        batch_op.create_index('ix_change_record_service_time', ['service', 'time'], unique=False)
+        batch_op.create_index(batch_op.f('ix_change_record_time'), ['time'], unique=False)
 
     op.create_table('chat_message_ref',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -373,6 +388,11 @@ def downgrade() -> None:
     op.drop_table('dead_letter')
     op.drop_table('conversation_ref')
     op.drop_table('chat_message_ref')
+    with op.batch_alter_table('change_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_change_record_time'))
+        batch_op.drop_index('ix_change_record_service_time')
+
+    op.drop_table('change_record')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_incident_id'))
         batch_op.drop_index(batch_op.f('ix_audit_event_action'))

@@ -1,0 +1,182 @@
+"""The change webhook: CI/CD pipelines ``POST /webhooks/change`` with a bearer token and
+``{service, version, kind, time, description, url}``; accepted changes are stored (``ChangeRecord``) and read
+back by ``WebhookChangeSource`` as ``ChangeEvent``s.
+
+Bad input is answered 4xx with the reason and kept in the dead-letter table, so nothing is lost. A request
+without the right token is answered 401 and *not* stored: an unauthenticated caller gets no write into the
+database, not even a dead letter. The route is refused (503) until ``webhooks.token`` is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlmodel import col, select
+
+from bot.audit import Actor, audit
+from bot.store.models import ChangeRecord, DeadLetter
+from integrations.base import ChangeEvent, ChangeKind, TimeWindow
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+    from bot.store.db import Database
+
+PATH = "/webhooks/change"
+SOURCE = "change-webhook"
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Request-Id", "X-GitHub-Delivery")
+MAX_FUTURE_S = 3600.0  # a change more than an hour in the future is a clock or unit mistake
+
+
+class ChangeIn(BaseModel):
+    """The webhook body. ``time`` is Unix seconds or RFC 3339; it defaults to the time of receipt."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    service: str = Field(min_length=1, max_length=300)
+    version: str = Field(default="", max_length=300)
+    kind: Literal["deploy", "config", "flag", "scale", "rollback", "infra", "other"] = "deploy"
+    time: float | None = None
+    description: str = Field(default="", max_length=4000)
+    url: str = Field(default="", max_length=2000)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("time must be Unix seconds or an RFC 3339 string")
+        if isinstance(v, str):
+            text = v.strip()
+            try:
+                dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            except ValueError:
+                raise ValueError(f"time {v!r} is neither Unix seconds nor RFC 3339") from None
+            if dt.tzinfo is None:
+                raise ValueError("an RFC 3339 time needs a zone (Z or +hh:mm)")
+            return dt.timestamp()
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _sane(cls, v: float | None) -> float | None:
+        if v is not None and not (0 < v < time.time() + MAX_FUTURE_S):
+            raise ValueError(f"time {v} is not a plausible Unix time in seconds (milliseconds by mistake?)")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not v.startswith(("https://", "http://")):
+            raise ValueError("url must be an http(s) URL")
+        return v
+
+
+assert set(get_args(ChangeKind)) == set(get_args(ChangeIn.model_fields["kind"].annotation))
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    return {k: request.headers[k][:500] for k in KEPT_HEADERS if k in request.headers}
+
+
+async def _dead_letter(db: Database, request: web.Request, body: bytes, reason: str) -> None:
+    async with db.begin() as s:
+        s.add(DeadLetter(source=SOURCE, reason=reason[:4000], body=body, headers=_headers(request)))
+
+
+async def _read_body(request: web.Request, cap: int) -> tuple[bytes, bool]:
+    """At most ``cap`` bytes of the body; the flag says whether there was more."""
+    body = await request.content.read(cap + 1)
+    return body[:cap], len(body) > cap
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def make_handler(ctx: AppContext) -> Any:
+    settings, db = ctx.settings.webhooks, ctx.db
+
+    async def handle(request: web.Request) -> web.Response:
+        if settings.token is None:
+            return web.json_response({"error": "the change webhook is disabled: set webhooks.token"}, status=503)
+        if not _authorised(request, settings.token.get_secret_value()):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        cap = settings.max_body_bytes
+        if request.content_length is not None and request.content_length > cap:
+            body, _ = await _read_body(request, cap)
+            reason = f"body of {request.content_length} bytes exceeds the {cap} byte limit"
+            await _dead_letter(db, request, body, reason)
+            return web.json_response({"error": reason}, status=413)
+        body, more = await _read_body(request, cap)
+        if more:
+            reason = f"body exceeds the {cap} byte limit"
+            await _dead_letter(db, request, body, reason)
+            return web.json_response({"error": reason}, status=413)
+        try:
+            doc = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            reason = f"body is not valid JSON: {exc}"
+            await _dead_letter(db, request, body, reason)
+            return web.json_response({"error": reason}, status=400)
+        try:
+            change = ChangeIn.model_validate(doc)
+        except ValidationError as exc:
+            reasons = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+            await _dead_letter(db, request, body, "; ".join(reasons))
+            return web.json_response({"error": "invalid change", "details": reasons}, status=422)
+        received = time.time()
+        async with db.begin() as s:
+            row = ChangeRecord(service=change.service, version=change.version, kind=change.kind,
+                               time=change.time if change.time is not None else received,
+                               description=change.description, url=change.url, received_at=received)
+            s.add(row)
+            await s.flush()
+            await audit(db, Actor("webhook", "change"), "change.received",
+                        params={"id": row.id, "service": row.service, "version": row.version, "kind": row.kind,
+                                "time": row.time}, session=s)
+        return web.json_response({"status": "accepted", "id": row.id}, status=202)
+
+    return handle
+
+
+def install(app: web.Application, ctx: AppContext) -> None:
+    """Route installer registered in ``bot.web.feature_installers``."""
+    app.router.add_post(PATH, make_handler(ctx))
+
+
+class WebhookChangeSource:
+    """``ChangeSource`` over the changes pipelines reported to the webhook."""
+
+    name = "change-webhook"
+
+    def __init__(self, db: Database, *, limit: int = 1000):
+        self.db = db
+        self.limit = limit
+
+    async def changes(self, window: TimeWindow, services: Sequence[str] | None = None) -> list[ChangeEvent]:
+        async with self.db.session() as s:
+            q = select(ChangeRecord).where(col(ChangeRecord.time) <= window.end)
+            if services is not None:
+                q = q.where(col(ChangeRecord.service).in_(list(services)))
+            rows = list((await s.exec(q.order_by(col(ChangeRecord.time).desc()).limit(self.limit * 4))).all())
+        rows.sort(key=lambda r: (r.time, r.id or 0))
+        out: list[ChangeEvent] = []
+        last: dict[str, str] = {}
+        for r in rows:
+            prev = last.get(r.service, "")
+            if r.version:
+                last[r.service] = r.version
+            if r.time < window.start:
+                continue
+            out.append(ChangeEvent(service=r.service, time=r.time, kind=r.kind,  # type: ignore[arg-type]
+                                   version=r.version, previous_version=prev if prev != r.version else "",
+                                   description=r.description, url=r.url, source="webhook"))
+        return out[-self.limit:]
