@@ -28,6 +28,22 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
                                  pool_size=settings.database.pool_size)
         await db.check_schema()
     ctx = AppContext.for_db(settings, db)
+    from bot.triage.service import TriageService
+
+    ctx.triage = TriageService(ctx)
+    from bot.remediate.service import RemediationService
+
+    ctx.remediation = RemediationService(ctx)
+    if settings.slack.enabled:
+        from bot.chat.slack.adapter import SlackAdapter
+
+        ctx.chat.add(SlackAdapter(settings, db))
+    if settings.teams.enabled:
+        from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
+        from bot.chat.teams.connection import build_cloud_adapter
+
+        ctx.chat.add(TeamsAdapter(db, settings.teams, build_cloud_adapter(settings.teams),
+                                  approvers=approvers_lookup(ctx)))
     return ctx
 
 
@@ -35,6 +51,10 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
     """A job runner with every durable job kind the process knows how to run."""
     handlers: dict[str, Handler] = {}
     on_lost: dict[str, LostHook] = {}
+    if ctx.remediation is not None:
+        handlers["execution"] = ctx.remediation.run_execution
+        handlers["verification"] = ctx.remediation.run_verification
+        on_lost["execution"] = ctx.remediation.on_execution_lost
     handlers.update(extra_handlers or {})
     return JobRunner(
         db=ctx.db, queue=ctx.jobs, handlers=handlers, on_lost=on_lost,
@@ -46,6 +66,8 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
 def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     sched = LeaderScheduler(ctx.db)
     sched.every(max(5.0, ctx.settings.server.lease_s / 2), "reap-leases", runner.reap_expired)
+    if ctx.remediation is not None:
+        sched.every(30.0, "expire-proposals", ctx.remediation.expire_due)
     return sched
 
 
@@ -80,9 +102,17 @@ async def running(
     runner.start()
     sched = build_scheduler(ctx, runner)
     sched.start()
+    slack_socket = None
+    if s.slack.enabled and s.slack.app_token is not None:  # Socket Mode: no public URL needed
+        from bot.chat.slack.socket import SocketModeRunner
+
+        slack_socket = SocketModeRunner(ctx)
+        await slack_socket.start()
     try:
         yield Running(ctx, runner, sched, site, web_runner)
     finally:
+        if slack_socket is not None:
+            await slack_socket.stop()
         await sched.stop()
         await runner.stop(grace_s=s.server.shutdown_grace_s)
         await web_runner.cleanup()

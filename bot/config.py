@@ -109,6 +109,8 @@ class TeamsSettings(Section):
     tenant_id: str | None = None
     app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = "MultiTenant"
     channel: str | None = Field(default=None, description="conversation id of the announcement channel")
+    certificate_thumbprint: str | None = Field(default=None, description="certificate auth instead of a password")
+    certificate_key_file: Path | None = Field(default=None, description="PEM private key of that certificate")
     enabled: bool = False
 
 
@@ -172,8 +174,11 @@ class Settings(BaseSettings):
             raise ValueError("slack.app_token (Socket Mode) is set but slack.bot_token is not")
         if self.slack.bot_token is not None and self.slack.app_token is None and self.slack.signing_secret is None:
             raise ValueError("slack.bot_token is set: HTTP mode needs slack.signing_secret (or set slack.app_token)")
-        if self.teams.app_id and self.teams.app_password is None and self.teams.app_type != "UserAssignedMSI":
-            raise ValueError("teams.app_id is set but teams.app_password is not")
+        t = self.teams
+        if t.app_id and t.app_password is None and t.app_type != "UserAssignedMSI" and not t.certificate_thumbprint:
+            raise ValueError("teams.app_id is set but neither teams.app_password nor teams.certificate_thumbprint is")
+        if bool(t.certificate_thumbprint) != bool(t.certificate_key_file):
+            raise ValueError("teams.certificate_thumbprint and teams.certificate_key_file go together")
         return self
 
     @classmethod

@@ -103,12 +103,13 @@ class KubernetesWriteExecutor:
         return min(float(action.get("timeout_s") or CALL_TIMEOUT_S), CALL_TIMEOUT_S)
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, write: bool = False,
-                    timeout: float = CALL_TIMEOUT_S, **kw: Any) -> dict[str, Any]:
+                    deadline_s: float = CALL_TIMEOUT_S, **kw: Any) -> dict[str, Any]:
         """One API call, raw JSON in and out. A lost write is ``ExecutorUnknown``; anything else is definite."""
         kw["_preload_content"] = False
-        kw["_request_timeout"] = timeout
+        kw["_request_timeout"] = deadline_s
+        timeout = deadline_s
         try:
-            resp = await asyncio.wait_for(fn(*args, **kw), timeout=timeout + 1)
+            resp = await asyncio.wait_for(fn(*args, **kw), timeout=deadline_s + 1)
             try:
                 raw = await resp.read()
             finally:
@@ -129,10 +130,10 @@ class KubernetesWriteExecutor:
             raise ApiError(resp.status, str(data.get("message") or data)[:500])
         return data if isinstance(data, dict) else {"items": data}
 
-    async def _write(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float, **kw: Any) -> dict[str, Any]:
+    async def _write(self, fn: Callable[..., Awaitable[Any]], *args: Any, deadline_s: float, **kw: Any) -> dict[str, Any]:
         """Server-side dry run first; the real call only when the dry run is accepted."""
-        await self._call(fn, *args, write=True, timeout=timeout, dry_run="All", **kw)
-        return await self._call(fn, *args, write=True, timeout=timeout, **kw)
+        await self._call(fn, *args, write=True, deadline_s=deadline_s, dry_run="All", **kw)
+        return await self._call(fn, *args, write=True, deadline_s=deadline_s, **kw)
 
     async def find_deployment(self, service: str, namespaces: list[str]) -> tuple[str, str] | None:
         label = self.settings.service_label if self.settings else "app.kubernetes.io/name"
@@ -149,7 +150,7 @@ class KubernetesWriteExecutor:
         apps = k8s.AppsV1Api(await self.api())
         try:
             dep = await self._call(apps.read_namespaced_deployment, action["deployment"], action["namespace"],
-                                   timeout=self._timeout(action))
+                                   deadline_s=self._timeout(action))
         except ApiError as exc:
             if exc.status == 404:
                 raise ExecutorRefused(f"deployment {action['namespace']}/{action['deployment']} does not exist") from None
@@ -166,7 +167,7 @@ class KubernetesWriteExecutor:
         match = dep.get("spec", {}).get("selector", {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
         rss = (await self._call(apps.list_namespaced_replica_set, action["namespace"], label_selector=selector,
-                                timeout=self._timeout(action))).get("items", [])
+                                deadline_s=self._timeout(action))).get("items", [])
         uid = meta.get("uid")
         best: tuple[int, dict[str, Any] | None] = (0, None)
         for rs in rss:
@@ -204,13 +205,13 @@ class KubernetesWriteExecutor:
     async def _drain_plan(self, action: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         core = k8s.CoreV1Api(await self.api())
         try:
-            node = await self._call(core.read_node, action["node"], timeout=self._timeout(action))
+            node = await self._call(core.read_node, action["node"], deadline_s=self._timeout(action))
         except ApiError as exc:
             if exc.status == 404:
                 raise ExecutorRefused(f"node {action['node']} does not exist") from None
             raise
         pods = (await self._call(core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={action['node']}",
-                                 timeout=self._timeout(action))).get("items", [])
+                                 deadline_s=self._timeout(action))).get("items", [])
         evict = []
         for pod in pods:
             meta = pod.get("metadata", {})
@@ -247,7 +248,7 @@ class KubernetesWriteExecutor:
             core = k8s.CoreV1Api(await self.api())
             try:
                 pod = await self._call(core.read_namespaced_pod, action["pod"], action["namespace"],
-                                       timeout=self._timeout(action))
+                                       deadline_s=self._timeout(action))
             except ApiError as exc:
                 if exc.status == 404:
                     raise ExecutorRefused(f"pod {action['namespace']}/{action['pod']} does not exist") from None
@@ -280,7 +281,7 @@ class KubernetesWriteExecutor:
             template = copy.deepcopy(prev["spec"]["template"])
             (template.get("metadata", {}).get("labels") or {}).pop("pod-template-hash", None)
             patch = [{"op": "replace", "path": "/spec/template", "value": template}]
-            await self._write(apps.patch_namespaced_deployment, action["deployment"], ns, patch, timeout=t)
+            await self._write(apps.patch_namespaced_deployment, action["deployment"], ns, patch, deadline_s=t)
             after = await self._deployment(action)
             rev = prev["metadata"]["annotations"][REVISION]
             return Outcome(True, self._summary(dep), self._summary(after),
@@ -288,30 +289,30 @@ class KubernetesWriteExecutor:
         if op == "restart":
             dep = await self._deployment(action)
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-            await self._write(apps.patch_namespaced_deployment, action["deployment"], ns, patch, timeout=t)
+            restart = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+            await self._write(apps.patch_namespaced_deployment, action["deployment"], ns, restart, deadline_s=t)
             after = await self._deployment(action)
             return Outcome(True, self._summary(dep), self._summary(after),
                            f"restarted {ns}/{action['deployment']} (restartedAt {stamp})")
         if op == "scale":
             await self._deployment(action)  # existence and scope labels
-            scale = await self._call(apps.read_namespaced_deployment_scale, action["deployment"], ns, timeout=t)
+            scale = await self._call(apps.read_namespaced_deployment_scale, action["deployment"], ns, deadline_s=t)
             current = int(scale.get("spec", {}).get("replicas") or 0)
             target = self._scale_target(action, current)
             await self._write(apps.patch_namespaced_deployment_scale, action["deployment"], ns,
-                              {"spec": {"replicas": target}}, timeout=t)
-            after = await self._call(apps.read_namespaced_deployment_scale, action["deployment"], ns, timeout=t)
+                              {"spec": {"replicas": target}}, deadline_s=t)
+            after = await self._call(apps.read_namespaced_deployment_scale, action["deployment"], ns, deadline_s=t)
             return Outcome(True, {"replicas": current}, {"replicas": after.get("spec", {}).get("replicas")},
                            f"scaled {ns}/{action['deployment']} from {current} to {target} replicas")
         if op == "delete_pod":
-            pod = await self._call(core.read_namespaced_pod, action["pod"], ns, timeout=t)
+            pod = await self._call(core.read_namespaced_pod, action["pod"], ns, deadline_s=t)
             bad = _labels_ok(pod, action.get("require_labels") or {})
             if bad:
                 raise ExecutorRefused(bad)
             kw: dict[str, Any] = {}
             if action.get("grace_period_s") is not None:
                 kw["grace_period_seconds"] = int(action["grace_period_s"])
-            await self._write(core.delete_namespaced_pod, action["pod"], ns, timeout=t, **kw)
+            await self._write(core.delete_namespaced_pod, action["pod"], ns, deadline_s=t, **kw)
             before = {"pod": f"{ns}/{action['pod']}", "phase": pod.get("status", {}).get("phase"),
                       "uid": pod.get("metadata", {}).get("uid")}
             return Outcome(True, before, {"deleted": True}, f"deleted pod {ns}/{action['pod']}")
@@ -325,7 +326,7 @@ class KubernetesWriteExecutor:
         name = action["node"]
         before = {"unschedulable": bool(node.get("spec", {}).get("unschedulable")),
                   "pods": [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods]}
-        await self._write(core.patch_node, name, {"spec": {"unschedulable": True}}, timeout=t)
+        await self._write(core.patch_node, name, {"spec": {"unschedulable": True}}, deadline_s=t)
         evicted: list[str] = []
         blocked: list[str] = []
         failed: list[str] = []
@@ -333,7 +334,7 @@ class KubernetesWriteExecutor:
             pns, pname = pod["metadata"]["namespace"], pod["metadata"]["name"]
             body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pname, "namespace": pns}}
             try:
-                await self._write(core.create_namespaced_pod_eviction, pname, pns, body, timeout=t)
+                await self._write(core.create_namespaced_pod_eviction, pname, pns, body, deadline_s=t)
                 evicted.append(f"{pns}/{pname}")
             except ApiError as exc:
                 if exc.status == 429:
@@ -342,7 +343,7 @@ class KubernetesWriteExecutor:
                     evicted.append(f"{pns}/{pname}")  # already gone
                 else:
                     failed.append(f"{pns}/{pname}: {exc}")
-        after_node = await self._call(core.read_node, name, timeout=t)
+        after_node = await self._call(core.read_node, name, deadline_s=t)
         after = {"unschedulable": bool(after_node.get("spec", {}).get("unschedulable")),
                  "evicted": evicted, "blocked_by_pdb": blocked, "failed": failed}
         if blocked or failed:

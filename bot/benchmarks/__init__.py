@@ -1,0 +1,1 @@
+"""Benchmark harnesses. These, and only these, read a dataset's ``labels.json``."""

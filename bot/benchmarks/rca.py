@@ -1,0 +1,216 @@
+"""``onwatch bench rca DATASET_DIR``: the engine on every case of a dataset, scored against its labels,
+beside the BARO baseline (``RCAEval.e2e.baro``) on the same metrics and the same detection time.
+
+AC@k is the share of cases whose true root-cause service is in the top k of the ranking; Avg@5 is
+the mean of AC@1..AC@5; ``ac1_answered`` is AC@1 over the cases where the engine did not abstain.
+This module is the only code that opens ``labels.json``; the engine sees only the case folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.investigate.cli import run_case
+from bot.investigate.stats import estimate_step, forward_fill, make_grid
+from integrations.replay import BundleError, ReplayCase
+
+
+class BenchError(Exception):
+    """The dataset folder is not usable (no cases, no labels, BARO not installed)."""
+
+
+@dataclass(slots=True)
+class CaseResult:
+    case: str
+    root_cause: str
+    ranked: list[str]
+    abstained: bool
+    confidence: float
+    seconds: float
+    baro_ranked: list[str] | None = None
+    error: str = ""
+
+    def rank(self, ranked: list[str] | None) -> int | None:
+        if ranked is None or self.root_cause not in ranked:
+            return None
+        return ranked.index(self.root_cause) + 1
+
+
+def load_labels(dataset: Path) -> dict[str, dict[str, Any]]:
+    p = dataset / "labels.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{p}: cannot read labels: {exc}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{p}: expected an object of case id -> label")
+    return data
+
+
+def case_dirs(dataset: Path) -> list[Path]:
+    root = dataset / "cases"
+    if not root.is_dir():
+        raise BenchError(f"{dataset}: no cases/ folder")
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def baro_frame(case: ReplayCase, max_points: int = 4000) -> tuple[Any, dict[str, str]]:
+    """A wide frame: one forward-filled column per (service, signal) on the case's grid."""
+    import pandas as pd
+
+    series = case.metrics()
+    start, end = case.time_range
+    step = estimate_step([s.times for s in series.values()])
+    grid, _ = make_grid(start, end, step, max_points)
+    cols: dict[str, np.ndarray] = {"time": grid}
+    owner: dict[str, str] = {}
+    for (svc, sig), data in series.items():
+        name = f"{svc}_{sig}"
+        vals = forward_fill(data.times, data.values, grid)
+        finite = np.isfinite(vals)
+        if not finite.any():
+            continue
+        vals[: int(np.argmax(finite))] = vals[int(np.argmax(finite))]  # back-fill the lead-in only
+        cols[name] = vals
+        owner[name] = svc
+    return pd.DataFrame(cols), owner
+
+
+def run_baro(case: ReplayCase) -> list[str]:
+    from RCAEval.e2e.baro import baro
+
+    frame, owner = baro_frame(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = baro(frame, inject_time=case.detection_time, dataset="onwatch")
+    ranked: list[str] = []
+    for col in out["ranks"]:
+        svc = owner.get(col)
+        if svc is not None and svc not in ranked:
+            ranked.append(svc)
+    return ranked
+
+
+def _ac(results: list[CaseResult], k: int, baro: bool = False) -> float:
+    if not results:
+        return 0.0
+    hits = 0
+    for r in results:
+        rank = r.rank(r.baro_ranked if baro else r.ranked)
+        hits += rank is not None and rank <= k
+    return hits / len(results)
+
+
+def summarise(results: list[CaseResult], with_baro: bool) -> dict[str, Any]:
+    answered = [r for r in results if not r.abstained]
+    out: dict[str, Any] = {
+        "cases": len(results),
+        "onwatch": {
+            "ac1": round(_ac(results, 1), 4),
+            "ac3": round(_ac(results, 3), 4),
+            "avg5": round(sum(_ac(results, k) for k in range(1, 6)) / 5, 4),
+            "abstain_rate": round(1 - len(answered) / len(results), 4) if results else 0.0,
+            "ac1_answered": round(_ac(answered, 1), 4) if answered else None,
+            "median_s": round(statistics.median(r.seconds for r in results), 4) if results else None,
+        },
+    }
+    if with_baro:
+        out["baro"] = {
+            "ac1": round(_ac(results, 1, True), 4),
+            "ac3": round(_ac(results, 3, True), 4),
+            "avg5": round(sum(_ac(results, k, True) for k in range(1, 6)) / 5, 4),
+        }
+    out["per_case"] = [
+        {
+            "case": r.case,
+            "root_cause": r.root_cause,
+            "onwatch_rank": r.rank(r.ranked),
+            "onwatch_top": r.ranked[:3],
+            "abstained": r.abstained,
+            "confidence": r.confidence,
+            "seconds": round(r.seconds, 4),
+            **({"baro_rank": r.rank(r.baro_ranked), "baro_top": (r.baro_ranked or [])[:3]} if with_baro else {}),
+            **({"error": r.error} if r.error else {}),
+        }
+        for r in results
+    ]
+    return out
+
+
+def run_dataset(dataset: Path, with_baro: bool = True, limit: int | None = None) -> dict[str, Any]:
+    labels = load_labels(dataset)
+    dirs = case_dirs(dataset)
+    if limit is not None:
+        dirs = dirs[:limit]
+    if not dirs:
+        raise BenchError(f"{dataset}: no cases")
+    if with_baro:
+        try:
+            import RCAEval.e2e.baro  # noqa: F401
+        except ImportError as exc:
+            raise BenchError(f"BARO needs the bench extra (pip install -e '.[bench]'): {exc}") from None
+    results: list[CaseResult] = []
+    for d in dirs:
+        label = labels.get(d.name)
+        if label is None:
+            raise BenchError(f"{d.name}: no label in {dataset / 'labels.json'}")
+        started = time.perf_counter()
+        try:
+            report = asyncio.run(run_case(d))
+        except BundleError as exc:
+            results.append(CaseResult(d.name, label["root_cause_service"], [], True, 0.0,
+                                      time.perf_counter() - started, error=str(exc)))
+            continue
+        elapsed = time.perf_counter() - started
+        res = CaseResult(
+            case=d.name,
+            root_cause=str(label["root_cause_service"]),
+            ranked=list(report.ranked_services),
+            abstained=report.abstained,
+            confidence=report.causes[0].confidence if report.causes else 0.0,
+            seconds=elapsed,
+        )
+        if with_baro:
+            res.baro_ranked = run_baro(ReplayCase(d))
+        results.append(res)
+    return summarise(results, with_baro)
+
+
+def format_table(name: str, s: dict[str, Any]) -> str:
+    o = s["onwatch"]
+    line = (f"{name:<14} cases {s['cases']:>3}  onwatch ac1 {o['ac1']:.3f} ac3 {o['ac3']:.3f} avg5 {o['avg5']:.3f} "
+            f"abstain {o['abstain_rate']:.3f} ac1_answered {o['ac1_answered'] if o['ac1_answered'] is not None else '-'} "
+            f"median {o['median_s']:.3f}s")
+    if "baro" in s:
+        b = s["baro"]
+        line += f"  | BARO ac1 {b['ac1']:.3f} ac3 {b['ac3']:.3f} avg5 {b['avg5']:.3f}"
+    return line
+
+
+def main(args: argparse.Namespace) -> int:
+    dataset = Path(args.dataset)
+    try:
+        summary = run_dataset(dataset, with_baro=not getattr(args, "no_baro", False), limit=getattr(args, "limit", None))
+    except BenchError as exc:
+        print(f"onwatch bench rca: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_table(dataset.name, summary))
+        for r in summary["per_case"]:
+            print(f"  {r['case']:<20} truth {r['root_cause']:<40} onwatch #{r['onwatch_rank'] or '-'}"
+                  f"{' (abstained)' if r['abstained'] else ''}"
+                  + (f"  BARO #{r['baro_rank'] or '-'}" if "baro_rank" in r else ""))
+    return 0

@@ -1,0 +1,200 @@
+"""The slack-bolt ``AsyncApp``: alert posts → triage, ``/investigate`` and mentions → commands, buttons → decisions.
+
+Every listener acks first (Slack wants an answer within 3 seconds) and does the work after. Event
+re-deliveries (``X-Slack-Retry-Num``) are recognised by ``event_id`` and acknowledged without being
+handled twice; the domain is idempotent underneath anyway (alert dedup by fingerprint, one conditional
+update per decision). Nothing a user types is executed: it is parsed into a verb by
+``bot.chat.commands``. Button values are opaque proposal ids; everything else is looked up and the
+clicker is authorised on the server by the remediation service.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+
+from bot.audit import Actor
+from bot.chat.commands import CommandContext, CommandReply, handle_command
+from bot.chat.hub import ThreadOrigin
+from bot.chat.slack.adapter import SlackAdapter
+from bot.chat.slack.principals import UserGroupCache
+from bot.chat.slack.render import Rendered, render_message
+from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+PROPOSAL_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+# message subtypes that are edits, deletions or housekeeping, never a new alert post
+IGNORED_SUBTYPES = frozenset({"message_changed", "message_deleted", "message_replied", "channel_join",
+                              "channel_leave", "channel_topic", "channel_purpose", "channel_name",
+                              "thread_broadcast", "bot_add", "bot_remove", "pinned_item", "unpinned_item"})
+
+
+class SeenEvents:
+    """Event ids handled recently (bounded, with a TTL), so a Slack retry is acked but not handled again."""
+
+    def __init__(self, ttl_s: float = 3600, cap: int = 10_000) -> None:
+        self.ttl_s, self.cap = ttl_s, cap
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, event_id: str) -> bool:
+        now = time.monotonic()
+        while self._seen and (len(self._seen) > self.cap or next(iter(self._seen.values())) < now):
+            self._seen.popitem(last=False)
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = now + self.ttl_s
+        return True
+
+
+def _reply_rendered(reply: CommandReply) -> Rendered | str:
+    return render_message(reply.message) if reply.message is not None else reply.text
+
+
+def bolt_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
+    """The adapter's bolt app, built once and shared by the HTTP route and Socket Mode."""
+    if adapter.bolt is None:
+        adapter.bolt = build_app(ctx, adapter)
+    app: AsyncApp = adapter.bolt
+    return app
+
+
+def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
+    s = ctx.settings.slack
+    secret = s.signing_secret.get_secret_value() if s.signing_secret else ""
+    app = AsyncApp(
+        client=adapter.client,
+        signing_secret=secret,
+        request_verification_enabled=bool(secret),  # Socket Mode has no signatures; HTTP mode always does
+        name="onwatch",
+        process_before_response=False,
+    )
+    groups = UserGroupCache(adapter.client, s.usergroup_cache_s)
+    seen = SeenEvents()
+    alert_channels = set(s.alert_channels)
+
+    @app.middleware
+    async def drop_redeliveries(body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002 - bolt's name
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not seen.first_time(str(event_id)):
+            log.info("Slack re-delivered event %s; already handled", event_id)
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    # ------------------------------------------------------------- alert posts
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any]) -> None:
+        channel = str(event.get("channel", ""))
+        if channel not in alert_channels or event.get("subtype") in IGNORED_SUBTYPES:
+            return
+        ts = str(event.get("ts", ""))
+        if event.get("thread_ts") and event.get("thread_ts") != ts:
+            return  # a reply in a thread is conversation, not a new alert
+        if ctx.triage is None:
+            log.warning("alert post in %s ignored: triage is not running", channel)
+            return
+        from bot.triage.posts import ChatPost, parse_alert_post
+
+        post = ChatPost(platform="slack", channel=channel, ts=ts, user=str(event.get("user") or ""),
+                        bot_id=str(event.get("bot_id") or ""), username=str(event.get("username") or ""),
+                        text=str(event.get("text") or ""), attachments=list(event.get("attachments") or []),
+                        blocks=list(event.get("blocks") or []))
+        alerts = parse_alert_post(post)
+        if not alerts:
+            return
+        await ctx.triage.ingest(alerts, origin=ThreadOrigin("slack", channel, ts))
+
+    # ------------------------------------------------------------- mentions and /investigate
+
+    async def run_command(text: str, user: str, user_name: str, channel: str, thread_ts: str | None,
+                          origin: ThreadOrigin | None) -> CommandReply:
+        incident_id = await adapter.incident_for_thread(channel, thread_ts)
+        if incident_id is None and thread_ts is None:
+            open_here = await adapter.open_incidents_in(channel)
+            if len(open_here) == 1:
+                incident_id = open_here[0]
+        actor = Actor("slack", user, user_name)
+        cc = CommandContext(actor=actor, platform="slack", channel=channel, incident_id=incident_id, origin=origin)
+        return await handle_command(ctx, text, cc)
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any]) -> None:
+        channel, user = str(event.get("channel", "")), str(event.get("user", ""))
+        ts = str(event.get("ts", ""))
+        thread_ts = str(event["thread_ts"]) if event.get("thread_ts") else None
+        text = MENTION.sub("", str(event.get("text") or "")).strip()
+        name = await adapter.display_name(user) if user else ""
+        reply = await run_command(text, user, name, channel, thread_ts,
+                                  ThreadOrigin("slack", channel, thread_ts or ts))
+        if reply.ephemeral:
+            await adapter.ephemeral(channel, user, _reply_rendered(reply), thread_ts=thread_ts)
+        else:
+            await adapter.say(channel, _reply_rendered(reply), thread_ts=thread_ts or ts)
+
+    @app.command("/investigate")
+    async def on_investigate(ack: Any, command: dict[str, Any]) -> None:
+        await ack()  # within 3 s; the work below runs after Slack has its answer
+        channel, user = str(command.get("channel_id", "")), str(command.get("user_id", ""))
+        text = str(command.get("text") or "").strip()
+        reply = await run_command(f"investigate {text}".strip(), user, str(command.get("user_name") or ""),
+                                  channel, None, None)
+        await adapter.ephemeral(channel, user, _reply_rendered(reply))
+
+    # ------------------------------------------------------------- Approve / Reject
+
+    async def decide(body: dict[str, Any], action: dict[str, Any], decision: str) -> None:
+        user = body.get("user") or {}
+        user_id = str(user.get("id", ""))
+        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or message.get("ts")
+        proposal_id = str(action.get("value") or "")
+        if not PROPOSAL_ID.match(proposal_id):
+            await adapter.ephemeral(channel, user_id, "That button is malformed; ask for the proposal again with "
+                                    "`@onwatch status`.", thread_ts=thread_ts)
+            return
+        if ctx.remediation is None:
+            await adapter.ephemeral(channel, user_id, "Remediation is not running in this onwatch; nothing was "
+                                    "decided.", thread_ts=thread_ts)
+            return
+        name = await adapter.display_name(user_id, str(user.get("username") or user.get("name") or ""))
+        candidates = set(ident for members in ctx.settings.approvals.groups.values() for ident in members)
+        candidates |= await _proposal_approvers(ctx, proposal_id)
+        principals = await groups.principals(user_id, candidates)
+        outcome = await ctx.remediation.decide(proposal_id, Actor("slack", user_id, name), decision, principals)
+        if outcome.status not in ("approved", "rejected"):
+            await adapter.ephemeral(channel, user_id, outcome.message or f"Nothing changed ({outcome.status}).",
+                                    thread_ts=thread_ts)
+
+    @app.action("onwatch_approve")
+    async def on_approve(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await decide(body, action, "approve")
+
+    @app.action("onwatch_reject")
+    async def on_reject(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await decide(body, action, "reject")
+
+    return app
+
+
+async def _proposal_approvers(ctx: AppContext, proposal_id: str) -> set[str]:
+    """The proposal's own approver identities (to know which user groups to look up)."""
+    from bot.store.models import Proposal
+
+    async with ctx.db.session() as s:
+        proposal = await s.get(Proposal, proposal_id)
+    if proposal is None:
+        return set()
+    approvers_for = getattr(ctx.remediation, "approvers_for", None)
+    return set(approvers_for(proposal)) if approvers_for is not None else set()

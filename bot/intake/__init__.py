@@ -1,0 +1,1 @@
+"""Alert intake: the webhook endpoints (Alertmanager, Grafana, generic) in front of triage."""

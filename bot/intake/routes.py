@@ -1,0 +1,175 @@
+"""The three webhook endpoints: authenticate, bound, validate, dead-letter, hand to triage, acknowledge.
+
+``POST /webhooks/alertmanager`` | ``/webhooks/grafana`` | ``/webhooks/generic``
+
+* Auth: ``Authorization: Bearer <webhooks.token>`` (constant-time compare), or
+  ``X-Onwatch-Signature: sha256=<hex HMAC-SHA256 of the raw body with webhooks.hmac_secret>``. With neither
+  configured every request is refused: an open alert endpoint would let anyone open incidents.
+* The body is read in chunks and refused as soon as it passes ``webhooks.max_body_bytes`` (413).
+* Every refusal is answered 4xx with the reason as JSON ``{"error": ...}`` and stored in ``dead_letter``
+  (raw body capped, source, reason, selected headers, time). Credentials are never stored.
+* Accepted payloads are persisted and grouped in one transaction, then acknowledged (200). A redelivered
+  payload is deduplicated by triage, so retries are harmless. A storage failure is a 503 so the sender retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.audit import Actor
+from bot.context import AppContext
+from bot.errors import DatabaseError
+from bot.intake.payloads import PAYLOADS
+from bot.store.models import DeadLetter
+from bot.web import CTX
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Onwatch-Signature"
+AUTH_FAILURE_BODY_CAP = 4096
+DEAD_BODY_CAP = 1_048_576
+_KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "Content-Encoding")
+_CHUNK = 65536
+
+
+class Rejected(Exception):
+    """A request refused with an HTTP status and a reason the sender can act on."""
+
+    def __init__(self, status: int, reason: str, body_cap: int = DEAD_BODY_CAP, partial: bytes = b""):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.body_cap = body_cap
+        self.partial = partial
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, or ``Rejected(413)`` as soon as it is longer than ``limit`` (whatever Content-Length says)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise Rejected(413, f"body of {declared} bytes exceeds the limit of {limit} bytes (webhooks.max_body_bytes)")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        parts.append(chunk)
+        if size > limit:
+            raise Rejected(413, f"body exceeds the limit of {limit} bytes (webhooks.max_body_bytes)",
+                           partial=b"".join(parts))
+    return b"".join(parts)
+
+
+def check_auth(ctx: AppContext, headers: Any, body: bytes) -> str:
+    """Return how the caller authenticated ("token" or "hmac"), or raise ``Rejected(401)``."""
+    wh = ctx.settings.webhooks
+    if wh.token is None and wh.hmac_secret is None:
+        raise Rejected(401, "webhook credentials are not configured (set ONWATCH_WEBHOOKS__TOKEN or "
+                            "ONWATCH_WEBHOOKS__HMAC_SECRET)", AUTH_FAILURE_BODY_CAP)
+    auth = headers.get("Authorization", "")
+    if wh.token is not None and auth:
+        scheme, _, presented = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode("utf-8", "surrogateescape"), wh.token.get_secret_value().encode()
+        ):
+            return "token"
+    sig = headers.get(SIGNATURE_HEADER, "")
+    if wh.hmac_secret is not None and sig:
+        expected = "sha256=" + hmac.new(wh.hmac_secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(sig.strip().encode("utf-8", "surrogateescape"), expected.encode()):
+            return "hmac"
+        raise Rejected(401, f"{SIGNATURE_HEADER} does not match the body", AUTH_FAILURE_BODY_CAP)
+    if auth:
+        raise Rejected(401, "the bearer token is not valid", AUTH_FAILURE_BODY_CAP)
+    raise Rejected(401, f"missing credentials: send Authorization: Bearer <token> or {SIGNATURE_HEADER}",
+                   AUTH_FAILURE_BODY_CAP)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise Rejected(400, "empty body: expected a JSON object")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise Rejected(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(400, f"body is not valid JSON: {type(exc).__name__}") from None
+
+
+def describe_validation(exc: ValidationError, limit: int = 5) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = []
+    for err in errors[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "payload does not match the expected shape: " + "; ".join(parts) + more
+
+
+def _safe_headers(request: web.Request) -> dict[str, str]:
+    return {h: request.headers[h].encode("utf-8", "replace").decode("utf-8")[:500]
+            for h in _KEPT_HEADERS if h in request.headers}
+
+
+async def dead_letter(ctx: AppContext, source: str, reason: str, body: bytes, headers: dict[str, str]) -> None:
+    async with ctx.db.begin() as s:
+        s.add(DeadLetter(source=source, reason=reason[:4000], body=body, headers=headers))
+    ctx.metrics.dead_letters.labels(source).inc()
+
+
+def make_handler(source: str):  # type: ignore[no-untyped-def]
+    model = PAYLOADS[source]
+
+    async def handle(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        body = b""
+        try:
+            body = await read_limited(request, ctx.settings.webhooks.max_body_bytes)
+            how = check_auth(ctx, request.headers, body)
+            data = parse_json(body)
+            if not isinstance(data, dict):
+                raise Rejected(422, f"expected a JSON object, got {type(data).__name__}")
+            try:
+                alerts = model.model_validate(data).to_alerts()
+            except ValidationError as exc:
+                raise Rejected(422, describe_validation(exc)) from None
+        except Rejected as rej:
+            kept = (body or rej.partial)[: rej.body_cap]
+            try:
+                await dead_letter(ctx, source, rej.reason, kept, _safe_headers(request))
+            except (SQLAlchemyError, DatabaseError, OSError):
+                log.exception("could not store a dead letter for %s", source)
+                return web.json_response({"error": "storage unavailable; retry", "rejected": rej.reason}, status=503)
+            log.info("webhook %s rejected (%s): %s", source, rej.status, rej.reason)
+            return web.json_response({"error": rej.reason}, status=rej.status)
+        try:
+            outcome = await ctx.triage.ingest(alerts, actor=Actor("webhook", source, how))
+        except (SQLAlchemyError, DatabaseError, OSError) as exc:
+            log.error("webhook %s: storage failed: %s", source, exc)
+            return web.json_response({"error": "storage unavailable; retry"}, status=503)
+        return web.json_response({"status": "accepted", **outcome.as_dict()})
+
+    return handle
+
+
+def install(app: web.Application, ctx: AppContext) -> None:
+    if ctx.triage is None:
+        from bot.triage.service import TriageService
+
+        ctx.triage = TriageService(ctx)
+    for source in PAYLOADS:
+        app.router.add_post(f"/webhooks/{source}", make_handler(source))
+    if ctx.settings.webhooks.token is None and ctx.settings.webhooks.hmac_secret is None:
+        log.warning("webhooks.token and webhooks.hmac_secret are unset: the webhook endpoints refuse every request")

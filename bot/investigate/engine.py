@@ -1,0 +1,313 @@
+"""The engine: scope -> look -> hypothesise -> test -> narrow -> report. Pure and deterministic.
+
+It takes a ``Scope`` and a ``Sources`` bundle (and, optionally, past incidents) and returns a
+``Report``; it never touches the database or the chat. Everything is sorted and nothing is random,
+so the same data gives the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.investigate.findings import (
+    Finding,
+    MetricFrame,
+    caller_wait_findings,
+    log_findings,
+    metric_findings,
+    metric_frame,
+    trace_findings,
+)
+from bot.investigate.hypotheses import Hypothesis, form
+from bot.investigate.look import Gathered, Limits, gather
+from bot.investigate.planner import DeterministicPlanner, Look, Planner
+from bot.investigate.report import Cause, EvidenceItem, Report, Step
+from bot.investigate.scope import Scope
+from bot.investigate.scoring import Graph, Weights, prefer_explanations, score
+from bot.investigate.spans import edges_from_spans
+from integrations.base import Edge, Sources, TimeWindow
+
+
+@dataclass(frozen=True, slots=True)
+class PastIncident:
+    """A remembered incident: what it looked like and what caused it."""
+
+    incident_id: str
+    services: tuple[str, ...]
+    cause_service: str
+    cause_kind: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    timeout_s: float = 10.0
+    concurrency: int = 4
+    history_s: float = 3600.0
+    abstain_confidence: float = 0.3
+    min_strength: float = 0.3
+    refute_precedence: float = 0.15
+    max_causes: int = 10
+    max_evidence: int = 60
+    weights: Weights = field(default_factory=Weights)
+    planner: Planner = field(default_factory=DeterministicPlanner)
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.items: list[Step] = []
+
+    def add(self, looked_at: str, concluded: str) -> None:
+        self.items.append(Step(len(self.items) + 1, looked_at, concluded))
+
+
+def _fmt_t(t: float, ref: float) -> str:
+    d = t - ref
+    return f"{'+' if d >= 0 else '-'}{abs(d):.0f}s"
+
+
+def _memory_prior(scope: Scope, past: Sequence[PastIncident]) -> dict[tuple[str, str], float]:
+    prior: dict[tuple[str, str], float] = {}
+    for p in past:
+        if set(p.services) & set(scope.symptoms) and p.cause_service:
+            prior[(p.cause_service, p.cause_kind)] = 1.15
+            prior.setdefault((p.cause_service, "*"), 1.05)
+    return prior
+
+
+def _settings_edges(scope: Scope) -> set[Edge]:
+    return {Edge(caller, callee) for caller, callees in scope.topology.items() for callee in callees}
+
+
+def _wide_recheck(g: Gathered, scope: Scope, look: Look, findings: list[Finding]) -> tuple[list[Finding], str]:
+    frame = metric_frame(g, scope, baseline_factor=look.baseline_factor)
+    if frame is None:
+        return findings, "no metrics to look at again"
+    wide = {(f.service, f.signal): f for f in metric_findings(g, scope, frame, look.services)}
+    changed: list[str] = []
+    out: list[Finding] = []
+    for f in findings:
+        wf = wide.get((f.service, f.signal)) if f.source == "metrics" else None
+        if wf is not None and wf.z < f.z:
+            if f.anomalous and not wf.anomalous:
+                changed.append(f"{f.signal} of {f.service}")
+            f = Finding(f.service, f.signal, f.info, f.source, wf.z, wf.onset if wf.anomalous else f.onset,
+                        f.preexisting or wf.preexisting, f.before, f.after, f.query, f.link,
+                        f.summary + f"; against the longer baseline z {wf.z:.1f}", f.peak)
+        out.append(f)
+    if changed:
+        return out, f"within their longer-run range: {', '.join(changed[:6])}"
+    return out, "the longer baseline confirms both anomalies"
+
+
+def _rank(hyps: Sequence[Hypothesis]) -> list[Hypothesis]:
+    return sorted(hyps, key=lambda h: (-round(h.raw, 9), h.service, h.kind))
+
+
+async def investigate(
+    scope: Scope,
+    sources: Sources,
+    past: Sequence[PastIncident] = (),
+    config: EngineConfig | None = None,
+) -> Report:
+    cfg = config or EngineConfig()
+    steps = _Steps()
+    steps.add(
+        f"Scope: symptoms {', '.join(scope.symptoms) or '(none named)'}; onset {scope.onset:.0f}; "
+        f"baseline {scope.baseline.start:.0f}-{scope.baseline.end:.0f}; incident {scope.incident.start:.0f}-{scope.now:.0f}",
+        "compare the incident window with the baseline just before it",
+    )
+    limits = Limits(cfg.timeout_s, cfg.concurrency)
+    history = max(cfg.history_s, 3 * scope.baseline.seconds)
+    window = TimeWindow(scope.incident.start - history, scope.now)
+    change_window = TimeWindow(scope.onset - cfg.weights.change_horizon_s, scope.now)
+    g = await gather(sources, window, limits, change_window=change_window)
+
+    # context: topology, changes, memory
+    edges = set(g.edges) | _settings_edges(scope)
+    if g.spans:
+        edges |= edges_from_spans(g.spans)
+    graph = Graph(sorted(edges, key=lambda e: (e.caller, e.callee)))
+    ctx = [f"call graph: {len(edges)} edges" if edges else "call graph: unknown (no topology, no traces)"]
+    if g.change_sources:
+        ctx.append(f"{len(g.changes)} change(s) in the last {cfg.weights.change_horizon_s / 3600:.0f} h")
+    prior = _memory_prior(scope, past)
+    if past:
+        ctx.append(f"{len(past)} similar past incident(s)")
+    steps.add("Context: topology, changes, past incidents", "; ".join(ctx))
+
+    # look: metrics, logs, traces
+    missing = list(g.missing)
+    frame: MetricFrame | None = metric_frame(g, scope)
+    findings: list[Finding] = []
+    step_s = 60.0
+    if frame is not None:
+        step_s = frame.step
+        mf = metric_findings(g, scope, frame)
+        findings += mf
+        anom = sorted((f for f in mf if f.anomalous), key=lambda f: (-f.z, f.service, f.signal))
+        services = {s for s, _ in g.series}
+        signals = {sig for _, sig in g.series}
+        top = "; ".join(f"{f.signal} of {f.service} z {f.z:.1f}" for f in anom[:5])
+        steps.add(
+            f"Metrics: {len(signals)} signals over {len(services)} services (step {frame.step:g} s), "
+            "robust z against the baseline median and spread",
+            f"{len(anom)} series left their band" + (f"; strongest: {top}" if top else ""),
+        )
+    if graph.known and findings:
+        cw = caller_wait_findings(findings, graph.up)
+        findings += cw
+        if cw:
+            steps.add("Callers' waiting time: which services do anomalous callers wait on",
+                      ", ".join(f"{f.service} (z {f.z:.1f})" for f in sorted(cw, key=lambda f: -f.z)[:5]))
+    if g.logs is not None:
+        lf = log_findings(g, scope)
+        findings += lf
+        steps.add(
+            f"Logs: {len(g.logs)} lines mined into templates (drain3), before vs after",
+            f"{len(lf)} service(s) with new or more frequent error templates"
+            + (": " + ", ".join(f.service for f in sorted(lf, key=lambda f: -f.z)[:5]) if lf else ""),
+        )
+    if g.spans is not None:
+        tf, note = trace_findings(g, scope)
+        if note:
+            missing.append(note)
+        findings += tf
+        moved = sorted({f.service for f in tf if f.anomalous})
+        steps.add(
+            f"Traces: {len(g.spans)} spans, each service's own time and errors before vs after",
+            f"own time or errors rose in {len(moved)} service(s)" + (": " + ", ".join(moved[:6]) if moved else ""),
+        )
+    if g.cluster:
+        steps.add("Cluster events", f"{len(g.cluster)} event(s): "
+                  + ", ".join(sorted({f'{e.reason} {e.service}' for e in g.cluster})[:6]))
+
+    # hypothesise and test
+    hyps = form(findings, g.changes, g.cluster or [], scope.onset, cfg.weights.change_horizon_s)
+    score(hyps, findings, graph, scope.symptoms, scope.onset, step_s, cfg.weights, prior)
+    prefer_explanations(hyps, step_s)
+    ranked = _rank(hyps)
+    steps.add(f"Hypotheses: {len(hyps)} formed from the anomalies, changes and events",
+              "; ".join(f"{h.service} {h.kind} {h.raw:.2f}" for h in ranked[:5]) or "none")
+
+    looks: list[Look] = []
+    while (look := cfg.planner.next_look([h for h in ranked if not h.refuted], looks)) is not None:
+        looks.append(look)
+        findings, concl = _wide_recheck(g, scope, look, findings)
+        hyps = form(findings, g.changes, g.cluster or [], scope.onset, cfg.weights.change_horizon_s)
+        score(hyps, findings, graph, scope.symptoms, scope.onset, step_s, cfg.weights, prior)
+        prefer_explanations(hyps, step_s)
+        ranked = _rank(hyps)
+        steps.add(f"Look again: {look.reason}", concl)
+
+    # narrow: drop what the data refutes
+    top_raw = ranked[0].raw if ranked else 0.0
+    dropped: list[str] = []
+    for h in ranked:
+        if h.factors.get("precedence", 1.0) < cfg.refute_precedence:
+            h.refuted = "started well after the first clear anomaly: a consequence, not a cause"
+        elif top_raw > 0 and h.raw < 0.05 * top_raw:
+            h.refuted = "far weaker than the leading cause"
+        if h.refuted:
+            dropped.append(f"{h.service} {h.kind} ({h.refuted})")
+    alive = [h for h in ranked if not h.refuted and h.raw > 0]
+    if dropped:
+        steps.add(f"Narrow: tested {len(ranked)} hypotheses", f"dropped {len(dropped)}: " + "; ".join(dropped[:5]))
+
+    # one cause per service, best first
+    per_service: list[Hypothesis] = []
+    seen: set[str] = set()
+    for h in alive:
+        if h.service not in seen:
+            seen.add(h.service)
+            per_service.append(h)
+    raws = [h.raw for h in per_service[:5]]
+    total = sum(raws) or 1.0
+
+    def confidence(h: Hypothesis) -> float:
+        return (1.0 - math.exp(-h.raw / 0.45)) * h.raw / total
+
+    # evidence ids: the findings the causes cite, then the other clear anomalies
+    chosen = per_service[: cfg.max_causes]
+    cited: list[Finding] = []
+    ids: dict[int, str] = {}
+    for h in chosen:
+        for f in h.support[:4]:
+            if id(f) not in ids:
+                ids[id(f)] = ""
+                cited.append(f)
+    rest = sorted((f for f in findings if f.anomalous and id(f) not in ids), key=lambda f: (-f.z, f.service, f.signal))
+    evidence_items: list[EvidenceItem] = []
+    for f in (cited + rest)[: cfg.max_evidence]:
+        eid = f"e{len(evidence_items) + 1}"
+        ids[id(f)] = eid
+        evidence_items.append(EvidenceItem(
+            id=eid, source=f.source, kind={"metrics": "metric"}.get(f.source, f.source), service=f.service,
+            signal=f.signal, query=f.query, summary=f.summary, before=f.before, after=f.after, z=f.z,
+            onset=f.onset, link=f.link,
+        ))
+    for h in chosen:
+        if h.change is not None:
+            c = h.change
+            eid = f"e{len(evidence_items) + 1}"
+            evidence_items.append(EvidenceItem(
+                id=eid, source=c.source or "changes", kind="change", service=c.service, signal=c.kind,
+                query=f"changes of {c.service}", onset=c.time, link=c.diff_url or c.url,
+                summary=f"{c.kind} of {c.service} {c.previous_version or '?'} -> {c.version or '?'} "
+                        f"{_fmt_t(c.time, scope.onset)} from the alert" + (f": {c.description}" if c.description else ""),
+            ))
+            ids[id(c)] = eid
+        for e in h.events:
+            eid = f"e{len(evidence_items) + 1}"
+            evidence_items.append(EvidenceItem(
+                id=eid, source="cluster", kind="cluster", service=e.service, signal=e.reason,
+                query=f"events of {e.service}", onset=e.time,
+                summary=f"{e.reason} {e.object or e.service} x{e.count}: {e.message[:200]}",
+            ))
+            ids[id(e)] = eid
+
+    causes: list[Cause] = []
+    for h in chosen:
+        ev = [ids[id(f)] for f in h.support[:4] if ids.get(id(f))]
+        if h.change is not None and ids.get(id(h.change)):
+            ev.insert(0, ids[id(h.change)])
+        ev += [ids[id(e)] for e in h.events if ids.get(id(e))]
+        t_h = h.onset()
+        when = f", from {_fmt_t(t_h, scope.onset)} relative to the alert" if t_h is not None else ""
+        summary = f"{h.kind.replace('_', ' ')} in {h.service}{when}"
+        if h.notes:
+            summary += "; " + "; ".join(dict.fromkeys(h.notes))
+        causes.append(Cause(h.service, h.kind, round(confidence(h), 4), ev, summary, h.raw))
+
+    abstained = True
+    reason = ""
+    if not causes:
+        reason = "nothing moved clearly away from its baseline"
+    elif per_service[0].factors.get("strength", 0.0) < cfg.min_strength:
+        reason = f"the strongest anomaly ({causes[0].service}) is weak"
+    elif causes[0].confidence < cfg.abstain_confidence:
+        second = f" and {causes[1].service}" if len(causes) > 1 else ""
+        reason = f"the leading causes ({causes[0].service}{second}) are not clearly separated"
+    else:
+        abstained = False
+    sources_missing = sorted(set(missing))
+    if abstained:
+        if sources_missing:
+            reason += "; missing: " + "; ".join(sources_missing[:3])
+        steps.add("Conclusion", f"not enough evidence: {reason}")
+    else:
+        c0 = causes[0]
+        steps.add("Conclusion", f"most likely {c0.kind.replace('_', ' ')} in {c0.service} "
+                                f"(confidence {c0.confidence:.2f}); evidence {', '.join(c0.evidence) or '-'}")
+    return Report(
+        abstained=abstained,
+        ranked_services=[c.service for c in causes],
+        causes=causes,
+        evidence=evidence_items,
+        steps=steps.items,
+        missing=sources_missing,
+        scope=scope.to_dict(),
+        reason=reason,
+    )

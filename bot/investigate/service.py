@@ -1,0 +1,180 @@
+"""Investigations as durable work: request one (a row, an audit row, a job), run one (the job handler).
+
+The engine stays pure; this module loads the incident and its alerts, builds the scope, runs the
+engine over the sources the context provides, stores the report, evidence and findings, writes an
+audit row per reasoning step, and tells the chat and the remediation service.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from sqlmodel import col, select
+
+from bot.audit import BOT, Actor, audit
+from bot.investigate.engine import PastIncident, investigate
+from bot.investigate.report import Report
+from bot.investigate.scope import build_scope
+from bot.store.models import Alert, Evidence, Finding, Incident, IncidentAlert, Investigation
+from integrations.base import Sources
+
+
+class InvestigationNotFound(LookupError):
+    """The investigation or its incident does not exist."""
+
+
+async def request_investigation(ctx: Any, incident_id: str, requested_by: Actor) -> str:
+    """Queue an investigation of ``incident_id``: one row, one audit row, one durable job."""
+    async with ctx.db.begin() as s:
+        incident = await s.get(Incident, incident_id)
+        if incident is None:
+            raise InvestigationNotFound(f"no incident {incident_id}")
+        inv = Investigation(incident_id=incident_id, status="queued", requested_by=requested_by.key)
+        s.add(inv)
+        await s.flush()
+        await audit(ctx.db, requested_by, "investigation.requested", incident_id=incident_id,
+                    params={"investigation_id": inv.id}, session=s)
+        await ctx.jobs.enqueue("investigation", {"investigation_id": inv.id},
+                               dedup_key=f"investigation:{inv.id}", session=s)
+        inv_id = inv.id
+    ctx.jobs.wakeup.set()
+    return inv_id
+
+
+async def _load(ctx: Any, investigation_id: str) -> tuple[Investigation, Incident, list[Alert]]:
+    async with ctx.db.session() as s:
+        inv = await s.get(Investigation, investigation_id)
+        if inv is None:
+            raise InvestigationNotFound(f"no investigation {investigation_id}")
+        incident = await s.get(Incident, inv.incident_id)
+        if incident is None:
+            raise InvestigationNotFound(f"no incident {inv.incident_id}")
+        linked = select(IncidentAlert.alert_id).where(IncidentAlert.incident_id == incident.id)
+        alerts = list((await s.exec(
+            select(Alert).where((col(Alert.incident_id) == incident.id) | col(Alert.id).in_(linked))
+            .order_by(col(Alert.starts_at), col(Alert.id))
+        )).all())
+    return inv, incident, alerts
+
+
+async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[PastIncident]:
+    memory = getattr(ctx, "memory", None)
+    recall = getattr(memory, "recall", None)
+    if recall is None:
+        from bot.memory.store import recall as store_recall
+
+        found = await store_recall(ctx.db, list(incident.services), alertnames, exclude=incident.id)
+    else:
+        found = await recall(list(incident.services), alertnames, exclude=incident.id)
+    return [PastIncident(r.incident_id, tuple(r.services), r.cause_service, r.cause_kind, r.title) for r in found]
+
+
+async def _open_sources(ctx: Any, sources: Sources | None) -> tuple[Sources, AbstractAsyncContextManager[Any] | None]:
+    if sources is not None:
+        return sources, None
+    made = ctx.sources_factory()
+    if hasattr(made, "__aenter__"):
+        return await made.__aenter__(), made
+    if inspect.isawaitable(made):
+        made = await made
+    return made, None
+
+
+async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | None = None) -> None:
+    """Run one queued investigation to the end and record everything it did."""
+    inv, incident, alerts = await _load(ctx, investigation_id)
+    if inv.status == "done":
+        return  # a redelivered job: the report is already stored
+    async with ctx.db.begin() as s:
+        row = await s.get(Investigation, investigation_id)
+        assert row is not None
+        row.status = "running"
+        row.started_at = time.time()
+        s.add(row)
+        inc = await s.get(Incident, incident.id)
+        if inc is not None:
+            inc.phase = "investigating"
+            inc.updated_at = time.time()
+            s.add(inc)
+    firing = [a for a in alerts if a.status == "firing"] or alerts
+    onset = min((a.starts_at for a in firing), default=incident.opened_at)
+    symptoms = sorted({a.service for a in firing if a.service} | set(incident.services))
+    alertnames = sorted({a.name for a in firing})
+    src, cm = await _open_sources(ctx, sources)
+    try:
+        now = src.clock()
+        triage = getattr(ctx.settings, "triage", None)
+        scope = build_scope(symptoms, onset, now, incident_id=incident.id, title=incident.title,
+                            alert_names=alertnames, topology=getattr(triage, "topology", {}) or {},
+                            owners=getattr(triage, "owners", {}) or {})
+        past = await _past(ctx, incident, alertnames)
+        report = await investigate(scope, src, past)
+    except Exception as exc:
+        async with ctx.db.begin() as s:
+            row = await s.get(Investigation, investigation_id)
+            if row is not None:
+                row.status = "failed"
+                row.error = f"{type(exc).__name__}: {exc}"[:4000]
+                row.finished_at = time.time()
+                s.add(row)
+            await audit(ctx.db, BOT, "investigation.failed", incident_id=incident.id,
+                        params={"investigation_id": investigation_id}, result=f"{type(exc).__name__}: {exc}", session=s)
+        raise
+    finally:
+        if cm is not None:
+            await cm.__aexit__(None, None, None)
+        else:
+            await src.aclose()
+    await _store(ctx, investigation_id, incident.id, report)
+    await ctx.chat.investigation_finished(incident.id, investigation_id)
+    if report.causes and not report.abstained and getattr(ctx, "remediation", None) is not None:
+        await ctx.remediation.propose(incident.id, investigation_id)
+
+
+async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Report) -> None:
+    data = report.to_dict()
+    async with ctx.db.begin() as s:
+        row = await s.get(Investigation, investigation_id)
+        assert row is not None
+        row.status = "done"
+        row.finished_at = time.time()
+        row.abstained = report.abstained
+        row.report = data
+        row.missing = list(report.missing)
+        s.add(row)
+        for e in report.evidence:
+            s.add(Evidence(
+                investigation_id=investigation_id, key=e.id, source=e.source[:64], kind=e.kind[:64],
+                service=e.service[:300], query=e.query[:4000], summary=e.summary[:4000],
+                before=e.before, after=e.after, link=e.link[:4000],
+                data={"signal": e.signal, "z": round(e.z, 6), "onset": e.onset},
+            ))
+        for rank, c in enumerate(report.causes, 1):
+            s.add(Finding(investigation_id=investigation_id, rank=rank, service=c.service[:300], kind=c.kind[:64],
+                          confidence=c.confidence, evidence_keys=list(c.evidence), summary=c.summary[:4000]))
+        for st in report.steps:
+            await audit(ctx.db, BOT, "investigation.step", incident_id=incident_id,
+                        params={"investigation_id": investigation_id, "n": st.n, "looked_at": st.looked_at},
+                        result=st.concluded, session=s)
+        top = report.causes[0] if report.causes else None
+        await audit(
+            ctx.db, BOT, "investigation.result", incident_id=incident_id,
+            params={"investigation_id": investigation_id, "abstained": report.abstained,
+                    "causes": [c.to_dict() for c in report.causes[:5]], "missing": report.missing},
+            result=("not enough evidence: " + report.reason) if report.abstained or top is None
+            else f"{top.service} {top.kind} ({top.confidence:.2f})",
+            session=s,
+        )
+        inc = await s.get(Incident, incident_id)
+        if inc is not None:
+            inc.phase = "inconclusive" if report.abstained or not report.causes else "cause_found"
+            inc.updated_at = time.time()
+            s.add(inc)
+
+
+async def handle_job(ctx: Any, payload: dict[str, Any]) -> None:
+    """The job handler core: ``payload`` is ``{"investigation_id": ...}``."""
+    await run_investigation(ctx, str(payload["investigation_id"]))

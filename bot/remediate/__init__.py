@@ -1,0 +1,1 @@
+"""Remediation: runbook catalog, scope and approver policy, the approval state machine, execution, verification."""

@@ -1,0 +1,1 @@
+"""Triage: normalised alerts, fingerprints, dedup, suppression, grouping into incidents, severity, noise."""

@@ -1,0 +1,78 @@
+"""Ad-hoc incidents: "investigate checkout is slow" opens an incident for the services the text names.
+
+Known services come from the configuration (topology, user-facing list, owners, runbook deployments) and
+from services seen on stored alerts. A text that names none opens nothing (the caller says so).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from bot.audit import Actor, audit
+from bot.chat.hub import ThreadOrigin
+from bot.store.models import Alert, Incident
+from bot.triage.grouping import Identity
+from bot.triage.severity import incident_severity
+
+if TYPE_CHECKING:
+    from bot.triage.service import TriageService
+
+_MAX_SEEN = 2000
+
+
+async def known_services(svc: TriageService) -> set[str]:
+    st = svc.ctx.settings
+    names: set[str] = set(st.triage.user_facing_services) | set(st.triage.owners) | set(st.runbooks.deployments)
+    for caller, callees in st.triage.topology.items():
+        names.add(caller)
+        names.update(callees)
+    async with svc.db.session() as s:
+        rows = (await s.exec(select(Alert.service).where(col(Alert.service) != "").distinct().limit(_MAX_SEEN))).all()  # type: ignore[call-overload]
+    names.update(r[0] for r in rows)
+    return {n for n in names if n}
+
+
+def services_named(text: str, known: set[str]) -> list[str]:
+    """Services named in ``text`` as whole words (``checkout`` but not ``checkouts``), longest names first."""
+    found: list[str] = []
+    lowered = text.lower()
+    for name in sorted(known, key=lambda n: (-len(n), n)):
+        if re.search(rf"(?<![\w-]){re.escape(name.lower())}(?![\w-])", lowered):
+            found.append(name)
+    return found
+
+
+async def open_adhoc(svc: TriageService, text: str, actor: Actor, origin: ThreadOrigin | None) -> str | None:
+    services = services_named(text, await known_services(svc))
+    if not services:
+        return None
+    t = svc.ctx.settings.triage
+    now = svc.clock()
+    summary = " ".join(text.split())[:200]
+    inc = Incident(
+        title=f"Investigation requested: {summary}"[:500] if summary else f"Investigation of {', '.join(services)}",
+        severity=incident_severity(["warning"], services, t.user_facing_services),
+        services=services, group_key=Identity("" if not services else services[0], "", "", "").key(),
+        owner=t.owners.get(services[0], ""), source="adhoc", alert_count=0, opened_at=now, updated_at=now,
+        summary=text[:4000],
+    )
+    async with svc.db.begin() as s:
+        s.add(inc)
+        await s.flush()
+        await audit(svc.db, actor, "incident.opened", incident_id=inc.id,
+                    params={"title": inc.title, "services": services, "adhoc": True},
+                    result="opened on request", session=s)
+    await svc.start_incident(inc.id, origin, actor)
+    return inc.id
+
+
+async def open_incidents_for(svc: TriageService, service: str) -> list[str]:
+    """Open incidents touching ``service`` (newest first), for commands that target "the" incident."""
+    async with svc.db.session() as s:
+        rows = (await s.exec(select(Incident).where(col(Incident.status) != "resolved")
+                             .order_by(col(Incident.opened_at).desc()).limit(200))).all()  # type: ignore[call-overload]
+    return [r[0].id for r in rows if service in r[0].services]

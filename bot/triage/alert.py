@@ -1,0 +1,152 @@
+"""The one normalised alert every source is turned into, and the helpers that normalise fields.
+
+Intake adapters (Alertmanager, Grafana, generic webhooks, chat alert posts) build ``AlertIn``; triage
+never sees a source-specific shape. Strings are checked here so that nothing a sender writes can break
+storage later (NUL bytes and lone surrogates are refused, sizes are bounded).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from bot.triage.severity import normalise_severity
+
+MAX_LABELS = 100
+MAX_KEY = 200
+MAX_VALUE = 2000
+MAX_TEXT = 20_000
+
+# Labels that name the affected service, most specific first.
+SERVICE_LABELS = ("service", "service_name", "app", "app_kubernetes_io_name", "application", "job", "container",
+                  "deployment", "component")
+
+
+def check_text(value: str) -> str:
+    """Refuse what no database column can hold: NUL bytes and unpaired surrogates."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("string is not valid Unicode (unpaired surrogate)") from None
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(check_text)]
+
+
+def _check_mapping(value: dict[str, str], what: str, max_value: int) -> dict[str, str]:
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"{what}: at most {MAX_LABELS} entries")
+    for k, v in value.items():
+        check_text(k)
+        check_text(v)
+        if not k or len(k) > MAX_KEY:
+            raise ValueError(f"{what}: key {k[:40]!r} must be 1-{MAX_KEY} characters")
+        if len(v) > max_value:
+            raise ValueError(f"{what}: value of {k[:40]!r} is longer than {max_value} characters")
+    return value
+
+
+def to_epoch(value: datetime | float | int | str | None) -> float | None:
+    """RFC 3339 / epoch seconds to epoch seconds; Go's zero time ("0001-01-01T00:00:00Z") means unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 time: {value[:40]!r}") from None
+    if isinstance(value, datetime):
+        if value.year < 1971:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    f = float(value)
+    if not math.isfinite(f) or f < 0 or f > 32503680000:  # year 3000
+        raise ValueError("epoch seconds out of range")
+    # Milliseconds are common in generic senders.
+    return f / 1000.0 if f > 1e11 else (f if f > 0 else None)
+
+
+def service_of(labels: dict[str, str]) -> str:
+    for key in SERVICE_LABELS:
+        v = labels.get(key)
+        if v:
+            return v
+    return ""
+
+
+class AlertIn(BaseModel):
+    """One alert, whatever sent it. ``fingerprint`` is the source's own identity when it has one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["alertmanager", "grafana", "generic", "chat", "datadog", "pagerduty", "opsgenie", "sentry",
+                    "cloudwatch"] = "generic"
+    name: SafeStr = Field(min_length=1, max_length=300)
+    status: Literal["firing", "resolved"] = "firing"
+    severity: str = "warning"
+    service: SafeStr = Field(default="", max_length=300)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: float = Field(default=0.0, ge=0)
+    ends_at: float | None = None
+    generator_url: SafeStr = Field(default="", max_length=2000)
+    fingerprint: SafeStr | None = Field(default=None, max_length=300)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(v, "labels", MAX_VALUE)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(v, "annotations", MAX_TEXT)
+
+    @field_validator("severity")
+    @classmethod
+    def _severity(cls, v: str) -> str:
+        return normalise_severity(v)
+
+
+def make_alert(
+    *,
+    source: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    status: str = "firing",
+    starts_at: float | None = None,
+    ends_at: float | None = None,
+    generator_url: str = "",
+    fingerprint: str | None = None,
+    name: str | None = None,
+    severity: str | None = None,
+    service: str | None = None,
+    now: float | None = None,
+) -> AlertIn:
+    """Build an ``AlertIn`` from labels, deriving name, severity and service the usual way."""
+    import time
+
+    annotations = annotations or {}
+    alert_name = name or labels.get("alertname") or labels.get("alert") or annotations.get("summary", "")[:300] or "alert"
+    sev = severity or labels.get("severity") or labels.get("priority") or labels.get("level") or "warning"
+    return AlertIn(
+        source=source,  # type: ignore[arg-type]
+        name=alert_name[:300],
+        status="resolved" if status.lower() in {"resolved", "ok", "normal", "closed", "recovered"} else "firing",
+        severity=sev,
+        service=(service if service is not None else service_of(labels))[:300],
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at if starts_at else (now if now is not None else time.time()),
+        ends_at=ends_at,
+        generator_url=generator_url[:2000],
+        fingerprint=fingerprint or None,
+    )

@@ -1,0 +1,46 @@
+"""Alert identity: the source's own fingerprint when it has one, else a stable hash of identifying labels.
+
+Volatile labels (replica of an HA pair, values, timestamps) are left out of the hash so that the same
+condition reported twice is the same alert. ``content_hash`` is what dedup compares: an identical
+re-send has the same fingerprint and content hash; a change of status or annotations does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from bot.triage.alert import AlertIn
+
+VOLATILE_LABELS = frozenset({
+    "prometheus_replica", "replica", "__replica__", "receive", "value", "values", "valuestring", "timestamp",
+    "time", "ts", "pod_template_hash", "controller_revision_hash", "endsat", "startsat", "grafana_folder_uid",
+})
+
+MAX_FINGERPRINT = 128
+
+
+def label_hash(labels: dict[str, str]) -> str:
+    ident = {k: v for k, v in labels.items() if k.lower() not in VOLATILE_LABELS and not k.startswith("__")}
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def fingerprint(alert: AlertIn) -> str:
+    """``<source>:<own id>`` or ``<source>:h:<label hash>``, at most 128 characters."""
+    if alert.fingerprint:
+        fp = f"{alert.source}:{alert.fingerprint}"
+        if len(fp) <= MAX_FINGERPRINT:
+            return fp
+        return f"{alert.source}:x:{hashlib.sha256(alert.fingerprint.encode()).hexdigest()}"
+    labels = alert.labels or {"alertname": alert.name, "service": alert.service}
+    if "alertname" not in labels:
+        labels = {**labels, "alertname": alert.name}
+    return f"{alert.source}:h:{label_hash(labels)}"
+
+
+def content_hash(alert: AlertIn) -> str:
+    """What a re-send must repeat to count as a duplicate: status, labels and annotations."""
+    blob = json.dumps([alert.status, alert.labels, alert.annotations, alert.severity], sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -1,0 +1,407 @@
+"""The triage pipeline: alerts in, incidents out.
+
+One ``ingest`` call handles one batch in one transaction: fingerprint, dedup against stored alerts,
+suppression, grouping, incident bookkeeping (count, services, severity, title, status), audit rows and
+noise counters. Bulk statements keep a 100-alert batch at a handful of round trips. On PostgreSQL a
+transaction-scoped advisory lock serialises triage across replicas (SQLite's BEGIN IMMEDIATE already
+does), so two deliveries of one storm can never open two incidents for the same group.
+
+After the commit, each opened incident gets its investigation requested (a durable job) and is announced
+through the chat hub; flapping alerts are reported once in their incident's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.audit import BOT, Actor, audit
+from bot.chat.hub import ThreadOrigin
+from bot.store.models import Alert, Incident, IncidentAlert, Silence
+from bot.triage.alert import AlertIn
+from bot.triage.fingerprint import content_hash, fingerprint
+from bot.triage.grouping import Candidate, CandidateIndex, Identity, choose, neighbours, parse_key
+from bot.triage.noise import NoiseTally
+from bot.triage.severity import incident_severity, is_page
+from bot.triage.suppress import Suppressor
+
+log = logging.getLogger(__name__)
+
+TRIAGE_LOCK_KEY = 0x6F6E7472  # "ontr"
+_CHUNK = 500
+_COUNT_SUFFIX = re.compile(r" \(\+\d+ alerts?\)$")
+
+ALERT = Alert.__table__  # type: ignore[attr-defined]
+INCIDENT = Incident.__table__  # type: ignore[attr-defined]
+INCIDENT_ALERT = IncidentAlert.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class IngestOutcome:
+    received: int = 0
+    stored: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    incident_ids: list[str] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    flapping: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("received", "stored", "updated", "duplicates", "suppressed",
+                                              "incident_ids", "opened", "reopened", "resolved")}
+
+
+@dataclass
+class _State:
+    """A stored alert as the batch sees and changes it."""
+
+    id: int | None
+    status: str
+    content_hash: str
+    incident_id: str | None
+    flips: list[float]
+    suppressed: str
+    duplicates: int
+    first_seen: float
+    alert: AlertIn | None = None
+    kind: str = ""  # "" untouched | new | changed | dup
+
+
+@dataclass
+class _Inc:
+    """The incident columns triage reads and writes (loaded with Core: cheaper than ORM objects)."""
+
+    id: str
+    title: str
+    status: str
+    severity: str
+    services: list[str]
+    group_key: str
+    alert_count: int
+    updated_at: float
+    resolved_at: float | None
+
+
+_INC_COLS = ("id", "title", "status", "severity", "services", "group_key", "alert_count", "updated_at", "resolved_at")
+
+
+def incident_title(name: str, service: str) -> str:
+    return f"{name} on {service}" if service else name
+
+
+def with_count(base: str, count: int) -> str:
+    base = _COUNT_SUFFIX.sub("", base)
+    more = count - 1
+    if more <= 0:
+        return base[:500]
+    suffix = f" (+{more} alert{'s' if more > 1 else ''})"
+    return base[: 500 - len(suffix)] + suffix
+
+
+class TriageService:
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+        self.db = ctx.db
+        self.settings = ctx.settings.triage
+        self.clock: Callable[[], float] = time.time  # injectable for window and cool-off tests
+        # Batches of one process queue here instead of spinning on the database's write lock
+        # (SQLite's busy handler sleeps up to 100 ms per retry); replicas still serialise in the database.
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ public
+
+    async def ingest(self, alerts: Sequence[AlertIn], *, origin: ThreadOrigin | None = None,
+                     actor: Actor | None = None) -> IngestOutcome:
+        """Store, dedup, suppress and group one batch; open/reopen/resolve incidents; then announce."""
+        out = IngestOutcome(received=len(alerts))
+        if not alerts:
+            return out
+        actor = actor or BOT
+        now = self.clock()
+        flap_notes: list[tuple[str, str]] = []
+        updated_incidents: list[str] = []
+        async with self._lock, self.db.begin() as s:
+            if self.db.is_postgres:
+                await s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=TRIAGE_LOCK_KEY))  # type: ignore[call-overload]
+            updated_incidents = await self._ingest_tx(s, alerts, now, actor, out, flap_notes)
+        for a in alerts:
+            self.ctx.metrics.alerts.labels(a.source).inc()
+        await self._after_commit(out, origin, updated_incidents, flap_notes)
+        return out
+
+    async def open_adhoc(self, text_: str, actor: Actor, origin: ThreadOrigin | None) -> str | None:
+        from bot.triage.adhoc import open_adhoc
+
+        return await open_adhoc(self, text_, actor, origin)
+
+    # ------------------------------------------------------------------ the transaction
+
+    async def _load_states(self, s: AsyncSession, fps: list[str]) -> dict[str, _State]:
+        states: dict[str, _State] = {}
+        c = ALERT.c
+        for i in range(0, len(fps), _CHUNK):
+            q = select(c.id, c.fingerprint, c.status, c.content_hash, c.incident_id, c.flips, c.suppressed,
+                       c.duplicates, c.first_seen).where(c.fingerprint.in_(fps[i:i + _CHUNK]))
+            for row in (await s.exec(q)).all():  # type: ignore[call-overload]
+                states[row.fingerprint] = _State(row.id, row.status, row.content_hash, row.incident_id,
+                                                 list(row.flips or []), row.suppressed, row.duplicates,
+                                                 row.first_seen)
+        return states
+
+    async def _load_candidates(self, s: AsyncSession, now: float, referenced: set[str]) -> dict[str, _Inc]:
+        t = self.settings
+        c = INCIDENT.c
+        recent = ((c.status != "resolved") & (c.updated_at >= now - t.group_window_s)) | (
+            (c.status == "resolved") & (c.resolved_at >= now - t.cooloff_s))
+        where = recent | c.id.in_(sorted(referenced)) if referenced else recent
+        rows = (await s.exec(select(*(c[k] for k in _INC_COLS)).where(where))).all()  # type: ignore[call-overload]
+        return {r.id: _Inc(*r) for r in rows}
+
+    async def _ingest_tx(self, s: AsyncSession, alerts: Sequence[AlertIn], now: float, actor: Actor,
+                         out: IngestOutcome, flap_notes: list[tuple[str, str]]) -> list[str]:
+        t = self.settings
+        prepared = [(a, fingerprint(a), content_hash(a)) for a in alerts]
+        states = await self._load_states(s, sorted({fp for _, fp, _ in prepared}))
+        silences = (await s.exec(select(Silence.matchers, Silence.starts_at, Silence.ends_at, Silence.comment)  # type: ignore[call-overload]
+                                 .where(col(Silence.starts_at) <= now, col(Silence.ends_at) > now))).all()
+        suppressor = Suppressor.build(t, [(m, st, en, c) for m, st, en, c in silences])
+        referenced = {st.incident_id for st in states.values() if st.incident_id}
+        incidents = await self._load_candidates(s, now, referenced)
+        cands = CandidateIndex(neighbours(t.topology))
+        for i in incidents.values():
+            cands.add(Candidate(i.id, parse_key(i.group_key), set(i.services), i.status, i.updated_at, i.resolved_at))
+        tally = NoiseTally(now)
+        tally.add("received", len(alerts))
+        new_incidents: dict[str, Incident] = {}
+        attach: list[tuple[str, str]] = []  # (incident_id, fingerprint)
+        touched: dict[str, None] = {}
+        resolved_touch: set[str] = set()
+
+        for a, fp, ch in prepared:
+            st = states.get(fp)
+            if st is not None and st.content_hash == ch and (
+                not st.suppressed or suppressor.reason(a, now) or suppressor.is_flapping(st.flips, now)
+            ):
+                st.duplicates += 1
+                st.kind = st.kind or "dup"
+                out.duplicates += 1
+                tally.add("duplicates")
+                continue
+            if st is None:
+                st = _State(None, a.status, ch, None, [], "", 0, now, kind="new")
+                states[fp] = st
+                out.stored += 1
+            else:
+                if st.status != a.status:
+                    st.flips = [*suppressor.recent_flips(st.flips, now), now]
+                st.kind = "new" if st.kind == "new" else "changed"
+                if st.kind == "changed":
+                    out.updated += 1
+            st.status, st.content_hash, st.alert = a.status, ch, a
+
+            reason = suppressor.reason(a, now)
+            if not reason and suppressor.is_flapping(st.flips, now):
+                reason = f"flapping: {len(suppressor.recent_flips(st.flips, now))} state changes in {t.flap_window_s}s"
+                if not st.suppressed.startswith("flapping"):
+                    out.flapping.append(fp)
+                    flap_notes.append((fp, st.incident_id or ""))
+            st.suppressed = reason[:300]
+            if reason:
+                out.suppressed += 1
+                tally.add("suppressed")
+
+            if a.status == "resolved":
+                if st.incident_id:
+                    resolved_touch.add(st.incident_id)
+                    touched[st.incident_id] = None
+                continue
+            if reason:
+                continue
+            ident = Identity.of(a)
+            cand = cands.get(st.incident_id)
+            if cand is None or (cand.status == "resolved" and (cand.resolved_at or 0) < now - t.cooloff_s):
+                cand = choose(ident, cands.near(ident), cands.adj, now, t.group_window_s, t.cooloff_s)
+            if cand is None:
+                inc = Incident(title=incident_title(a.name, a.service), severity=a.severity,
+                               services=[a.service] if a.service else [], group_key=ident.key(),
+                               owner=t.owners.get(a.service, ""), source=a.source, alert_count=0,
+                               opened_at=now, updated_at=now)
+                new_incidents[inc.id] = inc
+                incidents[inc.id] = _Inc(inc.id, inc.title, "open", inc.severity, list(inc.services), inc.group_key,
+                                         0, now, None)
+                cand = Candidate(inc.id, ident, set(), "open", now)
+                cands.add(cand)
+                out.opened.append(inc.id)
+            if cand.status == "resolved":
+                cand.status = "open"
+                out.reopened.append(cand.incident_id)
+            cands.absorb(cand, ident, now)
+            if st.incident_id != cand.incident_id:
+                st.incident_id = cand.incident_id
+                attach.append((cand.incident_id, fp))
+            touched[cand.incident_id] = None
+
+        for inc in new_incidents.values():
+            s.add(inc)
+        if new_incidents:
+            await s.flush()
+        await self._write_alerts(s, states, now)
+        if attach:
+            ins: Any = pg_insert(INCIDENT_ALERT) if self.db.is_postgres else sqlite_insert(INCIDENT_ALERT)
+            await s.exec(ins.on_conflict_do_nothing(),  # type: ignore[call-overload]
+                         params=[{"incident_id": i, "alert_id": states[fp].id, "attached_at": now}
+                                 for i, fp in dict.fromkeys(attach)])
+        updated = await self._refresh_incidents(s, [i for i in touched if i in incidents], incidents, resolved_touch,
+                                                now, actor, out, tally)
+        out.incident_ids = list(touched)
+        await tally.flush(s, self.db.is_postgres)
+        if out.flapping:
+            for fp, inc_id in flap_notes:
+                await audit(self.db, actor, "alert.flapping", incident_id=inc_id or None,
+                            params={"fingerprint": fp}, result="suppressed while flapping", session=s)
+        return updated
+
+    async def _write_alerts(self, s: AsyncSession, states: dict[str, _State], now: float) -> None:
+        new_rows, changed_rows, dup_rows = [], [], []
+        for fp, st in states.items():
+            if st.kind == "new" and st.alert is not None:
+                a = st.alert
+                new_rows.append({
+                    "fingerprint": fp, "source": a.source, "name": a.name, "status": a.status,
+                    "severity": a.severity, "service": a.service, "labels": a.labels, "annotations": a.annotations,
+                    "starts_at": a.starts_at, "ends_at": a.ends_at, "generator_url": a.generator_url,
+                    "content_hash": st.content_hash, "first_seen": now, "last_seen": now,
+                    "duplicates": st.duplicates, "flips": st.flips, "suppressed": st.suppressed,
+                    "incident_id": st.incident_id,
+                })
+            elif st.kind == "changed" and st.alert is not None:
+                a = st.alert
+                changed_rows.append({
+                    "b_id": st.id, "name": a.name, "status": a.status, "severity": a.severity, "service": a.service,
+                    "labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at,
+                    "generator_url": a.generator_url, "content_hash": st.content_hash, "last_seen": now,
+                    "duplicates": st.duplicates, "flips": st.flips, "suppressed": st.suppressed,
+                    "incident_id": st.incident_id,
+                })
+            elif st.kind == "dup":
+                dup_rows.append({"b_id": st.id, "duplicates": st.duplicates, "last_seen": now})
+        c = ALERT.c
+        if new_rows:
+            res = await s.exec(insert(ALERT).returning(c.id, c.fingerprint), params=new_rows)  # type: ignore[call-overload]
+            for row in res.all():
+                states[row.fingerprint].id = row.id
+        if changed_rows:
+            cols = [k for k in changed_rows[0] if k != "b_id"]
+            stmt = update(ALERT).where(c.id == bindparam("b_id")).values({k: bindparam(k) for k in cols})
+            await s.exec(stmt, params=changed_rows)  # type: ignore[call-overload]
+        if dup_rows:
+            stmt = update(ALERT).where(c.id == bindparam("b_id")).values(
+                duplicates=bindparam("duplicates"), last_seen=bindparam("last_seen"))
+            await s.exec(stmt, params=dup_rows)  # type: ignore[call-overload]
+
+    async def _refresh_incidents(self, s: AsyncSession, ids: list[str], incidents: dict[str, _Inc],
+                                 resolved_touch: set[str], now: float, actor: Actor, out: IngestOutcome,
+                                 tally: NoiseTally) -> list[str]:
+        """Recompute count, services, severity, title and status of the incidents this batch touched."""
+        if not ids:
+            return []
+        c = ALERT.c
+        supp = (c.suppressed != "").label("supp")
+        q = (select(c.incident_id, c.service, c.severity, c.status, supp, func.count())
+             .where(c.incident_id.in_(ids))
+             .group_by(c.incident_id, c.service, c.severity, c.status, supp))
+        agg: dict[str, list[tuple[str, str, str, bool, int]]] = {}
+        for inc_id, service, severity, status, suppressed, n in (await s.exec(q)).all():  # type: ignore[call-overload]
+            agg.setdefault(inc_id, []).append((service, severity, status, bool(suppressed), int(n)))
+        t = self.settings
+        updated: list[str] = []
+        rows_out: list[dict[str, Any]] = []
+        phases: list[dict[str, Any]] = []
+        for inc_id in ids:
+            inc = incidents[inc_id]
+            rows = agg.get(inc_id, [])
+            count = sum(r[4] for r in rows)
+            live = [r for r in rows if r[2] == "firing" and not r[3]]
+            firing_sev = [r[1] for r in live] or [r[1] for r in rows]
+            services = sorted({r[0] for r in rows if r[0]})
+            if inc.services and inc.services[0] in services:
+                services.remove(inc.services[0])
+                services.insert(0, inc.services[0])
+            was_paging = is_page(inc.severity) and inc_id not in out.opened
+            sev = incident_severity(firing_sev, services, t.user_facing_services)
+            before = (inc.status, inc.severity, inc.alert_count, tuple(inc.services))
+            inc.alert_count = count
+            inc.services = services or list(inc.services)
+            inc.severity = sev
+            inc.title = with_count(inc.title, count)
+            inc.updated_at = now
+            if inc_id in out.reopened and inc.status == "resolved":
+                inc.status, inc.resolved_at = "open", None
+                phases.append({"b_id": inc_id, "phase": "new"})
+                await audit(self.db, actor, "incident.reopened", incident_id=inc_id,
+                            params={"alerts": count}, result="a related alert fired within the cool-off", session=s)
+            if (t.resolve_with_alerts and inc_id in resolved_touch and inc.status != "resolved" and not live):
+                inc.status, inc.resolved_at = "resolved", now
+                phases.append({"b_id": inc_id, "phase": "resolved"})
+                out.resolved.append(inc_id)
+                await audit(self.db, actor, "incident.resolved", incident_id=inc_id,
+                            params={"alerts": count}, result="all of its alerts resolved", session=s)
+            if inc_id in out.opened:
+                tally.add("incidents")
+                await audit(self.db, actor, "incident.opened", incident_id=inc_id,
+                            params={"title": inc.title, "severity": sev, "services": inc.services,
+                                    "alerts": count, "group_key": inc.group_key},
+                            result=f"opened from {count} alert(s)", session=s)
+            if is_page(sev) and not was_paging and inc.status != "resolved":
+                tally.page(t.shift_hours)
+            rows_out.append({"b_id": inc_id, "title": inc.title, "status": inc.status, "severity": inc.severity,
+                             "services": inc.services, "alert_count": inc.alert_count, "updated_at": now,
+                             "resolved_at": inc.resolved_at})
+            if inc_id not in out.opened and before != (inc.status, inc.severity, inc.alert_count, tuple(inc.services)):
+                updated.append(inc_id)
+        c = INCIDENT.c
+        cols = [k for k in rows_out[0] if k != "b_id"]
+        await s.exec(update(INCIDENT).where(c.id == bindparam("b_id")).values(  # type: ignore[call-overload]
+            {k: bindparam(k) for k in cols}), params=rows_out)
+        if phases:
+            await s.exec(update(INCIDENT).where(c.id == bindparam("b_id")).values(  # type: ignore[call-overload]
+                phase=bindparam("phase")), params=phases)
+        return updated
+
+    # ------------------------------------------------------------------ after the commit
+
+    async def _after_commit(self, out: IngestOutcome, origin: ThreadOrigin | None, updated: list[str],
+                            flap_notes: list[tuple[str, str]]) -> None:
+        for inc_id in out.opened:
+            await self.start_incident(inc_id, origin, BOT)
+        chat = self.ctx.chat
+        if getattr(chat, "adapters", None):
+            for inc_id in updated:
+                await chat.incident_updated(inc_id)
+            for fp, inc_id in flap_notes:
+                if inc_id:
+                    await chat.notify(inc_id, f"Alert {fp} is flapping; onwatch suppresses it until it settles.")
+
+    async def start_incident(self, incident_id: str, origin: ThreadOrigin | None, requested_by: Actor) -> None:
+        """Request the investigation (a durable job) and announce the incident."""
+        try:
+            from bot.investigate.service import request_investigation
+        except ImportError:
+            log.warning("investigation engine not installed; incident %s is not investigated", incident_id)
+        else:
+            await request_investigation(self.ctx, incident_id, requested_by)
+        await self.ctx.chat.incident_opened(incident_id, origin)

@@ -1,0 +1,138 @@
+"""The engine on small crafted cases: one per hypothesis kind, abstention, a failing source, determinism."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from bot.investigate.cli import run_case
+from bot.investigate.engine import investigate
+from bot.investigate.report import Report, render_text
+from bot.investigate.scope import scope_from_alertmanager
+from integrations.base import LogLine, SourceTimeout, TimeWindow
+from integrations.replay import ReplayCase, replay_sources
+from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
+
+SYMPTOM = add_on("frontend", "latency_p90", 0.2, INJECT + 30)  # what the page was about, always later
+
+
+def _top(report: Report) -> tuple[str, str]:
+    assert report.causes, report.to_dict()
+    return report.causes[0].service, report.causes[0].kind
+
+
+@pytest.mark.parametrize(
+    ("effect", "service", "kind"),
+    [
+        (chain(up_on("payment", "cpu", 4.5), add_on("payment", "latency_p90", 0.05), SYMPTOM),
+         "payment", "cpu_saturation"),
+        (chain(up_on("catalog", "memory", 3.0, ramp=True), SYMPTOM), "catalog", "memory_saturation"),
+        (chain(up_on("db", "disk_write", 20.0), add_on("db", "latency_p90", 0.1),
+               add_on("orders", "latency_p90", 0.1, INJECT + 20), SYMPTOM), "db", "disk_saturation"),
+        (chain(up_on("cache", "network_tx", 15.0), SYMPTOM), "cache", "network_saturation"),
+        (chain(add_on("db", "error_rate", 0.4), add_on("orders", "error_rate", 0.3, INJECT + 20),
+               add_on("frontend", "error_rate", 0.2, INJECT + 30), SYMPTOM), "db", "dependency_failure"),
+        (chain(up_on("frontend", "request_rate", 5.0), SYMPTOM), "frontend", "traffic_surge"),
+    ],
+    ids=["cpu", "memory", "disk", "network", "dependency", "traffic"],
+)
+async def test_each_kind_is_found(tmp_path: Path, effect, service: str, kind: str) -> None:
+    report = await run_case(make_case(tmp_path, effect))
+    assert _top(report) == (service, kind)
+    assert report.ranked_services[0] == service
+    assert not report.abstained
+    cause = report.causes[0]
+    assert 0 < cause.confidence <= 1
+    ids = {e.id for e in report.evidence}
+    assert cause.evidence and set(cause.evidence) <= ids
+
+
+async def test_node_problem(tmp_path: Path) -> None:
+    node = [("orders", "node_cpu_usage_rate_pct"), ("payment", "node_cpu_usage_rate_pct")]
+    for s in ("frontend", "catalog", "db", "cache"):
+        node.append((s, "node_cpu_usage_rate_pct"))
+    effect = chain(
+        add_on("orders", "node_cpu_usage_rate_pct", 45.0), add_on("payment", "node_cpu_usage_rate_pct", 45.0),
+        add_on("orders", "latency_p90", 0.1, INJECT + 10), add_on("payment", "latency_p90", 0.1, INJECT + 10),
+        SYMPTOM,
+    )
+    report = await run_case(make_case(tmp_path, effect, extra_series=node))
+    svc, kind = _top(report)
+    assert kind == "node_problem" and svc in ("orders", "payment")
+
+
+async def test_deploy_before_the_onset(tmp_path: Path) -> None:
+    changes = [
+        {"service": "orders", "time": INJECT - 90, "kind": "deploy", "version": "v2", "previous_version": "v1",
+         "description": "orders v2", "url": "https://git.example/orders/pull/7", "diff_url": ""},
+        {"service": "catalog", "time": T0 + 10, "kind": "config", "version": "", "previous_version": ""},
+    ]
+    effect = chain(add_on("orders", "error_rate", 0.3), add_on("frontend", "error_rate", 0.2, INJECT + 20), SYMPTOM)
+    report = await run_case(make_case(tmp_path, effect, changes=changes))
+    assert _top(report) == ("orders", "deploy")
+    change_ev = [e for e in report.evidence if e.kind == "change"]
+    assert change_ev and change_ev[0].link == "https://git.example/orders/pull/7"
+    assert change_ev[0].id in report.causes[0].evidence
+
+
+async def test_new_error_pattern_in_logs(tmp_path: Path) -> None:
+    logs = []
+    for i in range(0, 1800, 5):
+        t = T0 + i
+        logs.append((t, "orders", "INFO", f"served order {i} in {i % 17} ms"))
+        logs.append((t + 1, "catalog", "INFO", f"listed {i % 9} items"))
+        if t >= INJECT:
+            logs.append((t + 2, "payment", "ERROR", f"connection refused to ledger:5432 after {i % 50} ms"))
+    report = await run_case(make_case(tmp_path, SYMPTOM, logs=logs))
+    svc, kind = _top(report)
+    assert (svc, kind) == ("payment", "error_pattern")
+    ev = [e for e in report.evidence if e.id in report.causes[0].evidence]
+    assert any("connection refused" in e.summary for e in ev)
+
+
+async def test_abstains_on_flat_data(tmp_path: Path) -> None:
+    report = await run_case(make_case(tmp_path, None))
+    assert report.abstained
+    assert report.steps[-1].concluded.startswith("not enough evidence")
+    assert "Not enough evidence" in render_text(report)
+
+
+class _TimingOutLogs:
+    name = "loki"
+
+    async def error_counts(self, window: TimeWindow, services: Sequence[str] | None = None):
+        raise SourceTimeout("loki", "timed out after 10 s")
+
+    async def lines(self, window: TimeWindow, services: Sequence[str] | None = None, limit: int = 1000) -> list[LogLine]:
+        raise SourceTimeout("loki", "timed out after 10 s")
+
+    def link(self, service: str, window: TimeWindow) -> str:
+        return ""
+
+
+async def test_failing_source_is_missing_evidence(tmp_path: Path) -> None:
+    case = ReplayCase(make_case(tmp_path, chain(up_on("payment", "cpu", 4.5), SYMPTOM)))
+    sources = replay_sources(case)
+    sources.logs = _TimingOutLogs()
+    scope = scope_from_alertmanager(case.alert_payload, now=case.now)
+    report = await investigate(scope, sources)
+    assert any("loki" in m and "timed out" in m for m in report.missing)
+    assert _top(report) == ("payment", "cpu_saturation")
+
+
+async def test_same_data_same_answer(tmp_path: Path) -> None:
+    logs = [(T0 + i, "orders", "ERROR" if i > 1200 else "INFO", f"request {i} done") for i in range(0, 1800, 7)]
+    case = make_case(tmp_path, chain(up_on("payment", "cpu", 4.5), SYMPTOM), logs=logs)
+    a = json.dumps((await run_case(case)).to_dict(), sort_keys=True)
+    b = json.dumps((await run_case(case)).to_dict(), sort_keys=True)
+    assert a == b
+
+
+async def test_scope_windows_follow_the_alert(tmp_path: Path) -> None:
+    case = ReplayCase(make_case(tmp_path, None))
+    scope = scope_from_alertmanager(case.alert_payload, now=case.now)
+    assert scope.onset == ALERT and scope.symptoms == ("frontend",)
+    assert scope.baseline.end == scope.incident.start < scope.onset <= scope.now
