@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from aiohttp import web
 from bot.config import Settings
 from bot.context import AppContext
 from bot.jobs import Handler, JobRunner, LostHook
+from bot.store.models import Job
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
 from bot.web import create_app
@@ -28,6 +30,9 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
                                  pool_size=settings.database.pool_size)
         await db.check_schema()
     ctx = AppContext.for_db(settings, db)
+    from integrations.registry import build_sources
+
+    ctx.sources_factory = lambda: build_sources(settings.sources, db=db)
     from bot.triage.service import TriageService
 
     ctx.triage = TriageService(ctx)
@@ -51,6 +56,17 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
     """A job runner with every durable job kind the process knows how to run."""
     handlers: dict[str, Handler] = {}
     on_lost: dict[str, LostHook] = {}
+
+    async def investigation(job: Job) -> None:
+        from bot.investigate.service import handle_job
+
+        started = time.perf_counter()
+        try:
+            await handle_job(ctx, job.payload)
+        finally:
+            ctx.metrics.investigation_seconds.observe(time.perf_counter() - started)
+
+    handlers["investigation"] = investigation
     if ctx.remediation is not None:
         handlers["execution"] = ctx.remediation.run_execution
         handlers["verification"] = ctx.remediation.run_verification
@@ -66,6 +82,9 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
 def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     sched = LeaderScheduler(ctx.db)
     sched.every(max(5.0, ctx.settings.server.lease_s / 2), "reap-leases", runner.reap_expired)
+    from bot.memory.store import remember_resolved
+
+    sched.every(60.0, "remember-resolved", lambda: remember_resolved(ctx.db))
     if ctx.remediation is not None:
         sched.every(30.0, "expire-proposals", ctx.remediation.expire_due)
     return sched

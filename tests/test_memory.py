@@ -54,3 +54,15 @@ async def test_remember_and_recall(anydb: Database) -> None:
 async def test_unknown_incident_is_not_remembered(db: Database) -> None:
     assert await remember(db, "INC-NOPE") is None
     assert await recall(db, ["x"], ["y"]) == []
+
+
+async def test_periodic_job_remembers_each_resolved_incident_once(db: Database) -> None:
+    from bot.memory.store import remember_resolved
+
+    await _incident(db, "INC-R", ["cart"], "CartErrors", ("redis", "dependency_failure"))
+    async with db.begin() as s:
+        s.add(Incident(id="INC-OPEN", title="still open", services=["cart"], status="open"))
+    assert await remember_resolved(db) == 1
+    assert await remember_resolved(db) == 0
+    got = await recall(db, ["cart"], ["CartErrors"])
+    assert [r.incident_id for r in got] == ["INC-R"] and got[0].cause_service == "redis"

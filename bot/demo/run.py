@@ -397,7 +397,7 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
             ctx.sources_factory = lambda: build_sources(settings.sources, db=db)
         ctx.chat.add(adapter)
         runner = build_runner(ctx)
-        if "investigation" not in runner.handlers and _have("bot.investigate.service"):
+        if "investigation" not in runner.handlers and _have("bot.investigate.service"):  # pragma: no cover
             # an older wiring of build_runner: register the engine's job handler the way it will be
             from bot.investigate.service import handle_job
 

@@ -96,3 +96,20 @@ async def recall(
     scored = [r for r in scored if r.similarity >= min_similarity]
     scored.sort(key=lambda r: (-r.similarity, -r.resolved_at, r.incident_id))
     return scored[:limit]
+
+
+async def remember_resolved(db: Database, limit: int = 100) -> int:
+    """Remember every resolved incident not yet in memory (a periodic leader job; idempotent)."""
+    async with db.session() as s:
+        remembered = select(Memory.incident_id)
+        ids = (
+            await s.exec(
+                select(Incident.id)
+                .where(Incident.status == "resolved", col(Incident.id).not_in(remembered))
+                .order_by(col(Incident.resolved_at))
+                .limit(limit)
+            )
+        ).all()
+    for incident_id in ids:
+        await remember(db, incident_id)
+    return len(ids)
