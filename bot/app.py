@@ -135,6 +135,8 @@ async def running(
         await sched.stop()
         await runner.stop(grace_s=s.server.shutdown_grace_s)
         await web_runner.cleanup()
+        if ctx.remediation is not None:
+            await ctx.remediation.aclose()
 
 
 async def serve(settings: Settings) -> None:

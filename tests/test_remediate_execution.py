@@ -279,3 +279,14 @@ async def test_verification_failure_says_the_fix_did_not_help(env: Env) -> None:
     assert any("did not help" in n and "error_rate = 0.4" in n for n in env.hub.notes())
     assert await env.svc.verify(exe.id) == "not_recovered"  # idempotent
     assert len(await _actions(env.db, "verification.")) == 1
+
+
+async def test_app_wires_the_service(db: Database, tmp_path: Path) -> None:
+    from bot.app import build_context, build_runner
+
+    ctx = await build_context(make_settings(db.url), db)
+    assert isinstance(ctx.remediation, RemediationService)
+    runner = build_runner(ctx)
+    assert runner.handlers["execution"] == ctx.remediation.run_execution
+    assert runner.handlers["verification"] == ctx.remediation.run_verification
+    assert runner.on_lost["execution"] == ctx.remediation.on_execution_lost

@@ -12,8 +12,8 @@ from typing import Literal
 
 Severity = Literal["critical", "high", "warning", "info"]
 Phase = Literal[
-    "new", "investigating", "cause_found", "inconclusive", "awaiting_approval", "executing",
-    "verified", "not_recovered", "failed", "resolved",
+    "new", "investigating", "cause_found", "inconclusive", "awaiting_approval", "executing", "executed",
+    "verifying", "verified", "not_recovered", "failed", "rejected", "execution_unknown", "resolved",
 ]
 
 PHASE_LABELS: dict[str, str] = {
@@ -23,7 +23,11 @@ PHASE_LABELS: dict[str, str] = {
     "inconclusive": "Not enough evidence",
     "awaiting_approval": "Awaiting approval",
     "executing": "Executing",
+    "executed": "Action done",
+    "verifying": "Verifying the fix",
     "verified": "Fix verified",
+    "rejected": "Proposal rejected",
+    "execution_unknown": "Action state unknown",
     "not_recovered": "Fix did not help",
     "failed": "Action failed",
     "resolved": "Resolved",
