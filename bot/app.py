@@ -15,9 +15,9 @@ from aiohttp import web
 from bot.config import Settings
 from bot.context import AppContext
 from bot.jobs import Handler, JobRunner, LostHook
-from bot.store.models import Job
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
+from bot.store.models import Job
 from bot.web import create_app
 
 log = logging.getLogger(__name__)

@@ -100,9 +100,9 @@ async def make_proposal(db: Database, incident_id: str, risk: str = "medium", **
     return p
 
 
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0, every: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Any | Awaitable[Any]], within: float = 10.0, every: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy (listeners run after the ack)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = check()
@@ -111,4 +111,4 @@ async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float =
         if last:
             return last
         await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+    raise AssertionError(f"condition not met within {within}s (last value: {last!r})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -71,10 +70,10 @@ receivers:
           authorization:
             credentials: {TOKEN}
 """)
-    proc = subprocess.Popen(
-        [AM_BIN, f"--config.file={cfg}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = await asyncio.create_subprocess_exec(
+        AM_BIN, f"--config.file={cfg}", f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -87,18 +86,18 @@ receivers:
                             break
                 except aiohttp.ClientError:
                     pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
+                if time.monotonic() > deadline or proc.returncode is not None:
+                    err = (await proc.stderr.read()).decode() if proc.returncode is not None and proc.stderr else ""
                     pytest.fail(f"alertmanager did not become ready: {err[-2000:]}")
                 await asyncio.sleep(0.1)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
             proc.kill()
-            proc.wait()
+            await proc.wait()
 
 
 def am_alert(name: str, service: str, namespace: str, ends: datetime | None = None, **labels: str) -> dict:
@@ -113,8 +112,8 @@ def am_alert(name: str, service: str, namespace: str, ends: datetime | None = No
     return a
 
 
-async def wait_for(pred, timeout: float = 7.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(pred, within_s: float = 7.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within_s
     while True:
         value = await pred()
         if value:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlmodel import select
 
-from bot.chat.hub import ChatHub, ThreadOrigin
+from bot.chat.hub import ChatHub, ThreadOrigin, card_for
 from bot.chat.model import EvidenceItem, Message, Text
 from bot.chat.slack.adapter import SlackAdapter
 from bot.store.models import ChatThread, Incident
@@ -77,11 +78,11 @@ async def test_alert_born_incident_is_answered_in_the_alert_thread(hub, fake, db
 
 async def test_rapid_card_edits_are_coalesced_latest_wins(hub, fake, db):
     h, adapter = hub
+    adapter.debounce_s = 1.0
     inc = await make_incident(db)
     await h.incident_opened(inc.id)
     for phase in ("investigating", "cause_found", "awaiting_approval", "executing", "verified"):
-        await set_phase(db, inc.id, phase)
-        await h.incident_updated(inc.id)
+        await adapter.update_card(replace(card_for(inc), phase=phase))
     await adapter.flush()
     updates = fake.calls_of("chat.update")
     assert len(updates) == 1

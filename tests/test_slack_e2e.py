@@ -23,7 +23,15 @@ from bot.context import AppContext
 from bot.investigate.service import handle_job
 from bot.jobs import JobRunner
 from bot.remediate.service import RemediationService
-from bot.store.models import AuditEvent, ChatMessageRef, ChatThread, Execution, Incident, Investigation, Proposal
+from bot.store.models import (
+    AuditEvent,
+    ChatMessageRef,
+    ChatThread,
+    Execution,
+    Incident,
+    Investigation,
+    Proposal,
+)
 from bot.web import create_app
 from integrations.executors import ExecutorRegistry
 from integrations.http_executor import HttpExecutor

@@ -5,7 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.chat.model import Action, Cause, Chart, EvidenceItem, IncidentCard, Message, ProposalBlock, Step, Text
+from bot.chat.model import (
+    Action,
+    Cause,
+    Chart,
+    EvidenceItem,
+    IncidentCard,
+    Message,
+    ProposalBlock,
+    Step,
+    Text,
+)
 from bot.chat.slack.render import render_card, render_message
 
 

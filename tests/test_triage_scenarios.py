@@ -215,13 +215,18 @@ async def test_two_interleaved_storms_in_one_batch(db):
 
 async def test_incident_open_requests_investigation(db):
     ctx, _ = ctx_with_clock(db)
-    out = await ctx.triage.ingest([alert("HighLatency", "checkout")])
     try:
         import bot.investigate.service  # noqa: F401
+        from bot.store.models import Investigation
     except ImportError:
         pytest.skip("bot.investigate.service is not in this tree yet")
+    out = await ctx.triage.ingest([alert("HighLatency", "checkout")])
+    await ctx.triage.ingest([alert("HighErrorRate", "checkout")])  # joins: no second investigation
     queued = await jobs(db)
-    assert len(queued) == 1 and out.opened[0] in str(queued[0].payload) or queued
+    async with db.session() as s:
+        invs = (await s.exec(select(Investigation))).all()
+    assert len(queued) == 1 and len(invs) == 1
+    assert invs[0].incident_id == out.opened[0] and queued[0].payload == {"investigation_id": invs[0].id}
 
 
 async def test_adhoc_incident_for_named_services(db):

@@ -31,11 +31,6 @@ PHASE_LABELS: dict[str, str] = {
     "not_recovered": "Fix did not help",
     "failed": "Action failed",
     "resolved": "Resolved",
-    # phases the remediation service sets (additive)
-    "verifying": "Verifying the fix",
-    "executed": "Action done",
-    "execution_unknown": "Action outcome unknown",
-    "rejected": "Fix rejected",
 }
 
 

@@ -15,7 +15,7 @@ from bot.investigate.catalog import SignalInfo, classify
 from bot.investigate.look import Gathered
 from bot.investigate.scope import Scope
 from bot.investigate.spans import compare, compare_gaps, edge_gaps, service_spans
-from bot.investigate.stats import estimate_step, forward_fill, make_grid, shift, strength_score
+from bot.investigate.stats import estimate_step, forward_fill, make_grid, shift_matrix, strength_score
 from bot.investigate.templates import mine_shifts
 from integrations.base import TimeWindow
 
@@ -89,15 +89,21 @@ def metric_findings(
     inc_mask = grid > frame.cut
     if not base_mask.any() or not inc_mask.any():
         return []
+    keys = [k for k in g.series if wanted is None or k[0] in wanted]
+    if not keys:
+        return []
+    infos = [classify(sig) for _, sig in keys]
+    matrix = np.vstack([forward_fill(*g.series[k], grid) for k in keys])
+    shifts = shift_matrix(
+        grid, matrix, base_mask, inc_mask,
+        np.asarray([i.direction for i in infos], dtype=np.float64),
+        np.asarray([i.rel_floor for i in infos], dtype=np.float64),
+        np.asarray([i.abs_floor for i in infos], dtype=np.float64),
+        frame.step, THRESHOLD, persist_s=max(60.0, frame.step), hold_s=max(240.0, 2 * frame.step),
+    )
     out: list[Finding] = []
-    for (svc, sig), (t, v) in g.series.items():
-        if wanted is not None and svc not in wanted:
-            continue
-        info = classify(sig)
-        vals = forward_fill(t, v, grid)
+    for (svc, sig), info, sh in zip(keys, infos, shifts, strict=True):
         # a series that only starts inside the incident window has no baseline to compare with
-        sh = shift(grid, vals, base_mask, inc_mask, info.direction, info.rel_floor, info.abs_floor,
-                   frame.step, THRESHOLD, persist_s=max(60.0, frame.step), hold_s=max(240.0, 2 * frame.step))
         if sh is None:
             continue
         out.append(Finding(

@@ -166,3 +166,85 @@ def robust_counts_shift(before: float, after: float, before_s: float, after_s: f
         return 0.0
     expected = (before / before_s * after_s) if before_s > 0 else 0.0
     return (after - expected) / math.sqrt(expected + 1.0)
+
+
+def shift_matrix(
+    grid: np.ndarray,
+    values: np.ndarray,
+    base_mask: np.ndarray,
+    inc_mask: np.ndarray,
+    direction: np.ndarray,
+    rel_floor: np.ndarray,
+    abs_floor: np.ndarray,
+    step: float,
+    threshold: float = 3.0,
+    persist_s: float = 60.0,
+    hold_s: float = 240.0,
+) -> list[Shift | None]:
+    """``shift`` for many series at once: ``values`` is (series x grid), NaN where a series has no value.
+
+    The same statistics as ``shift``, computed along the rows with numpy so a case with a thousand
+    series takes milliseconds, not a second.
+    """
+    import warnings
+
+    n_series = values.shape[0]
+    if n_series == 0:
+        return []
+    base = values[:, base_mask]
+    inc = values[:, inc_mask]
+    inc_t = grid[inc_mask]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n_base = np.sum(np.isfinite(base), axis=1)
+        med = np.nanmedian(base, axis=1)
+        mad = np.nanmedian(np.abs(base - med[:, None]), axis=1) * MAD_TO_SIGMA
+        q75, q25 = np.nanquantile(base, [0.75, 0.25], axis=1)
+    iqr = np.where(n_base >= 4, (q75 - q25) * IQR_TO_SIGMA, 0.0)
+    rel = np.maximum(rel_floor, 0.25 / np.sqrt(np.maximum(n_base, 1)))
+    spread = np.nanmax(np.stack([np.nan_to_num(mad), np.nan_to_num(iqr), rel * np.abs(np.nan_to_num(med)),
+                                 abs_floor, np.full(n_series, 1e-12)]), axis=0)
+    raw = (inc - med[:, None]) / spread[:, None]
+    d = direction[:, None]
+    z = np.where(d > 0, raw, np.where(d < 0, -raw, np.abs(raw)))
+    finite = np.isfinite(z)
+    above = finite & (z >= threshold)
+    width = max(1, int(round(persist_s / step)))
+    n = z.shape[1]
+    csum = np.concatenate((np.zeros((n_series, 1), dtype=np.int64), np.cumsum(above, axis=1)), axis=1)
+    fsum = np.concatenate((np.zeros((n_series, 1), dtype=np.int64), np.cumsum(finite, axis=1)), axis=1)
+    idx = np.arange(n)
+    ends = np.minimum(idx + width, n)
+    counts = csum[:, ends] - csum[:, idx]
+    denom = np.maximum(fsum[:, ends] - fsum[:, idx], 1)
+    persistent = above & (counts / denom >= 0.6)
+    has_onset = persistent.any(axis=1)
+    i0 = np.argmax(persistent, axis=1)
+    onset_t = inc_t[i0] if n else np.zeros(n_series)
+    hold = max(hold_s, persist_s)
+    stretch = (inc_t[None, :] >= onset_t[:, None]) & (inc_t[None, :] <= onset_t[:, None] + hold) & finite
+    use = np.where(has_onset[:, None], stretch, finite)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        strength = np.nanmedian(np.where(use, z, np.nan), axis=1)
+        after = np.nanmedian(np.where(use, inc, np.nan), axis=1)
+        peak = np.nanquantile(np.where(finite, z, np.nan), 0.9, axis=1)
+    # already outside the band at the end of the baseline?
+    out: list[Shift | None] = []
+    for i in range(n_series):
+        if n_base[i] == 0 or not finite[i].any():
+            out.append(None)
+            continue
+        bv = base[i][np.isfinite(base[i])]
+        tail = bv[-width:]
+        pre = False
+        if len(tail) and n_base[i] > width:
+            traw = (tail - med[i]) / spread[i]
+            tz = traw if direction[i] > 0 else (-traw if direction[i] < 0 else np.abs(traw))
+            pre = bool(np.mean(tz >= threshold) >= 0.6)
+        out.append(Shift(
+            before=float(med[i]), after=float(after[i]), z=max(0.0, float(strength[i])),
+            peak=max(0.0, float(peak[i])), onset=float(onset_t[i]) if has_onset[i] else None,
+            preexisting=pre, n_before=int(n_base[i]), n_after=int(finite[i].sum()),
+        ))
+    return out

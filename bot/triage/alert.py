@@ -57,10 +57,11 @@ def to_epoch(value: datetime | float | int | str | None) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"not an RFC 3339 time: {value[:40]!r}") from None
+            raise ValueError(f"not an RFC 3339 time: {text[:40]!r}") from None
     if isinstance(value, datetime):
         if value.year < 1971:
             return None
