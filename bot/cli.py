@@ -142,6 +142,24 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_noise(args: argparse.Namespace) -> int:
+    from bot.triage.noise import noise_report
+
+    async def _report(db) -> list[dict]:  # type: ignore[no-untyped-def]
+        return [d.as_dict() for d in await noise_report(db, days=args.days)]
+
+    days = _with_db(args, _report)
+    assert isinstance(days, list)
+    if args.json:
+        print(json.dumps(days, indent=2))
+        return 0
+    print(f"{'day':<11} {'received':>8} {'dupes':>6} {'suppr':>6} {'incid':>6} {'pages':>6}  shifts over 2 pages")
+    for d in days:
+        print(f"{d['day']:<11} {d['received']:>8} {d['duplicates']:>6} {d['suppressed']:>6} {d['incidents']:>6} "
+              f"{d['pages']:>6}  {d['shifts_over_budget']}")
+    return 0
+
+
 def cmd_auto(args: argparse.Namespace) -> int:
     from bot.remediate.killswitch import main as killswitch_main
 
@@ -188,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("list", cmd_incidents_list, "list incidents, newest first", inc)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--limit", type=int, default=100)
+
+    sp = add("noise", cmd_noise, "daily triage noise: received, duplicates, suppressed, incidents, pages per shift")
+    sp.add_argument("--days", type=int, default=7)
+    sp.add_argument("--json", action="store_true")
 
     sp = add("investigate", _lazy("bot.investigate.cli"), "investigate a case bundle or an alert on live sources")
     sp.add_argument("--case", type=Path, help="case bundle directory (replay source)")

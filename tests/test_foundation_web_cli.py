@@ -135,3 +135,24 @@ def test_serve_starts_and_stops_gracefully(tmp_path: Path) -> None:
 async def test_audit_rows_from_the_bot(db: Database) -> None:
     row = await audit(db, BOT, "incident.opened", incident_id="INC-1", params={"a": 1})
     assert row.seq == 1 and len(row.hash) == 64
+
+
+def test_noise_report_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import time as _time
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    upgrade(url)
+    day = _time.strftime("%Y-%m-%d", _time.gmtime())
+    con = sqlite3.connect(tmp_path / "n.db")
+    for name, value in (("received", 120), ("duplicates", 40), ("suppressed", 10), ("incidents", 3),
+                        ("pages", 3), ("pages@0", 3)):
+        con.execute("INSERT INTO noise_counter (day, name, value) VALUES (?, ?, ?)", (day, name, value))
+    con.commit()
+    con.close()
+    monkeypatch.setenv("ONWATCH_DATABASE__URL", url)
+    assert main(["noise", "--json"]) == 0
+    days = json.loads(capsys.readouterr().out)
+    assert days[0]["day"] == day and days[0]["received"] == 120 and days[0]["shifts_over_budget"] == 1
+    assert main(["noise"]) == 0
+    assert "120" in capsys.readouterr().out
