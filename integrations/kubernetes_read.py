@@ -26,6 +26,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from integrations.base import (
     ChangeEvent,
     ClusterEvent,
+    Edge,
     SourceBadResponse,
     SourceRejected,
     SourceTimeout,
@@ -319,6 +320,33 @@ class KubernetesRollouts:
                 source="kubernetes",
             ))
         return sorted(out, key=lambda c: c.time)
+
+
+DEPENDS_ON = "onwatch.io/depends-on"
+
+
+class KubernetesTopology:
+    """Call dependencies declared on workloads: annotation ``onwatch.io/depends-on: "payments-db, redis"``.
+
+    Teams that know their dependencies write them next to the Deployment; the engine uses them like the
+    topology from settings or traces (caller -> callee).
+    """
+
+    name = "kubernetes-topology"
+
+    def __init__(self, reader: KubernetesReader):
+        self.reader = reader
+
+    async def edges(self) -> list[Edge]:
+        out: set[Edge] = set()
+        for dep in await self.reader._list("deployments"):
+            meta = dep.get("metadata") or {}
+            declared = str((meta.get("annotations") or {}).get(DEPENDS_ON, ""))
+            caller = self.reader.service_of(meta)
+            for callee in (c.strip() for c in declared.split(",")):
+                if callee and callee != caller:
+                    out.add(Edge(caller, callee))
+        return sorted(out, key=lambda e: (e.caller, e.callee))
 
 
 async def _read_capped(resp: Any, cap: int, source: str, what: str) -> bytes:

@@ -57,11 +57,12 @@ def build_sources(settings: SourcesSettings, *, db: Any = None, now: float | Non
         if change is not None:
             sources.changes.append(change)
     if settings.kubernetes is not None:
-        from integrations.kubernetes_read import KubernetesReader
+        from integrations.kubernetes_read import KubernetesReader, KubernetesTopology
 
         kube = KubernetesReader(settings.kubernetes)
         sources.cluster = kube
         sources.changes.append(kube.rollouts())
+        sources.topology.append(KubernetesTopology(kube))
     if errors:
         raise ConfigError(errors)
     return sources

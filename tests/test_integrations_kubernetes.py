@@ -114,3 +114,27 @@ async def test_namespaces_limit_and_failures(tmp_path: Path) -> None:
     missing = KubernetesReader(KubernetesSettings(kubeconfig=tmp_path / "nope"))
     with pytest.raises(Exception, match="cannot load the cluster credentials"):
         await missing.events(TimeWindow(T0, NOW))
+
+
+async def test_topology_from_depends_on_annotations(tmp_path: Path) -> None:
+    from integrations.kubernetes_read import KubernetesTopology
+    from integrations.registry import build_sources
+    from integrations.settings import SourcesSettings
+
+    objects = _objects()
+    objects["deployments"] = [
+        {"metadata": {"name": "checkout", "namespace": "shop", "labels": {"app.kubernetes.io/name": "checkout"},
+                      "annotations": {"onwatch.io/depends-on": "payments-api, cart ,checkout,"}}},
+        {"metadata": {"name": "payments-api", "namespace": "shop", "labels": {"app": "payments-api"},
+                      "annotations": {"onwatch.io/depends-on": "payments-db"}}},
+        {"metadata": {"name": "carts", "namespace": "shop"}},
+    ]
+    app = fake_k8s.make_app(objects, token="read-token")
+    async with serve(app) as url:
+        kubeconfig = fake_k8s.write_kubeconfig(tmp_path / "kubeconfig", url, "read-token")
+        sources = build_sources(SourcesSettings(kubernetes=KubernetesSettings(kubeconfig=kubeconfig, retries=0)))
+        topo = [t for t in sources.topology if isinstance(t, KubernetesTopology)]
+        assert len(topo) == 1
+        edges = [(e.caller, e.callee) for e in await topo[0].edges()]
+        assert edges == [("checkout", "cart"), ("checkout", "payments-api"), ("payments-api", "payments-db")]
+        await sources.aclose()
