@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
@@ -16,11 +23,21 @@ from tests.investigate_fixtures import ALERT, INJECT, add_on, chain, make_case, 
 
 
 class _Chat:
+    """Stands for the chat hub: records the domain events the service emits, in order."""
+
     def __init__(self) -> None:
         self.finished: list[tuple[str, str]] = []
+        self.events: list[tuple[str, str]] = []
 
     async def investigation_finished(self, incident_id: str, investigation_id: str) -> None:
         self.finished.append((incident_id, investigation_id))
+        self.events.append(("finished", incident_id))
+
+    async def incident_updated(self, incident_id: str) -> None:
+        self.events.append(("card", incident_id))
+
+    async def post(self, incident_id: str, message) -> None:
+        self.events.append(("post", message.key))
 
 
 class _Remediation:
@@ -68,6 +85,8 @@ async def test_request_then_run(db, tmp_path: Path) -> None:
         assert "investigation.requested" in actions and actions[-1] == "investigation.result"
         assert (await s.get(Incident, "INC-T1")).phase == "cause_found"
     assert ctx.chat.finished == [("INC-T1", inv_id)]
+    assert ctx.chat.events[0] == ("card", "INC-T1") and ctx.chat.events[-1] == ("finished", "INC-T1")
+    assert [k for e, k in ctx.chat.events if e == "post"] == [f"step:{inv_id}:{n}" for n in range(1, len(inv.report["steps"]) + 1)]
     assert ctx.remediation.proposed == [("INC-T1", inv_id)]
     assert (await verify_chain(db)).ok
     # a redelivered job does nothing twice
@@ -95,3 +114,160 @@ async def test_cpu_effect_helper_is_used(tmp_path: Path) -> None:
     t = np.array([INJECT - 10.0, INJECT + 10.0])
     assert list(fx("payment", "cpu", t, np.array([1.0, 1.0]))) == [1.0, 2.0]
     assert list(fx("orders", "cpu", t, np.array([1.0, 1.0]))) == [1.0, 1.0]
+
+
+# ---------------------------------------------------------------- live steps, the card, the chart, the LLM
+
+
+class _RecordingAdapter:
+    """A chat adapter added to a real ChatHub: records what reaches the platform, in order, and the
+    incident's phase at the moment each card update arrives."""
+
+    platform = "recording"
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.log: list[tuple[str, object]] = []
+
+    async def announce(self, card, origin) -> None:
+        self.log.append(("announce", card.phase))
+
+    async def update_card(self, card) -> None:
+        self.log.append(("card", card.phase))
+
+    async def post(self, incident_id: str, message) -> None:
+        self.log.append(("post", message))
+
+    async def replace(self, incident_id: str, key: str, message) -> None:
+        self.log.append(("replace", key))
+
+
+async def _hub_ctx(db, tmp_path: Path, effect, llm=None) -> tuple[SimpleNamespace, _RecordingAdapter]:
+    from bot.chat.hub import ChatHub
+
+    ctx = await _setup(db, tmp_path, effect)
+    rec = _RecordingAdapter(db)
+    ctx.chat = ChatHub(db, [rec])
+    ctx.settings = SimpleNamespace(triage=None, llm=llm)
+    return ctx, rec
+
+
+async def test_steps_are_posted_as_they_happen(db, tmp_path: Path) -> None:
+    from bot.chat.model import Step as ChatStep
+
+    effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+    ctx, rec = await _hub_ctx(db, tmp_path, effect)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
+    await run_investigation(ctx, inv_id)
+    # the card moves to Investigating before anything else is said
+    assert rec.log[0] == ("card", "investigating")
+    posts = [m for kind, m in rec.log if kind == "post"]
+    step_posts = [m for m in posts if m.key.startswith(f"step:{inv_id}:")]
+    async with db.session() as s:
+        report = (await s.get(Investigation, inv_id)).report
+    assert [m.key for m in step_posts] == [f"step:{inv_id}:{st['n']}" for st in report["steps"]]
+    for m, st in zip(step_posts, report["steps"], strict=True):
+        (block,) = m.blocks
+        assert isinstance(block, ChatStep) and block.index == st["n"] and st["looked_at"] in block.text
+        assert m.fallback
+    assert step_posts[-1].blocks[0].kind == "concluded"
+    assert {m.blocks[0].kind for m in step_posts} >= {"looked", "hypothesised", "concluded"}
+    # every live step precedes the final summary messages and the card's final phase
+    first_final = next(i for i, (k, m) in enumerate(rec.log) if k == "post" and not m.key.startswith("step:"))
+    last_step = max(i for i, (k, m) in enumerate(rec.log) if k == "post" and m.key.startswith("step:"))
+    assert last_step < first_final
+    assert ("card", "cause_found") in rec.log[last_step:]
+
+
+async def test_chart_is_present_and_bounded(db, tmp_path: Path) -> None:
+    effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+    ctx, _ = await _hub_ctx(db, tmp_path, effect)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
+    await run_investigation(ctx, inv_id)
+    async with db.session() as s:
+        report = (await s.get(Investigation, inv_id)).report
+    chart = report["chart"]
+    assert set(chart) >= {"title", "unit", "onset", "series", "markers"}
+    names = [s["name"] for s in chart["series"]]
+    assert names[0] == "cpu of payment" and any("frontend" in n for n in names)
+    scope = report["scope"]
+    for s in chart["series"]:
+        assert 2 <= len(s["t"]) == len(s["v"]) <= 300
+        assert scope["baseline"][0] <= s["t"][0] and s["t"][-1] <= scope["now"]
+        assert s["t"] == sorted(s["t"])
+    assert chart["onset"] == scope["onset"]
+    assert len(json.dumps(chart)) < 40_000
+    # the chat renders it as a time series, not the before/after fallback
+    from bot.chat.chart import spec_from_report
+
+    spec = spec_from_report(report)
+    assert spec is not None and spec.series and not spec.bars
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[tuple[TestServer, list[dict[str, Any]], list[int]]]:
+    """A local server speaking OpenAI's /v1/chat/completions; ``fail`` holds HTTP statuses to answer with."""
+    seen: list[dict[str, Any]] = []
+    fail: list[int] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(body)
+        if fail:
+            return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=fail[0])
+        ids = re.findall(r"\[(e\d+)\]", body["messages"][1]["content"])
+        content = f"The top cause's own signal moved first [{ids[0]}]." if ids else "Nothing to cite."
+        return web.json_response({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+        })
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield server, seen, fail
+    finally:
+        await server.close()
+
+
+async def test_llm_narrative_is_stored(db, tmp_path: Path, fake_llm) -> None:
+    from bot.config import LlmSettings
+
+    server, seen, _ = fake_llm
+    llm = LlmSettings(enabled=True, base_url=str(server.make_url("/v1")), api_key="sk-test", model="local", timeout_s=5)
+    effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+    ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
+    await run_investigation(ctx, inv_id)
+    assert len(seen) == 1 and seen[0]["model"] == "local"
+    async with db.session() as s:
+        report = (await s.get(Investigation, inv_id)).report
+        calls = (await s.exec(select(AuditEvent).where(AuditEvent.action == "llm.call"))).all()
+    narrative = report["narrative"]
+    assert narrative["cited"] and set(narrative["cited"]) <= {e["id"] for e in report["evidence"]}
+    assert f"[{narrative['cited'][0]}]" in narrative["text"]
+    assert [c.result for c in calls] == ["accepted"]
+    assert not any(m.startswith("llm") for m in report["missing"])
+
+
+async def test_llm_failure_is_missing_evidence_not_a_crash(db, tmp_path: Path, fake_llm) -> None:
+    from bot.config import LlmSettings
+
+    server, seen, fail = fake_llm
+    fail.append(400)  # a client error: not retried by the client, reported at once
+    llm = LlmSettings(enabled=True, base_url=str(server.make_url("/v1")), model="local", timeout_s=5)
+    effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+    ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
+    await run_investigation(ctx, inv_id)
+    assert seen
+    async with db.session() as s:
+        inv = await s.get(Investigation, inv_id)
+        calls = (await s.exec(select(AuditEvent).where(AuditEvent.action == "llm.call"))).all()
+    assert inv.status == "done" and "narrative" not in inv.report
+    assert any(m.startswith("llm: ") for m in inv.report["missing"]) and inv.missing == inv.report["missing"]
+    assert [c.result.split(":")[0] for c in calls] == ["failed"]
+    assert inv.report["ranked_services"][0] == "payment"

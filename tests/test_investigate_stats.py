@@ -47,3 +47,37 @@ def test_floors_and_helpers() -> None:
     assert estimate_step([np.arange(0, 600, 60.0)] * 9 + [np.array([0.0, 7, 100, 400])]) == 60.0
     assert list(forward_fill(np.array([10.0, 20]), np.array([1.0, 2]), np.array([5.0, 10, 15, 25]))[1:]) == [1, 1, 2]
     assert strength_score(0) == 0 and strength_score(3) < strength_score(10) < strength_score(100) <= 1.2
+
+
+def test_an_opaque_endpoint_does_not_outrank_the_service_behind_it() -> None:
+    from bot.investigate.catalog import classify
+    from bot.investigate.findings import Finding
+    from bot.investigate.hypotheses import Hypothesis
+    from bot.investigate.scoring import Graph, discount_echoes
+    from integrations.base import Edge
+
+    def lat(svc: str, z: float) -> Finding:
+        return Finding(svc, "latency_avg", classify("latency_avg"), "metrics", z, 100.0, False, 0.1, 1.0, "", "")
+
+    graph = Graph([Edge("site", "lb_remote"), Edge("site", "search"), Edge("search", "db")])
+    fs = [lat("lb_remote", 40.0), lat("search", 30.0)]
+    echo, real = Hypothesis("lb_remote", "dependency_failure", [fs[0]], raw=1.0), \
+        Hypothesis("search", "dependency_failure", [fs[1]], raw=0.8)
+    discount_echoes([echo, real], fs, graph, 300.0)
+    assert echo.raw < real.raw and echo.echo_of == ("search",)
+    # the same endpoint with telemetry of its own is a service in its own right
+    echo2 = Hypothesis("lb_remote", "dependency_failure", [fs[0]], raw=1.0)
+    discount_echoes([echo2, real], fs, graph, 300.0, instrumented={"lb_remote"})
+    assert echo2.raw == 1.0 and echo2.echo_of == ()
+
+
+def test_a_rarely_called_edge_still_shows_a_network_delay() -> None:
+    import numpy as np
+
+    from bot.investigate.spans import compare_gaps
+
+    before = {("a", "b"): np.array([3.0, 3.2, 3.1])}
+    after = {("a", "b"): np.array([1500.0, 1490.0, 1510.0, 1480.0])}
+    (gap,) = compare_gaps(before, after)
+    assert gap[:2] == ("a", "b") and gap[4] > 100
+    assert compare_gaps({("a", "b"): np.array([3.0, 3.1])}, after) == []

@@ -8,9 +8,11 @@ so the same data gives the same answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot.investigate.catalog import classify
+from bot.investigate.chart import build_chart
 from bot.investigate.findings import (
     Finding,
     MetricFrame,
@@ -25,7 +27,7 @@ from bot.investigate.look import Gathered, Limits, gather
 from bot.investigate.planner import DeterministicPlanner, Look, Planner
 from bot.investigate.report import Cause, EvidenceItem, Report, Step
 from bot.investigate.scope import Scope
-from bot.investigate.scoring import Graph, Weights, prefer_explanations, score
+from bot.investigate.scoring import Graph, Weights, discount_echoes, prefer_explanations, score
 from bot.investigate.spans import edges_from_spans
 from integrations.base import Edge, Sources, TimeWindow
 
@@ -46,7 +48,8 @@ class EngineConfig:
     timeout_s: float = 10.0
     concurrency: int = 4
     history_s: float = 3600.0
-    abstain_confidence: float = 0.3
+    # answer only when the leading cause is at least ~1.8x its best independent rival (1 - 1/1.8)
+    min_separation: float = 0.45
     min_strength: float = 0.3
     refute_precedence: float = 0.15
     max_causes: int = 10
@@ -55,12 +58,27 @@ class EngineConfig:
     planner: Planner = field(default_factory=DeterministicPlanner)
 
 
-class _Steps:
-    def __init__(self) -> None:
-        self.items: list[Step] = []
+StepCallback = Callable[[Step], Awaitable[None]]
 
-    def add(self, looked_at: str, concluded: str) -> None:
-        self.items.append(Step(len(self.items) + 1, looked_at, concluded))
+
+class _Steps:
+    """The reasoning so far; ``flush`` hands the steps added since the last flush to the caller's
+    callback, so a chat thread can show each phase as it ends rather than all at the end."""
+
+    def __init__(self, on_step: StepCallback | None = None) -> None:
+        self.items: list[Step] = []
+        self._on_step = on_step
+        self._sent = 0
+
+    def add(self, looked_at: str, concluded: str, kind: str = "looked") -> None:
+        self.items.append(Step(len(self.items) + 1, looked_at, concluded, kind))
+
+    async def flush(self) -> None:
+        while self._sent < len(self.items):
+            step = self.items[self._sent]
+            self._sent += 1
+            if self._on_step is not None:
+                await self._on_step(step)
 
 
 def _fmt_t(t: float, ref: float) -> str:
@@ -95,11 +113,19 @@ def _wide_recheck(g: Gathered, scope: Scope, look: Look, findings: list[Finding]
                 changed.append(f"{f.signal} of {f.service}")
             f = Finding(f.service, f.signal, f.info, f.source, wf.z, wf.onset if wf.anomalous else f.onset,
                         f.preexisting or wf.preexisting, f.before, f.after, f.query, f.link,
-                        f.summary + f"; against the longer baseline z {wf.z:.1f}", f.peak)
+                        f.summary + f"; against the longer baseline z {wf.z:.1f}", f.peak, breadth=f.breadth)
         out.append(f)
     if changed:
         return out, f"within their longer-run range: {', '.join(changed[:6])}"
     return out, "the longer baseline confirms both anomalies"
+
+
+def _instrumented(g: Gathered) -> set[str]:
+    """Services with telemetry of their own: resource metrics, spans or log lines."""
+    out = {svc for svc, sig in g.series if classify(sig).resource}
+    out |= {s.service for s in g.spans or []}
+    out |= {ln.service for ln in g.logs or []}
+    return out
 
 
 def _rank(hyps: Sequence[Hypothesis]) -> list[Hypothesis]:
@@ -111,14 +137,18 @@ async def investigate(
     sources: Sources,
     past: Sequence[PastIncident] = (),
     config: EngineConfig | None = None,
+    on_step: StepCallback | None = None,
 ) -> Report:
+    """Investigate ``scope`` over ``sources``; ``on_step`` (optional) is awaited with each reasoning
+    step as the phase that produced it ends."""
     cfg = config or EngineConfig()
-    steps = _Steps()
+    steps = _Steps(on_step)
     steps.add(
         f"Scope: symptoms {', '.join(scope.symptoms) or '(none named)'}; onset {scope.onset:.0f}; "
         f"baseline {scope.baseline.start:.0f}-{scope.baseline.end:.0f}; incident {scope.incident.start:.0f}-{scope.now:.0f}",
         "compare the incident window with the baseline just before it",
     )
+    await steps.flush()
     limits = Limits(cfg.timeout_s, cfg.concurrency)
     history = max(cfg.history_s, 3 * scope.baseline.seconds)
     window = TimeWindow(scope.incident.start - history, scope.now)
@@ -137,6 +167,7 @@ async def investigate(
     if past:
         ctx.append(f"{len(past)} similar past incident(s)")
     steps.add("Context: topology, changes, past incidents", "; ".join(ctx))
+    await steps.flush()
 
     # look: metrics, logs, traces
     missing = list(g.missing)
@@ -184,13 +215,18 @@ async def investigate(
         steps.add("Cluster events", f"{len(g.cluster)} event(s): "
                   + ", ".join(sorted({f'{e.reason} {e.service}' for e in g.cluster})[:6]))
 
+    await steps.flush()
+
     # hypothesise and test
     hyps = form(findings, g.changes, g.cluster or [], scope.onset, cfg.weights.change_horizon_s)
     score(hyps, findings, graph, scope.symptoms, scope.onset, step_s, cfg.weights, prior)
     prefer_explanations(hyps, step_s)
+    instrumented = _instrumented(g)
+    discount_echoes(hyps, findings, graph, step_s, instrumented)
     ranked = _rank(hyps)
     steps.add(f"Hypotheses: {len(hyps)} formed from the anomalies, changes and events",
-              "; ".join(f"{h.service} {h.kind} {h.raw:.2f}" for h in ranked[:5]) or "none")
+              "; ".join(f"{h.service} {h.kind} {h.raw:.2f}" for h in ranked[:5]) or "none", "hypothesised")
+    await steps.flush()
 
     looks: list[Look] = []
     while (look := cfg.planner.next_look([h for h in ranked if not h.refuted], looks)) is not None:
@@ -199,8 +235,10 @@ async def investigate(
         hyps = form(findings, g.changes, g.cluster or [], scope.onset, cfg.weights.change_horizon_s)
         score(hyps, findings, graph, scope.symptoms, scope.onset, step_s, cfg.weights, prior)
         prefer_explanations(hyps, step_s)
+        discount_echoes(hyps, findings, graph, step_s, instrumented)
         ranked = _rank(hyps)
-        steps.add(f"Look again: {look.reason}", concl)
+        steps.add(f"Look again: {look.reason}", concl, "tested")
+        await steps.flush()
 
     # narrow: drop what the data refutes
     top_raw = ranked[0].raw if ranked else 0.0
@@ -214,7 +252,9 @@ async def investigate(
             dropped.append(f"{h.service} {h.kind} ({h.refuted})")
     alive = [h for h in ranked if not h.refuted and h.raw > 0]
     if dropped:
-        steps.add(f"Narrow: tested {len(ranked)} hypotheses", f"dropped {len(dropped)}: " + "; ".join(dropped[:5]))
+        steps.add(f"Narrow: tested {len(ranked)} hypotheses", f"dropped {len(dropped)}: " + "; ".join(dropped[:5]),
+                  "tested")
+        await steps.flush()
 
     # one cause per service, best first
     per_service: list[Hypothesis] = []
@@ -223,8 +263,12 @@ async def investigate(
         if h.service not in seen:
             seen.add(h.service)
             per_service.append(h)
-    raws = [h.raw for h in per_service[:5]]
+    # an echo of the leading cause (the same component seen from its callers' side) is not a rival
+    lead = per_service[0] if per_service else None
+    rivals = [h for h in per_service[1:] if lead is None or lead.service not in h.echo_of]
+    raws = ([lead.raw] if lead else []) + [h.raw for h in rivals[:4]]
     total = sum(raws) or 1.0
+    separation = 1.0 - (rivals[0].raw / lead.raw if lead and rivals and lead.raw > 0 else 0.0)
 
     def confidence(h: Hypothesis) -> float:
         return (1.0 - math.exp(-h.raw / 0.45)) * h.raw / total
@@ -287,20 +331,25 @@ async def investigate(
         reason = "nothing moved clearly away from its baseline"
     elif per_service[0].factors.get("strength", 0.0) < cfg.min_strength:
         reason = f"the strongest anomaly ({causes[0].service}) is weak"
-    elif causes[0].confidence < cfg.abstain_confidence:
-        second = f" and {causes[1].service}" if len(causes) > 1 else ""
-        reason = f"the leading causes ({causes[0].service}{second}) are not clearly separated"
+    elif separation < cfg.min_separation:
+        second = f" and {rivals[0].service}" if rivals else ""
+        reason = (f"the leading causes ({causes[0].service}{second}) are not clearly separated "
+                  f"(the runner-up scores {1 - separation:.0%} of the leader)")
     else:
         abstained = False
     sources_missing = sorted(set(missing))
     if abstained:
         if sources_missing:
             reason += "; missing: " + "; ".join(sources_missing[:3])
-        steps.add("Conclusion", f"not enough evidence: {reason}")
+        steps.add("Conclusion", f"not enough evidence: {reason}", "concluded")
     else:
         c0 = causes[0]
         steps.add("Conclusion", f"most likely {c0.kind.replace('_', ' ')} in {c0.service} "
-                                f"(confidence {c0.confidence:.2f}); evidence {', '.join(c0.evidence) or '-'}")
+                                f"(confidence {c0.confidence:.2f}); evidence {', '.join(c0.evidence) or '-'}",
+                  "concluded")
+    await steps.flush()
+    top_h = per_service[0] if per_service else None
+    chart = build_chart(g, scope, findings, top_h.service if top_h else None, top_h.support if top_h else ())
     return Report(
         abstained=abstained,
         ranked_services=[c.service for c in causes],
@@ -310,4 +359,6 @@ async def investigate(
         missing=sources_missing,
         scope=scope.to_dict(),
         reason=reason,
+        chart=chart,
+        separation=separation,
     )

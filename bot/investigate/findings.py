@@ -38,6 +38,7 @@ class Finding:
     summary: str = ""
     peak: float = 0.0
     id: str = ""
+    breadth: float = 1.0  # share of the service's statistics of this family (p50, p90, avg...) that moved
 
     @property
     def family(self) -> str:
@@ -49,7 +50,9 @@ class Finding:
 
     @property
     def strength(self) -> float:
-        return strength_score(self.z) * self.info.weight
+        # a real slowdown or error burst shifts the whole distribution; one quantile alone moving while
+        # the others hold is a reshaping of the tail (or of the body), weaker evidence
+        return strength_score(self.z) * self.info.weight * (0.5 + 0.5 * self.breadth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +96,16 @@ def metric_findings(
     if not keys:
         return []
     infos = [classify(sig) for _, sig in keys]
+    # counts are Poisson: a rate measured over one sample period cannot be known better than one event
+    # per period, so a series at zero that sees one request is not an "infinite" surge
+    count_floor = 1.0 / max(frame.step, 60.0)
+    abs_floors = [max(i.abs_floor, count_floor) if i.family == "traffic" else i.abs_floor for i in infos]
     matrix = np.vstack([forward_fill(*g.series[k], grid) for k in keys])
     shifts = shift_matrix(
         grid, matrix, base_mask, inc_mask,
         np.asarray([i.direction for i in infos], dtype=np.float64),
         np.asarray([i.rel_floor for i in infos], dtype=np.float64),
-        np.asarray([i.abs_floor for i in infos], dtype=np.float64),
+        np.asarray(abs_floors, dtype=np.float64),
         frame.step, THRESHOLD, persist_s=max(60.0, frame.step), hold_s=max(240.0, 2 * frame.step),
     )
     out: list[Finding] = []
@@ -113,7 +120,20 @@ def metric_findings(
             summary=f"{sig} of {svc} moved from {sh.before:.4g} to {sh.after:.4g} (robust z {sh.z:.1f})",
         ))
     out.sort(key=lambda f: (f.service, f.signal))
+    set_breadth(out)
     return out
+
+
+def set_breadth(findings: list[Finding], families: tuple[str, ...] = ("latency", "errors")) -> None:
+    """For families measured by several statistics of one service, the share that moved (in place)."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        if f.source == "metrics" and f.family in families:
+            groups.setdefault((f.service, f.family), []).append(f)
+    for fs in groups.values():
+        frac = sum(f.anomalous for f in fs) / len(fs)
+        for f in fs:
+            f.breadth = frac
 
 
 def log_findings(g: Gathered, scope: Scope) -> list[Finding]:

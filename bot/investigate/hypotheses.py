@@ -34,6 +34,7 @@ class Hypothesis:
     factors: dict[str, float] = field(default_factory=dict)
     refuted: str = ""
     notes: list[str] = field(default_factory=list)
+    echo_of: tuple[str, ...] = ()  # services this one is only a caller-side view of (see scoring)
 
     @property
     def key(self) -> tuple[str, str]:

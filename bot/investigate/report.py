@@ -53,9 +53,15 @@ class Step:
     n: int
     looked_at: str
     concluded: str
+    kind: str = "looked"  # looked | hypothesised | tested | concluded (the chat model's step kinds)
+
+    @property
+    def text(self) -> str:
+        return f"{self.looked_at} → {self.concluded}" if self.concluded else self.looked_at
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "looked_at": self.looked_at, "concluded": self.concluded}
+        return {"n": self.n, "index": self.n, "kind": self.kind, "looked_at": self.looked_at,
+                "concluded": self.concluded, "text": self.text}
 
 
 @dataclass(slots=True)
@@ -68,9 +74,11 @@ class Report:
     missing: list[str]
     scope: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    chart: dict[str, Any] | None = None
+    separation: float = 0.0  # 1 - (best rival / leading cause): how clearly the leader stands out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "abstained": self.abstained,
             "ranked_services": list(self.ranked_services),
             "causes": [c.to_dict() for c in self.causes],
@@ -79,7 +87,11 @@ class Report:
             "missing": list(self.missing),
             "scope": self.scope,
             "reason": self.reason,
+            "separation": round(self.separation, 4),
         }
+        if self.chart is not None:
+            out["chart"] = self.chart
+        return out
 
 
 def _fmt(v: float | None) -> str:

@@ -164,7 +164,8 @@ def score(
             t_mine = t_h if t_h is not None else onset
             culprits = []
             for c in sorted(graph.descendants(h.service)):
-                cf = prop(c)
+                # a callee that slowed, failed or saturated a resource as early explains its callers
+                cf = prop(c) + [f for f in by_service.get(c, []) if f.info.resource and not f.preexisting]
                 if not cf:
                     continue
                 c_on = min((f.onset for f in cf if f.onset is not None), default=None)
@@ -247,3 +248,64 @@ def prefer_explanations(hyps: Sequence[Hypothesis], step: float) -> None:
                 h.raw = best.raw * 1.05
                 h.factors["explains_own_symptoms"] = 1.05
                 h.notes.append(f"explains the service's own {best.kind.replace('_', ' ')}")
+
+
+def discount_echoes(hyps: Sequence[Hypothesis], findings: Sequence[Finding], graph: Graph, step: float,
+                    instrumented: set[str] | frozenset[str] = frozenset(), factor: float = 0.9) -> None:
+    """An opaque endpoint does not outrank the service it stands in front of (in place).
+
+    A node with callers but no callees of its own, and no telemetry of its own (no resource metrics,
+    spans or logs: ``instrumented`` lists the services that have some), is known only from its callers'
+    side: the time and
+    errors they see calling it include the network, a load balancer and whatever serves it. When a
+    sibling callee of the same caller - a service we can see inside, because it has callees of its
+    own - moved the same way (same family, as strongly, within one sample), the opaque node is most
+    likely that service seen from outside, and the evidence is about the service. Its hypotheses are
+    capped just below the service's, so the ranking names the component rather than its echo.
+    """
+    if not graph.known:
+        return
+    tau = max(step, 60.0)
+    anomalous: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.anomalous and f.family in PROPAGATING:
+            anomalous.setdefault(f.service, []).append(f)
+    best_raw: dict[str, float] = {}
+    for h in hyps:
+        best_raw[h.service] = max(best_raw.get(h.service, 0.0), h.raw)
+
+    def profile(svc: str) -> dict[str, tuple[float, float | None]]:
+        out: dict[str, tuple[float, float | None]] = {}
+        for f in anomalous.get(svc, []):
+            s, on = out.get(f.family, (0.0, None))
+            ons = [t for t in (on, f.onset) if t is not None]
+            out[f.family] = (max(s, f.strength), min(ons) if ons else None)
+        return out
+
+    for h in hyps:
+        leaf = h.service
+        if graph.down.get(leaf) or not graph.up.get(leaf) or leaf in instrumented or h.raw <= 0:
+            continue
+        mine = profile(leaf)
+        if not mine:
+            continue
+        twins: list[str] = []
+        for caller in sorted(graph.up[leaf]):
+            for sib in sorted(graph.down.get(caller, ())):
+                if sib == leaf or not graph.down.get(sib) or sib in twins:
+                    continue
+                theirs = profile(sib)
+                same = [fam for fam, (s, on) in mine.items() if fam in theirs
+                        and theirs[fam][0] >= 0.5 * s
+                        and (on is None or theirs[fam][1] is None or abs(on - (theirs[fam][1] or 0.0)) <= tau)]
+                if same:
+                    twins.append(sib)
+        if not twins:
+            continue
+        cap = factor * max(best_raw.get(t, 0.0) for t in twins)
+        h.echo_of = tuple(twins)
+        if cap < h.raw:
+            h.raw = cap
+            h.factors["echo_of"] = round(factor, 3)
+            h.notes.append(f"seen only from its callers' side; {', '.join(twins[:2])} behind the same caller "
+                           "moved the same way and is observable inside")

@@ -2,7 +2,11 @@
 
 The engine stays pure; this module loads the incident and its alerts, builds the scope, runs the
 engine over the sources the context provides, stores the report, evidence and findings, writes an
-audit row per reasoning step, and tells the chat and the remediation service.
+audit row per reasoning step, and tells the chat and the remediation service. While the engine runs,
+each reasoning step is posted to the incident thread as it is made (keyed ``step:<inv>:<n>``), and
+the root card moves to "Investigating" at the start. When an LLM is configured, it writes a short
+narrative of the finished report that must cite the report's evidence ids; a failing endpoint is a
+line of ``missing``, never a failed investigation.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.audit import BOT, Actor, audit
-from bot.investigate.engine import PastIncident, investigate
-from bot.investigate.report import Report
+from bot.chat.model import Message
+from bot.chat.model import Step as ChatStep
+from bot.investigate.engine import PastIncident, StepCallback, investigate
+from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope
 from bot.store.models import Alert, Evidence, Finding, Incident, IncidentAlert, Investigation
-from integrations.base import Sources
+from integrations.base import SourceError, Sources
 
 
 class InvestigationNotFound(LookupError):
@@ -99,6 +105,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
             inc.phase = "investigating"
             inc.updated_at = time.time()
             s.add(inc)
+    await ctx.chat.incident_updated(incident.id)
     firing = [a for a in alerts if a.status == "firing"] or alerts
     onset = min((a.starts_at for a in firing), default=incident.opened_at)
     symptoms = sorted({a.service for a in firing if a.service} | set(incident.services))
@@ -111,7 +118,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
                             alert_names=alertnames, topology=getattr(triage, "topology", {}) or {},
                             owners=getattr(triage, "owners", {}) or {})
         past = await _past(ctx, incident, alertnames)
-        report = await investigate(scope, src, past)
+        report = await investigate(scope, src, past, on_step=_step_poster(ctx, incident.id, investigation_id))
     except Exception as exc:
         async with ctx.db.begin() as s:
             row = await s.get(Investigation, investigation_id)
@@ -128,14 +135,52 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
             await cm.__aexit__(None, None, None)
         else:
             await src.aclose()
-    await _store(ctx, investigation_id, incident.id, report)
+    data = report.to_dict()
+    await _narrate(ctx, incident.id, data)
+    await _store(ctx, investigation_id, incident.id, report, data)
     await ctx.chat.investigation_finished(incident.id, investigation_id)
     if report.causes and not report.abstained and getattr(ctx, "remediation", None) is not None:
         await ctx.remediation.propose(incident.id, investigation_id)
 
 
-async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Report) -> None:
-    data = report.to_dict()
+def _step_poster(ctx: Any, incident_id: str, investigation_id: str) -> StepCallback:
+    """A callback that posts each reasoning step to the incident thread as the engine makes it."""
+
+    async def post(step: Step) -> None:
+        text = step.text
+        await ctx.chat.post(incident_id, Message(
+            blocks=(ChatStep(step.n, step.kind, text),), fallback=f"{step.n}. {text}"[:3000],
+            key=f"step:{investigation_id}:{step.n}",
+        ))
+
+    return post
+
+
+async def _narrate(ctx: Any, incident_id: str, data: dict[str, Any]) -> None:
+    """With an LLM configured, add ``data["narrative"]`` (an evidence-checked explanation) in place."""
+    cfg = getattr(getattr(ctx, "settings", None), "llm", None)
+    if cfg is None or not getattr(cfg, "enabled", False) or not cfg.base_url:
+        return
+    from bot.llm.explain import explain
+    from integrations.llm import OpenAICompatible
+
+    key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
+    llm = OpenAICompatible(cfg.base_url, key, cfg.model, cfg.timeout_s)
+    try:
+        out = await explain(ctx.db, llm, cfg.model, incident_id, data)
+    except SourceError as exc:
+        msg = str(exc)
+        data["missing"] = sorted({*data.get("missing", []), msg if msg.startswith("llm") else f"llm: {msg}"})
+        await audit(ctx.db, BOT, "llm.call", incident_id=incident_id, params={"model": cfg.model},
+                    result=f"failed: {msg}"[:4000])
+        return
+    finally:
+        await llm.aclose()
+    if out is not None:
+        data["narrative"] = {"text": out.text, "cited": list(out.cited)}
+
+
+async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Report, data: dict[str, Any]) -> None:
     async with ctx.db.begin() as s:
         row = await s.get(Investigation, investigation_id)
         assert row is not None
@@ -143,7 +188,7 @@ async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Repo
         row.finished_at = time.time()
         row.abstained = report.abstained
         row.report = data
-        row.missing = list(report.missing)
+        row.missing = list(data.get("missing", report.missing))
         s.add(row)
         for e in report.evidence:
             s.add(Evidence(
@@ -163,7 +208,7 @@ async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Repo
         await audit(
             ctx.db, BOT, "investigation.result", incident_id=incident_id,
             params={"investigation_id": investigation_id, "abstained": report.abstained,
-                    "causes": [c.to_dict() for c in report.causes[:5]], "missing": report.missing},
+                    "causes": [c.to_dict() for c in report.causes[:5]], "missing": row.missing},
             result=("not enough evidence: " + report.reason) if report.abstained or top is None
             else f"{top.service} {top.kind} ({top.confidence:.2f})",
             session=s,
@@ -178,3 +223,30 @@ async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Repo
 async def handle_job(ctx: Any, payload: dict[str, Any]) -> None:
     """The job handler core: ``payload`` is ``{"investigation_id": ...}``."""
     await run_investigation(ctx, str(payload["investigation_id"]))
+
+
+async def request_investigations_in(session: Any, ctx: Any, incident_ids: list[str], requested_by: Actor) -> list[str]:
+    """Queue one investigation per incident inside the caller's transaction (triage's batch).
+
+    The bulk form of ``request_investigation``: the investigation rows, their ``investigation.requested``
+    audit rows and their durable jobs commit with the incidents they belong to, in three statements, so
+    a storm that opens forty incidents does not pay forty transactions. The caller sets
+    ``ctx.jobs.wakeup`` after its commit. Returns the investigation ids in the order of ``incident_ids``.
+    """
+    from sqlalchemy import insert
+
+    from bot.audit import AuditEntry, audit_many
+    from bot.store.models import Job
+
+    if not incident_ids:
+        return []
+    invs = [Investigation(incident_id=i, status="queued", requested_by=requested_by.key) for i in incident_ids]
+    await session.exec(insert(Investigation.__table__), params=[inv.model_dump() for inv in invs])  # type: ignore[attr-defined]
+    await audit_many(ctx.db, session, [
+        AuditEntry(requested_by, "investigation.requested", incident_id=inv.incident_id,
+                   params={"investigation_id": inv.id}) for inv in invs])
+    # Fresh investigation ids make fresh dedup keys, so no look-up for an existing job is needed.
+    jobs = [Job(kind="investigation", payload={"investigation_id": inv.id}, dedup_key=f"investigation:{inv.id}")
+            for inv in invs]
+    await session.exec(insert(Job.__table__), params=[j.model_dump(exclude={"id"}) for j in jobs])  # type: ignore[attr-defined]
+    return [inv.id for inv in invs]

@@ -117,9 +117,13 @@ def edge_gaps(spans: Sequence[Span]) -> dict[tuple[str, str], np.ndarray]:
 
 
 def compare_gaps(
-    before: dict[tuple[str, str], np.ndarray], after: dict[tuple[str, str], np.ndarray], min_calls: int = 5
+    before: dict[tuple[str, str], np.ndarray], after: dict[tuple[str, str], np.ndarray], min_calls: int = 3
 ) -> list[tuple[str, str, float, float, float, int, int]]:
-    """(caller, callee, p90 before, p90 after, z, n before, n after) per edge seen in both windows."""
+    """(caller, callee, p90 before, p90 after, z, n before, n after) per edge seen in both windows.
+
+    A rarely called service still tells a lot when its calls go from milliseconds to seconds, so an
+    edge needs only a few calls each side; the spread floor widens as the sample shrinks.
+    """
     out = []
     for k in sorted(set(before) & set(after)):
         b, a = before[k], after[k]
@@ -127,6 +131,7 @@ def compare_gaps(
             continue
         qb, qa = float(np.quantile(b, 0.9)), float(np.quantile(a, 0.9))
         mad = float(np.median(np.abs(b - np.median(b)))) * 1.4826
-        spread = max(mad / np.sqrt(min(len(b), len(a))) * 3.0, 0.1 * qb, 1.0)
+        few = max(1.0, 5.0 / min(len(b), len(a)))
+        spread = max(mad / np.sqrt(min(len(b), len(a))) * 3.0, 0.1 * qb * few, 1.0 * few)
         out.append((k[0], k[1], qb, qa, (qa - qb) / spread, len(b), len(a)))
     return out
