@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dataset", type=Path)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--no-baro", action="store_true")
-    sp.add_argument("--limit", type=int, default=0)
+    sp.add_argument("--limit", type=int, default=None, help="only the first N cases")
     sp = add("ingest", _lazy("bot.benchmarks.ingest"), "alert-storm ingest throughput vs a bare aiohttp handler", bench)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--alerts", type=int, default=5000)

@@ -151,7 +151,7 @@ def summarise(results: list[CaseResult], with_baro: bool) -> dict[str, Any]:
 def run_dataset(dataset: Path, with_baro: bool = True, limit: int | None = None) -> dict[str, Any]:
     labels = load_labels(dataset)
     dirs = case_dirs(dataset)
-    if limit is not None:
+    if limit:
         dirs = dirs[:limit]
     if not dirs:
         raise BenchError(f"{dataset}: no cases")

@@ -48,8 +48,10 @@ class EngineConfig:
     timeout_s: float = 10.0
     concurrency: int = 4
     history_s: float = 3600.0
-    # answer only when the leading cause is at least ~1.8x its best independent rival (1 - 1/1.8)
-    min_separation: float = 0.45
+    # Answer only when the leading cause is clearly supported: a confidence of at least 0.3, and a score at
+    # least ~1.3x its best independent rival's (separation = 1 - rival/leader >= 0.24).
+    min_confidence: float = 0.3
+    min_separation: float = 0.24
     min_strength: float = 0.3
     refute_precedence: float = 0.15
     max_causes: int = 10
@@ -331,6 +333,9 @@ async def investigate(
         reason = "nothing moved clearly away from its baseline"
     elif per_service[0].factors.get("strength", 0.0) < cfg.min_strength:
         reason = f"the strongest anomaly ({causes[0].service}) is weak"
+    elif causes[0].confidence < cfg.min_confidence:
+        reason = (f"the leading cause ({causes[0].service}, {causes[0].kind}) has a confidence of only "
+                  f"{causes[0].confidence:.0%}")
     elif separation < cfg.min_separation:
         second = f" and {rivals[0].service}" if rivals else ""
         reason = (f"the leading causes ({causes[0].service}{second}) are not clearly separated "
