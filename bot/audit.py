@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -101,6 +101,46 @@ async def audit(
         return await _append(session, row, db.is_postgres)
     async with db.begin() as s:
         return await _append(s, row, db.is_postgres)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row for ``audit_many``: the same fields ``audit`` takes."""
+
+    actor: Actor
+    action: str
+    incident_id: str | None = None
+    params: dict[str, Any] | None = None
+    result: str = ""
+
+
+async def audit_many(db: Database, session: AsyncSession, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Append several audit rows inside ``session``'s transaction with one read of the chain head and one insert.
+
+    The chain rules are those of ``audit``: each row's hash is SHA-256(previous hash + canonical row). The
+    head is read and the rows are chained in Python while the writer lock is held (the PostgreSQL advisory
+    lock, taken here; SQLite's BEGIN IMMEDIATE), and ``seq`` follows the order of ``entries``. A batch of
+    triage writes its incident and investigation rows this way instead of one round trip per row.
+    """
+    if not entries:
+        return []
+    if db.is_postgres:
+        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_AUDIT_LOCK_KEY))  # type: ignore[call-overload]
+    last = (await session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.seq).desc()).limit(1))).first()
+    prev = last or GENESIS
+    at = round(time.time(), 6)
+    rows: list[AuditEvent] = []
+    for e in entries:
+        row = AuditEvent(at=at, actor_platform=e.actor.platform, actor_id=e.actor.id, actor_name=e.actor.name,
+                         action=e.action, incident_id=e.incident_id, params=_jsonable(e.params or {}),
+                         result=e.result[:4000], prev_hash=prev, hash="")
+        row.hash = prev = chain_hash(prev, row)
+        rows.append(row)
+    # One executemany without RETURNING (SQLite would fall back to a statement per row to keep the order);
+    # the rows are inserted in list order, so ``seq`` follows the chain. The returned rows carry no ``seq``.
+    await session.exec(insert(AuditEvent.__table__),  # type: ignore[attr-defined,call-overload]
+                       params=[r.model_dump(exclude={"seq"}) for r in rows])
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

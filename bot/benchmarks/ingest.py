@@ -3,8 +3,9 @@
 Both servers run in this process on loopback ports and receive the same storm: Alertmanager v4 batches
 (default 100 alerts) with realistic label cardinality (services, pods, clusters, namespaces, alertnames),
 a third of the alerts being re-sends of alerts already sent. The bare handler only reads and parses the
-JSON; onwatch authenticates, validates, fingerprints, dedups, suppresses, groups and persists (SQLite by
-default, one transaction per batch) before acknowledging. ``lost`` is unique alerts sent minus alerts
+JSON (with the same stdlib parser onwatch uses); onwatch authenticates, validates, fingerprints, dedups,
+suppresses, groups and persists (SQLite by default; concurrent batches share a transaction by group commit),
+queues an investigation for every incident it opens, and only then acknowledges each request. ``lost`` is unique alerts sent minus alerts
 stored and must be 0. Peak memory is the process's peak RSS after each phase (client included; the bare
 phase runs first, so its figure is the lower bound of the shared process).
 """

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from bot.triage.alert import AlertIn, SafeStr, make_alert, to_epoch
+from bot.triage.alert import AlertIn, AnnotationMap, LabelMap, SafeStr, make_alert, to_epoch
 
 MAX_ALERTS = 5000
 
@@ -40,9 +40,11 @@ class _Vendor(BaseModel):
 
 
 class AMAlert(_Vendor):
+    """One alert. Labels and annotations are held to ``AlertIn``'s limits here, once (see ``to_alerts``)."""
+
     status: Literal["firing", "resolved"]
-    labels: Labels = Field(default_factory=dict)
-    annotations: Labels = Field(default_factory=dict)
+    labels: LabelMap = Field(default_factory=dict)
+    annotations: AnnotationMap = Field(default_factory=dict)
     startsAt: Time = None
     endsAt: Time = None
     generatorURL: SafeStr = Field(default="", max_length=2000)
@@ -61,12 +63,12 @@ class AlertmanagerWebhook(_Vendor):
     externalURL: SafeStr = ""
     alerts: list[AMAlert] = Field(min_length=1, max_length=MAX_ALERTS)
 
-    def to_alerts(self, source: str = "alertmanager") -> list[AlertIn]:
+    def to_alerts(self) -> list[AlertIn]:
         now = time.time()
         return [
-            make_alert(source=source, labels=a.labels, annotations=a.annotations, status=a.status,
+            make_alert(source="alertmanager", labels=a.labels, annotations=a.annotations, status=a.status,
                        starts_at=a.startsAt, ends_at=a.endsAt if a.status == "resolved" else None,
-                       generator_url=a.generatorURL, fingerprint=a.fingerprint, now=now)
+                       generator_url=a.generatorURL, fingerprint=a.fingerprint, now=now, checked=True)
             for a in self.alerts
         ]
 

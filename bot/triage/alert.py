@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -43,13 +43,34 @@ def _check_mapping(value: dict[str, str], what: str, max_value: int) -> dict[str
     if len(value) > MAX_LABELS:
         raise ValueError(f"{what}: at most {MAX_LABELS} entries")
     for k, v in value.items():
-        check_text(k)
-        check_text(v)
         if not k or len(k) > MAX_KEY:
             raise ValueError(f"{what}: key {k[:40]!r} must be 1-{MAX_KEY} characters")
         if len(v) > max_value:
             raise ValueError(f"{what}: value of {k[:40]!r} is longer than {max_value} characters")
+    # One scan of all keys and values for NUL bytes and unpaired surrogates; only on a hit, name the entry.
+    blob = "\x01".join(value) + "\x01" + "\x01".join(value.values())
+    try:
+        clean = "\x00" not in blob and bool(blob.encode("utf-8"))
+    except UnicodeEncodeError:
+        clean = False
+    if not clean:
+        for k, v in value.items():
+            check_text(k)
+            check_text(v)
     return value
+
+
+def check_labels(value: dict[str, str]) -> dict[str, str]:
+    """The limits ``AlertIn.labels`` enforces, for intake models that validate them once, up front."""
+    return _check_mapping(value, "labels", MAX_VALUE)
+
+
+def check_annotations(value: dict[str, str]) -> dict[str, str]:
+    return _check_mapping(value, "annotations", MAX_TEXT)
+
+
+LabelMap = Annotated[dict[str, str], AfterValidator(check_labels)]
+AnnotationMap = Annotated[dict[str, str], AfterValidator(check_annotations)]
 
 
 def to_epoch(value: datetime | float | int | str | None) -> float | None:
@@ -131,23 +152,33 @@ def make_alert(
     severity: str | None = None,
     service: str | None = None,
     now: float | None = None,
+    checked: bool = False,
 ) -> AlertIn:
-    """Build an ``AlertIn`` from labels, deriving name, severity and service the usual way."""
+    """Build an ``AlertIn`` from labels, deriving name, severity and service the usual way.
+
+    ``checked=True`` is for intake models that already enforced every ``AlertIn`` rule on these inputs
+    (``LabelMap``/``AnnotationMap``, ``SafeStr`` with the same lengths, times from ``to_epoch``): the
+    alert is then built without validating each string a second time. Everything else validates.
+    """
     import time
 
     annotations = annotations or {}
     alert_name = name or labels.get("alertname") or labels.get("alert") or annotations.get("summary", "")[:300] or "alert"
     sev = severity or labels.get("severity") or labels.get("priority") or labels.get("level") or "warning"
-    return AlertIn(
-        source=source,  # type: ignore[arg-type]
-        name=alert_name[:300],
-        status="resolved" if status.lower() in {"resolved", "ok", "normal", "closed", "recovered"} else "firing",
-        severity=sev,
-        service=(service if service is not None else service_of(labels))[:300],
-        labels=labels,
-        annotations=annotations,
-        starts_at=starts_at if starts_at else (now if now is not None else time.time()),
-        ends_at=ends_at,
-        generator_url=generator_url[:2000],
-        fingerprint=fingerprint or None,
-    )
+    fields: dict[str, Any] = {
+        "source": source,
+        "name": alert_name[:300],
+        "status": "resolved" if status.lower() in {"resolved", "ok", "normal", "closed", "recovered"} else "firing",
+        "severity": sev,
+        "service": (service if service is not None else service_of(labels))[:300],
+        "labels": labels,
+        "annotations": annotations,
+        "starts_at": starts_at if starts_at else (now if now is not None else time.time()),
+        "ends_at": ends_at,
+        "generator_url": generator_url[:2000],
+        "fingerprint": fingerprint or None,
+    }
+    if checked:
+        fields["severity"] = normalise_severity(sev)
+        return AlertIn.model_construct(**fields)
+    return AlertIn(**fields)  # type: ignore[arg-type]

@@ -1,22 +1,27 @@
 """The triage pipeline: alerts in, incidents out.
 
-One ``ingest`` call handles one batch in one transaction: fingerprint, dedup against stored alerts,
-suppression, grouping, incident bookkeeping (count, services, severity, title, status), audit rows and
-noise counters. Bulk statements keep a 100-alert batch at a handful of round trips. On PostgreSQL a
-transaction-scoped advisory lock serialises triage across replicas (SQLite's BEGIN IMMEDIATE already
-does), so two deliveries of one storm can never open two incidents for the same group.
+One transaction per group of batches: fingerprint, dedup against stored alerts, suppression, grouping,
+incident bookkeeping (count, services, severity, title, status), audit rows (chained in one insert),
+noise counters, and for every incident it opens an investigation row plus its durable job. Bulk
+statements keep a group at a fixed dozen round trips whatever its size. Batches that arrive while a
+transaction runs are committed together by the next one (group commit), in arrival order, and each
+caller is answered with its own outcome only after that commit. On PostgreSQL a transaction-scoped
+advisory lock serialises triage across replicas (SQLite's BEGIN IMMEDIATE already does), so two
+deliveries of one storm can never open two incidents for the same group.
 
-After the commit, each opened incident gets its investigation requested (a durable job) and is announced
-through the chat hub; flapping alerts are reported once in their incident's thread.
+After the commit, opened incidents are announced through the chat hub (skipped when no adapter is
+configured); flapping alerts are reported once in their incident's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +31,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.audit import BOT, Actor, audit
+from bot.audit import BOT, Actor, AuditEntry, audit_many
 from bot.chat.hub import ThreadOrigin
+from bot.errors import DatabaseError
 from bot.store.models import Alert, Incident, IncidentAlert, Silence
 from bot.triage.alert import AlertIn
 from bot.triage.fingerprint import content_hash, fingerprint
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TRIAGE_LOCK_KEY = 0x6F6E7472  # "ontr"
 _CHUNK = 500
+_GROUP_ALERTS = 5000  # the most alerts one group commit takes (one webhook batch may be larger: it goes alone)
 _COUNT_SUFFIX = re.compile(r" \(\+\d+ alerts?\)$")
 
 ALERT = Alert.__table__  # type: ignore[attr-defined]
@@ -99,6 +106,18 @@ class _Inc:
 _INC_COLS = ("id", "title", "status", "severity", "services", "group_key", "alert_count", "updated_at", "resolved_at")
 
 
+@dataclass
+class _Pending:
+    """One caller's batch waiting for (or inside) a group commit, and the outcome it will be answered with."""
+
+    alerts: Sequence[AlertIn]
+    origin: ThreadOrigin | None
+    actor: Actor
+    out: IngestOutcome
+    done: asyncio.Future[None]
+    touched: dict[str, None] = field(default_factory=dict)
+
+
 def incident_title(name: str, service: str) -> str:
     return f"{name} on {service}" if service else name
 
@@ -118,30 +137,89 @@ class TriageService:
         self.db = ctx.db
         self.settings = ctx.settings.triage
         self.clock: Callable[[], float] = time.time  # injectable for window and cool-off tests
-        # Batches of one process queue here instead of spinning on the database's write lock
-        # (SQLite's busy handler sleeps up to 100 ms per retry); replicas still serialise in the database.
-        self._lock = asyncio.Lock()
+        # Group commit: batches that arrive while a transaction runs wait here (instead of spinning on the
+        # database's write lock, whose SQLite busy handler sleeps up to 100 ms per retry); the next leader
+        # triages all of them in one transaction and answers each caller once that transaction commits.
+        # Replicas still serialise in the database.
+        self._queue: list[_Pending] = []
+        self._leader: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ public
 
     async def ingest(self, alerts: Sequence[AlertIn], *, origin: ThreadOrigin | None = None,
                      actor: Actor | None = None) -> IngestOutcome:
-        """Store, dedup, suppress and group one batch; open/reopen/resolve incidents; then announce."""
+        """Store, dedup, suppress and group one batch; open/reopen/resolve incidents; then announce.
+
+        Returns once the batch is committed. Batches that arrive while another transaction runs are
+        committed together in the next one (in arrival order, so dedup and grouping see them exactly as if
+        they had come one after the other); each caller still gets its own outcome.
+        """
         out = IngestOutcome(received=len(alerts))
         if not alerts:
             return out
-        actor = actor or BOT
+        loop = asyncio.get_running_loop()
+        me = _Pending(alerts, origin, actor or BOT, out, loop.create_future())
+        self._queue.append(me)
+        while not me.done.done():
+            if self._leader is not None:
+                await asyncio.wait([me.done, self._leader], return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._leader = loop.create_future()
+            after: list[Callable[[], Awaitable[None]]] = []
+            try:
+                group: list[_Pending] = []
+                size = 0
+                while self._queue and (not group or size + len(self._queue[0].alerts) <= _GROUP_ALERTS):
+                    group.append(self._queue.pop(0))
+                    size += len(group[-1].alerts)
+                await self._commit_group(group, after)
+            finally:
+                self._leader.set_result(None)
+                self._leader = None
+            # Chat runs after the next group may start: posting to Slack never holds up the storage path.
+            for announce in after:
+                await announce()
+        me.done.result()
+        return me.out
+
+    async def _commit_group(self, group: list[_Pending], after: list[Callable[[], Awaitable[None]]]) -> None:
+        """Triage ``group`` in one transaction; if that fails and several batches shared it, retry each alone
+        so that one bad batch cannot fail the others."""
+        try:
+            try:
+                await self._run_group(group, after)
+            except Exception:
+                if len(group) == 1:
+                    raise
+                log.warning("a group commit of %d batches failed; retrying them one by one", len(group))
+                for p in group:
+                    p.out = IngestOutcome(received=len(p.alerts))
+                    p.touched.clear()
+                    try:
+                        await self._run_group([p], after)
+                    except Exception as exc:  # noqa: BLE001 - handed to that batch's caller, who answers 503
+                        p.done.set_exception(exc)
+        except BaseException as exc:
+            for p in group:
+                if not p.done.done():
+                    p.done.set_exception(exc if isinstance(exc, Exception) else DatabaseError("triage was cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _run_group(self, group: list[_Pending], after: list[Callable[[], Awaitable[None]]]) -> None:
         now = self.clock()
         flap_notes: list[tuple[str, str]] = []
-        updated_incidents: list[str] = []
-        async with self._lock, self.db.begin() as s:
+        async with self.db.begin() as s:
             if self.db.is_postgres:
                 await s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=TRIAGE_LOCK_KEY))  # type: ignore[call-overload]
-            updated_incidents = await self._ingest_tx(s, alerts, now, actor, out, flap_notes)
-        for a in alerts:
-            self.ctx.metrics.alerts.labels(a.source).inc()
-        await self._after_commit(out, origin, updated_incidents, flap_notes)
-        return out
+            updated_incidents = await self._ingest_tx(s, group, now, flap_notes)
+        if any(p.out.opened for p in group):
+            self.ctx.jobs.wakeup.set()
+        for source, n in Counter(a.source for p in group for a in p.alerts).items():
+            self.ctx.metrics.alerts.labels(source).inc(n)
+        for p in group:
+            p.done.set_result(None)
+        after.append(functools.partial(self._after_commit, group, updated_incidents, flap_notes))
 
     async def open_adhoc(self, text_: str, actor: Actor, origin: ThreadOrigin | None) -> str | None:
         from bot.triage.adhoc import open_adhoc
@@ -171,11 +249,11 @@ class TriageService:
         rows = (await s.exec(select(*(c[k] for k in _INC_COLS)).where(where))).all()  # type: ignore[call-overload]
         return {r.id: _Inc(*r) for r in rows}
 
-    async def _ingest_tx(self, s: AsyncSession, alerts: Sequence[AlertIn], now: float, actor: Actor,
-                         out: IngestOutcome, flap_notes: list[tuple[str, str]]) -> list[str]:
+    async def _ingest_tx(self, s: AsyncSession, group: list[_Pending], now: float,
+                         flap_notes: list[tuple[str, str]]) -> list[str]:
         t = self.settings
-        prepared = [(a, fingerprint(a), content_hash(a)) for a in alerts]
-        states = await self._load_states(s, sorted({fp for _, fp, _ in prepared}))
+        prepared = [(p, a, fingerprint(a), content_hash(a)) for p in group for a in p.alerts]
+        states = await self._load_states(s, sorted({fp for _, _, fp, _ in prepared}))
         silences = (await s.exec(select(Silence.matchers, Silence.starts_at, Silence.ends_at, Silence.comment)  # type: ignore[call-overload]
                                  .where(col(Silence.starts_at) <= now, col(Silence.ends_at) > now))).all()
         suppressor = Suppressor.build(t, [(m, st, en, c) for m, st, en, c in silences])
@@ -185,13 +263,17 @@ class TriageService:
         for i in incidents.values():
             cands.add(Candidate(i.id, parse_key(i.group_key), set(i.services), i.status, i.updated_at, i.resolved_at))
         tally = NoiseTally(now)
-        tally.add("received", len(alerts))
+        tally.add("received", len(prepared))
         new_incidents: dict[str, Incident] = {}
         attach: list[tuple[str, str]] = []  # (incident_id, fingerprint)
         touched: dict[str, None] = {}
-        resolved_touch: set[str] = set()
+        resolved_touch: dict[str, list[_Pending]] = {}  # incident -> the batches that resolved an alert of it
+        opened: dict[str, Actor] = {}
+        reopened: dict[str, Actor] = {}
+        flap_actor: dict[str, Actor] = {}
 
-        for a, fp, ch in prepared:
+        for p, a, fp, ch in prepared:
+            out = p.out
             st = states.get(fp)
             if st is not None and st.content_hash == ch and (
                 not st.suppressed or suppressor.reason(a, now) or suppressor.is_flapping(st.flips, now)
@@ -219,6 +301,7 @@ class TriageService:
                 if not st.suppressed.startswith("flapping"):
                     out.flapping.append(fp)
                     flap_notes.append((fp, st.incident_id or ""))
+                    flap_actor[fp] = p.actor
             st.suppressed = reason[:300]
             if reason:
                 out.suppressed += 1
@@ -226,8 +309,8 @@ class TriageService:
 
             if a.status == "resolved":
                 if st.incident_id:
-                    resolved_touch.add(st.incident_id)
-                    touched[st.incident_id] = None
+                    resolved_touch.setdefault(st.incident_id, []).append(p)
+                    touched[st.incident_id] = p.touched[st.incident_id] = None
                 continue
             if reason:
                 continue
@@ -246,14 +329,16 @@ class TriageService:
                 cand = Candidate(inc.id, ident, set(), "open", now)
                 cands.add(cand)
                 out.opened.append(inc.id)
+                opened[inc.id] = p.actor
             if cand.status == "resolved":
                 cand.status = "open"
                 out.reopened.append(cand.incident_id)
+                reopened[cand.incident_id] = p.actor
             cands.absorb(cand, ident, now)
             if st.incident_id != cand.incident_id:
                 st.incident_id = cand.incident_id
                 attach.append((cand.incident_id, fp))
-            touched[cand.incident_id] = None
+            touched[cand.incident_id] = p.touched[cand.incident_id] = None
 
         for inc in new_incidents.values():
             s.add(inc)
@@ -265,15 +350,29 @@ class TriageService:
             await s.exec(ins.on_conflict_do_nothing(),  # type: ignore[call-overload]
                          params=[{"incident_id": i, "alert_id": states[fp].id, "attached_at": now}
                                  for i, fp in dict.fromkeys(attach)])
+        trail: list[AuditEntry] = []
         updated = await self._refresh_incidents(s, [i for i in touched if i in incidents], incidents, resolved_touch,
-                                                now, actor, out, tally)
-        out.incident_ids = list(touched)
+                                                now, opened, reopened, tally, trail)
+        for p in group:
+            p.out.incident_ids = list(p.touched)
         await tally.flush(s, self.db.is_postgres)
-        if out.flapping:
-            for fp, inc_id in flap_notes:
-                await audit(self.db, actor, "alert.flapping", incident_id=inc_id or None,
-                            params={"fingerprint": fp}, result="suppressed while flapping", session=s)
+        for fp, inc_id in flap_notes:
+            trail.append(AuditEntry(flap_actor[fp], "alert.flapping", incident_id=inc_id or None,
+                                    params={"fingerprint": fp}, result="suppressed while flapping"))
+        await audit_many(self.db, s, trail)
+        await self._request_investigations(s, list(opened))
         return updated
+
+    async def _request_investigations(self, s: AsyncSession, incident_ids: list[str]) -> None:
+        """One durable investigation per opened incident, committed with the incident (no extra transactions)."""
+        if not incident_ids:
+            return
+        try:
+            from bot.investigate.service import request_investigations_in
+        except ImportError:
+            log.warning("investigation engine not installed; incidents %s are not investigated", incident_ids)
+            return
+        await request_investigations_in(s, self.ctx, incident_ids, BOT)
 
     async def _write_alerts(self, s: AsyncSession, states: dict[str, _State], now: float) -> None:
         new_rows, changed_rows, dup_rows = [], [], []
@@ -314,8 +413,8 @@ class TriageService:
             await s.exec(stmt, params=dup_rows)  # type: ignore[call-overload]
 
     async def _refresh_incidents(self, s: AsyncSession, ids: list[str], incidents: dict[str, _Inc],
-                                 resolved_touch: set[str], now: float, actor: Actor, out: IngestOutcome,
-                                 tally: NoiseTally) -> list[str]:
+                                 resolved_touch: dict[str, list[_Pending]], now: float, opened: dict[str, Actor],
+                                 reopened: dict[str, Actor], tally: NoiseTally, trail: list[AuditEntry]) -> list[str]:
         """Recompute count, services, severity, title and status of the incidents this batch touched."""
         if not ids:
             return []
@@ -341,7 +440,7 @@ class TriageService:
             if inc.services and inc.services[0] in services:
                 services.remove(inc.services[0])
                 services.insert(0, inc.services[0])
-            was_paging = is_page(inc.severity) and inc_id not in out.opened
+            was_paging = is_page(inc.severity) and inc_id not in opened
             sev = incident_severity(firing_sev, services, t.user_facing_services)
             before = (inc.status, inc.severity, inc.alert_count, tuple(inc.services))
             inc.alert_count = count
@@ -349,29 +448,31 @@ class TriageService:
             inc.severity = sev
             inc.title = with_count(inc.title, count)
             inc.updated_at = now
-            if inc_id in out.reopened and inc.status == "resolved":
+            if inc_id in reopened and inc.status == "resolved":
                 inc.status, inc.resolved_at = "open", None
                 phases.append({"b_id": inc_id, "phase": "new"})
-                await audit(self.db, actor, "incident.reopened", incident_id=inc_id,
-                            params={"alerts": count}, result="a related alert fired within the cool-off", session=s)
+                trail.append(AuditEntry(reopened[inc_id], "incident.reopened", incident_id=inc_id, params={"alerts": count},
+                                        result="a related alert fired within the cool-off"))
             if (t.resolve_with_alerts and inc_id in resolved_touch and inc.status != "resolved" and not live):
                 inc.status, inc.resolved_at = "resolved", now
                 phases.append({"b_id": inc_id, "phase": "resolved"})
-                out.resolved.append(inc_id)
-                await audit(self.db, actor, "incident.resolved", incident_id=inc_id,
-                            params={"alerts": count}, result="all of its alerts resolved", session=s)
-            if inc_id in out.opened:
+                for p in resolved_touch[inc_id]:
+                    if inc_id not in p.out.resolved:
+                        p.out.resolved.append(inc_id)
+                trail.append(AuditEntry(resolved_touch[inc_id][0].actor, "incident.resolved", incident_id=inc_id, params={"alerts": count},
+                                        result="all of its alerts resolved"))
+            if inc_id in opened:
                 tally.add("incidents")
-                await audit(self.db, actor, "incident.opened", incident_id=inc_id,
-                            params={"title": inc.title, "severity": sev, "services": inc.services,
-                                    "alerts": count, "group_key": inc.group_key},
-                            result=f"opened from {count} alert(s)", session=s)
+                trail.append(AuditEntry(opened[inc_id], "incident.opened", incident_id=inc_id,
+                                        params={"title": inc.title, "severity": sev, "services": list(inc.services),
+                                                "alerts": count, "group_key": inc.group_key},
+                                        result=f"opened from {count} alert(s)"))
             if is_page(sev) and not was_paging and inc.status != "resolved":
                 tally.page(t.shift_hours)
             rows_out.append({"b_id": inc_id, "title": inc.title, "status": inc.status, "severity": inc.severity,
                              "services": inc.services, "alert_count": inc.alert_count, "updated_at": now,
                              "resolved_at": inc.resolved_at})
-            if inc_id not in out.opened and before != (inc.status, inc.severity, inc.alert_count, tuple(inc.services)):
+            if inc_id not in opened and before != (inc.status, inc.severity, inc.alert_count, tuple(inc.services)):
                 updated.append(inc_id)
         c = INCIDENT.c
         cols = [k for k in rows_out[0] if k != "b_id"]
@@ -384,12 +485,20 @@ class TriageService:
 
     # ------------------------------------------------------------------ after the commit
 
-    async def _after_commit(self, out: IngestOutcome, origin: ThreadOrigin | None, updated: list[str],
+    async def _after_commit(self, group: list[_Pending], updated: list[str],
                             flap_notes: list[tuple[str, str]]) -> None:
-        for inc_id in out.opened:
-            await self.start_incident(inc_id, origin, BOT)
+        """Tell the chat. The investigations were queued in the batch's transaction already.
+
+        With no chat adapter configured the hub would only load each incident to post it nowhere, so that is
+        skipped; with adapters, announcements run here, in order, before the ack (see docs/triage.md).
+        """
         chat = self.ctx.chat
-        if getattr(chat, "adapters", None):
+        adapters = getattr(chat, "adapters", None)
+        if adapters is None or adapters:
+            for p in group:
+                for inc_id in p.out.opened:
+                    await chat.incident_opened(inc_id, p.origin)
+        if adapters:
             for inc_id in updated:
                 await chat.incident_updated(inc_id)
             for fp, inc_id in flap_notes:
