@@ -45,9 +45,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         await db.dispose()
 
     asyncio.run(_ping())
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         upgrade(url)
-    except Exception as exc:  # noqa: BLE001 - Alembic/driver errors vary; report one line
+    except (CommandError, SQLAlchemyError, OSError) as exc:
         raise DatabaseError(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     print(f"database at {head_revision()} (head)")
     return 0

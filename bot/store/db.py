@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,7 +22,7 @@ def normalise_urls(url: str) -> tuple[str, str]:
     """Return (sync_url, async_url) for a user-facing URL such as ``postgresql://u@h/db``."""
     try:
         u = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError
+    except (ArgumentError, ValueError) as exc:
         raise DatabaseError(f"database.url is not a valid URL: {url!r} ({exc})") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
