@@ -122,8 +122,8 @@ def make_handler(ctx: AppContext) -> Any:
             return web.json_response({"error": reason}, status=413)
         try:
             doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = f"body is not valid JSON: {exc}"
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            reason = f"body is not valid JSON: {exc or type(exc).__name__}"
             await _dead_letter(db, request, body, reason)
             return web.json_response({"error": reason}, status=400)
         try:
@@ -134,6 +134,13 @@ def make_handler(ctx: AppContext) -> Any:
             return web.json_response({"error": "invalid change", "details": reasons}, status=422)
         received = time.time()
         async with db.begin() as s:
+            if change.time is not None:  # a redelivery of the same change (a CI retry) is recorded once
+                same = (await s.exec(select(ChangeRecord).where(
+                    ChangeRecord.service == change.service, ChangeRecord.version == change.version,
+                    ChangeRecord.kind == change.kind, ChangeRecord.time == change.time,
+                    ChangeRecord.description == change.description, ChangeRecord.url == change.url))).first()
+                if same is not None:
+                    return web.json_response({"status": "duplicate", "id": same.id}, status=202)
             row = ChangeRecord(service=change.service, version=change.version, kind=change.kind,
                                time=change.time if change.time is not None else received,
                                description=change.description, url=change.url, received_at=received)

@@ -11,7 +11,6 @@ when the output is a terminal (and ``NO_COLOR`` is unset).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import re
 import textwrap
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bot.chat.format import change_ratio, confidence_bar, fmt_num, utc_clock
 from bot.chat.hub import ThreadOrigin
 from bot.chat.model import (
     PHASE_LABELS,
@@ -80,33 +80,7 @@ def use_colour(out: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def fmt_value(v: float | None) -> str:
-    if v is None:
-        return "–"
-    a = abs(v)
-    if a != 0 and (a >= 1e5 or a < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:.4g}"
-
-
-def change_ratio(before: float | None, after: float | None) -> str:
-    """``×35`` or ``+12.3`` — how far a number moved, as a person reads it."""
-    if before is None or after is None:
-        return ""
-    if before > 0 and after > 0:
-        r = after / before
-        if r >= 1.5:
-            return f"×{r:.3g}"
-        if r <= 1 / 1.5:
-            return f"÷{1 / r:.3g}"
-    d = after - before
-    return f"{'+' if d >= 0 else '−'}{fmt_value(abs(d))}"
-
-
-def confidence_bar(confidence: float, width: int = 10) -> str:
-    c = min(1.0, max(0.0, confidence))
-    full = int(round(c * width))
-    return "█" * full + "░" * (width - full)
+fmt_value = fmt_num  # the demo's historical name
 
 
 SEVERITY_STYLE = {"critical": "red", "high": "red", "warning": "yellow", "info": "cyan"}
@@ -140,7 +114,7 @@ class TerminalAdapter:
         if card.owner:
             facts.append(f"owner: {card.owner}")
         if card.opened_at:
-            facts.append(f"opened {_hhmm(card.opened_at)}")
+            facts.append(f"opened {utc_clock(card.opened_at)}")
         self._line("    " + p.dim(" · ".join(facts)))
         self._line("    " + f"status: {card.status} · phase: {p.bold(card.phase_label)}")
         if card.summary:
@@ -304,10 +278,6 @@ def _decided_style(p: Palette, decided: str) -> str:
     if "executing" in low or "verifying" in low:
         return p.yellow("… " + decided)
     return p.green("✔ " + decided)
-
-
-def _hhmm(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%H:%M:%S UTC")
 
 
 __all__ = ["PHASE_LABELS", "Palette", "TerminalAdapter", "change_ratio", "confidence_bar", "fmt_value"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.chat.format import confidence_bar, fmt_num
 from bot.chat.model import (
     Action,
     Block,
@@ -92,18 +93,8 @@ def link(url: str, label: str) -> str:
     return esc(url)
 
 
-def fmt_num(v: float | None) -> str:
-    if v is None:
-        return "–"
-    a = abs(v)
-    if a != 0 and (a >= 1e5 or a < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:.4g}"
-
-
 def conf_bar(c: float) -> str:
-    n = max(0, min(10, round(c * 10)))
-    return "▰" * n + "▱" * (10 - n)
+    return confidence_bar(c, 10, "▰", "▱")
 
 
 # ----------------------------------------------------------------- the incident card

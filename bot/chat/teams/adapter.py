@@ -33,8 +33,8 @@ from botbuilder.schema import (
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot.chat.hub import ThreadOrigin
-from bot.chat.model import IncidentCard, Message, ProposalBlock
-from bot.chat.teams import cards, refs
+from bot.chat.model import Chart, IncidentCard, Message, ProposalBlock
+from bot.chat.teams import cards, images, refs
 from bot.config import TeamsSettings
 from bot.errors import OnwatchError
 from bot.store.db import Database
@@ -81,6 +81,14 @@ def approvers_lookup(ctx: AppContext) -> ApproverLookup:
         return tuple(approvers_for(proposal)) if proposal is not None else ()
 
     return lookup
+
+
+async def prepared(message: Message, lookup: ApproverLookup | None) -> Message:
+    """A message ready for Teams: proposal approvers filled in, charts small enough to travel inline."""
+    message = await with_approvers(message, lookup)
+    if message.attachments or any(isinstance(b, Chart) for b in message.blocks):
+        message = await asyncio.to_thread(images.fit_message, message)
+    return message
 
 
 async def with_approvers(message: Message, lookup: ApproverLookup | None) -> Message:
@@ -247,7 +255,7 @@ class TeamsAdapter:
             log.debug("teams: %s has no Teams thread; message not posted", incident_id)
             return
         try:
-            activity = message_activity(await with_approvers(message, self.approvers))
+            activity = message_activity(await prepared(message, self.approvers))
             message_id = await self.send(thread.reference, thread.thread_id, activity)
         except TeamsDeliveryError as exc:
             log.warning("teams: posting to %s failed: %s", incident_id, exc)
@@ -262,7 +270,7 @@ class TeamsAdapter:
             await self.post(incident_id, message)
             return
         try:
-            activity = message_activity(await with_approvers(message, self.approvers))
+            activity = message_activity(await prepared(message, self.approvers))
             await self.update(thread.reference, ref.channel, ref.message_id, activity)
         except TeamsDeliveryError as exc:
             log.warning("teams: updating %s in %s failed: %s", key, incident_id, exc)

@@ -14,9 +14,9 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from typing import Any
 
+from bot.chat.format import fmt_num, utc_time
 from bot.chat.model import (
     Action,
     Block,
@@ -89,10 +89,6 @@ def teams_mri(principal: str) -> str | None:
     return ident if ident.startswith(("8:", "29:")) else f"8:orgid:{ident}"
 
 
-def _utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 # ----------------------------------------------------------------- the incident card
 
 
@@ -116,7 +112,7 @@ def incident_card(card: IncidentCard) -> Card:
         ("Owner", card.owner or "–"),
     ]
     if card.opened_at:
-        facts.append(("Opened", _utc(card.opened_at)))
+        facts.append(("Opened", utc_time(card.opened_at)))
     body: list[Card] = [header, fact_set(facts)]
     if card.summary:
         body.append(text_block(card.summary, spacing="Medium"))
@@ -151,17 +147,11 @@ def _step(b: Step) -> Card:
     }
 
 
-def _num(v: float | None) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.4g}"
-
-
 def _evidence(b: EvidenceItem) -> Card:
     head = f"[{b.key}] {b.source}" + (f" · {b.service}" if b.service else "")
     items: list[Card] = [text_block(head, weight="Bolder", size="Small"), text_block(b.summary, spacing="None")]
     if b.before is not None or b.after is not None:
-        items.append(text_block(f"before {_num(b.before)} → after {_num(b.after)}", isSubtle=True, spacing="None"))
+        items.append(text_block(f"before {fmt_num(b.before)} → after {fmt_num(b.after)}", isSubtle=True, spacing="None"))
     if b.query:
         items.append(text_block(b.query, fontType="Monospace", size="Small", isSubtle=True, spacing="Small"))
     if b.excerpt:

@@ -77,6 +77,8 @@ def validate_activity(body: bytes, content_type: str) -> tuple[int, str, Activit
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return 400, f"the body is not valid JSON ({exc})", None
+    except RecursionError:
+        return 400, "the body is not valid JSON (nested too deeply)", None
     if not isinstance(data, dict):
         return 400, "an activity must be a JSON object", None
     try:
@@ -91,7 +93,28 @@ def validate_activity(body: bytes, content_type: str) -> tuple[int, str, Activit
         activity = Activity().deserialize(data)
     except DeserializationError as exc:
         return 400, f"malformed activity: {exc}", None
+    except RecursionError:
+        return 400, "malformed activity: nested too deeply", None
     return 0, "", activity
+
+
+def body_limit(ctx: AppContext) -> int:
+    """The largest activity accepted: the app's own request cap (``webhooks.max_body_bytes``, at least 1 MiB)."""
+    return max(ctx.settings.webhooks.max_body_bytes, 1024 * 1024)
+
+
+async def read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, read in chunks; the flag says there was more (whatever
+    Content-Length claimed), so an oversized body is refused with what was read kept, not dropped."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit], True
 
 
 async def dead_letter(ctx: AppContext, request: web.Request, body: bytes, reason: str) -> None:
@@ -109,7 +132,13 @@ class MessagesEndpoint:
         self.bot = bot
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        limit = body_limit(self.ctx)
+        body, more = await read_body(request, limit)
+        if more or (request.content_length or 0) > limit:
+            reason = f"body exceeds the limit of {limit} bytes"
+            await dead_letter(self.ctx, request, body, reason)
+            log.warning("teams: rejected a request to %s: %s", PATH, reason)
+            return web.json_response({"error": "payload_too_large", "reason": reason}, status=413)
         status, reason, activity = validate_activity(body, request.content_type)
         if activity is None:
             await dead_letter(self.ctx, request, body, reason)
