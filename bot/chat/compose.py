@@ -8,12 +8,12 @@ and the contract's shape (``steps: [{index, kind, text}]``) are both understood.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlmodel import col, select
 
+from bot.chat.format import utc_time as when
 from bot.chat.model import (
     Action,
     Block,
@@ -45,22 +45,6 @@ RISKY = frozenset({"medium", "high"})
 # keys of an evidence dict that hold something worth quoting (a log excerpt, a trace id, a deploy diff)
 _EXCERPT_KEYS = ("excerpt", "log_excerpt", "lines", "sample", "trace_id", "trace", "commit", "version",
                  "diff", "diff_link", "revision", "message")
-
-
-def when(ts: float | None) -> str:
-    """A short UTC time for chat: ``12:03 UTC`` today-agnostic, with the date so old threads stay clear."""
-    if ts is None:
-        return "?"
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def fmt_num(v: float | None) -> str:
-    if v is None:
-        return "–"
-    a = abs(v)
-    if a != 0 and (a >= 1e5 or a < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:.4g}"
 
 
 def person(actor: str, name: str = "") -> str:
