@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from integrations.base import SourceBadResponse, Span, TimeWindow
-from integrations.grafana import GrafanaLinks
-from integrations.http import HttpSource, config_from_settings, expect, run_all
-from integrations.settings import TraceSourceSettings
+from integrations.http import expect, run_all
 from integrations.tempo import keep_whole_traces
+from integrations.trace_http import HttpTraceSource
 
 MAX_SERVICES = 50
 
@@ -64,25 +63,10 @@ def jaeger_spans(trace: Any, source: str) -> list[Span]:
     return out
 
 
-class JaegerSource:
+class JaegerSource(HttpTraceSource):
     """``TraceSource`` over the Jaeger query service."""
 
-    def __init__(self, http: HttpSource, *, base_url: str, max_traces: int = 200, slow_ms: float = 1000.0,
-                 grafana: GrafanaLinks | None = None, name: str = "jaeger"):
-        self.name = name
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.max_traces = max_traces
-        self.slow_ms = slow_ms
-        self.grafana = grafana
-
-    @classmethod
-    def from_settings(cls, s: TraceSourceSettings, *, grafana: GrafanaLinks | None = None) -> JaegerSource:
-        http = HttpSource("jaeger", config_from_settings(s, s.url, where="sources.traces"))
-        return cls(http, base_url=s.url, max_traces=s.max_traces, slow_ms=s.slow_ms, grafana=grafana)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    kind = "jaeger"
 
     async def services(self) -> list[str]:
         doc = await self.http.get_json("/api/services")

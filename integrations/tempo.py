@@ -15,9 +15,8 @@ from typing import Any
 
 from integrations.base import SourceBadResponse, SourceError, Span, TimeWindow
 from integrations.catalog import promql_string
-from integrations.grafana import GrafanaLinks
-from integrations.http import HttpSource, config_from_settings, expect
-from integrations.settings import TraceSourceSettings
+from integrations.http import expect
+from integrations.trace_http import HttpTraceSource
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
@@ -122,25 +121,10 @@ async def gather_traces(fetch: Any, trace_ids: Sequence[str], source: str) -> li
     return spans
 
 
-class TempoSource:
+class TempoSource(HttpTraceSource):
     """``TraceSource`` over Tempo's HTTP API."""
 
-    def __init__(self, http: HttpSource, *, base_url: str, max_traces: int = 200, slow_ms: float = 1000.0,
-                 grafana: GrafanaLinks | None = None, name: str = "tempo"):
-        self.name = name
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.max_traces = max_traces
-        self.slow_ms = slow_ms
-        self.grafana = grafana
-
-    @classmethod
-    def from_settings(cls, s: TraceSourceSettings, *, grafana: GrafanaLinks | None = None) -> TempoSource:
-        http = HttpSource("tempo", config_from_settings(s, s.url, where="sources.traces"))
-        return cls(http, base_url=s.url, max_traces=s.max_traces, slow_ms=s.slow_ms, grafana=grafana)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    kind = "tempo"
 
     def traceql(self, services: Sequence[str] | None) -> str:
         """Failed or slow spans of the services: ``{ resource.service.name =~ "a|b" && (status = error || ...) }``."""
