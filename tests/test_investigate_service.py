@@ -10,8 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
@@ -19,6 +17,7 @@ from bot.investigate.service import request_investigation, run_investigation
 from bot.jobs import JobQueue
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
 from integrations.replay import replay_sources
+from tests.fakes.openai_api import FakeOpenAI, serve_openai
 from tests.investigate_fixtures import ALERT, INJECT, add_on, chain, make_case, up_on
 
 
@@ -204,40 +203,22 @@ async def test_chart_is_present_and_bounded(db, tmp_path: Path) -> None:
     assert spec is not None and spec.series and not spec.bars
 
 
+def _cite_first(body: dict[str, Any]) -> str:
+    ids = re.findall(r"\[(e\d+)\]", body["messages"][1]["content"])
+    return f"The top cause's own signal moved first [{ids[0]}]." if ids else "Nothing to cite."
+
+
 @pytest.fixture
-async def fake_llm() -> AsyncIterator[tuple[TestServer, list[dict[str, Any]], list[int]]]:
-    """A local server speaking OpenAI's /v1/chat/completions; ``fail`` holds HTTP statuses to answer with."""
-    seen: list[dict[str, Any]] = []
-    fail: list[int] = []
-
-    async def completions(request: web.Request) -> web.Response:
-        body = await request.json()
-        seen.append(body)
-        if fail:
-            return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=fail[0])
-        ids = re.findall(r"\[(e\d+)\]", body["messages"][1]["content"])
-        content = f"The top cause's own signal moved first [{ids[0]}]." if ids else "Nothing to cite."
-        return web.json_response({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        })
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        yield server, seen, fail
-    finally:
-        await server.close()
+async def fake_llm() -> AsyncIterator[FakeOpenAI]:
+    async with serve_openai(_cite_first) as fake:
+        yield fake
 
 
 async def test_llm_narrative_is_stored(db, tmp_path: Path, fake_llm) -> None:
     from bot.config import LlmSettings
 
-    server, seen, _ = fake_llm
-    llm = LlmSettings(enabled=True, base_url=str(server.make_url("/v1")), api_key="sk-test", model="local", timeout_s=5)
+    seen = fake_llm.seen
+    llm = LlmSettings(enabled=True, base_url=fake_llm.url, api_key="sk-test", model="local", timeout_s=5)
     effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
     ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
     inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
@@ -256,9 +237,9 @@ async def test_llm_narrative_is_stored(db, tmp_path: Path, fake_llm) -> None:
 async def test_llm_failure_is_missing_evidence_not_a_crash(db, tmp_path: Path, fake_llm) -> None:
     from bot.config import LlmSettings
 
-    server, seen, fail = fake_llm
+    seen, fail = fake_llm.seen, fake_llm.fail
     fail.append(400)  # a client error: not retried by the client, reported at once
-    llm = LlmSettings(enabled=True, base_url=str(server.make_url("/v1")), model="local", timeout_s=5)
+    llm = LlmSettings(enabled=True, base_url=fake_llm.url, model="local", timeout_s=5)
     effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
     ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
     inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))

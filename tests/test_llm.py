@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from sqlmodel import select
 
 from bot.llm.explain import ExplanationRejected, check, explain
@@ -19,6 +17,7 @@ from bot.llm.redact import redact
 from bot.store.db import Database
 from bot.store.models import AuditEvent
 from integrations.llm import OpenAICompatible
+from tests.fakes.openai_api import FakeOpenAI, serve_openai
 
 REPORT: dict[str, Any] = {
     "abstained": False,
@@ -61,33 +60,14 @@ def test_check_refuses_unknown_evidence_and_uncited_answers() -> None:
 
 
 @pytest.fixture
-async def fake_llm() -> AsyncIterator[tuple[TestServer, list[dict[str, Any]], list[str]]]:
-    seen: list[dict[str, Any]] = []
-    answers: list[str] = []
-
-    async def completions(request: web.Request) -> web.Response:
-        body = await request.json()
-        seen.append(body)
-        content = answers.pop(0) if answers else "payments-api's deploy [e1] preceded new errors [e2]."
-        return web.json_response({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        })
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        yield server, seen, answers
-    finally:
-        await server.close()
+async def fake_llm() -> AsyncIterator[FakeOpenAI]:
+    async with serve_openai(lambda _body: "payments-api's deploy [e1] preceded new errors [e2].") as fake:
+        yield fake
 
 
-async def test_explain_redacts_audits_and_checks(db: Database, fake_llm: tuple[TestServer, list[dict[str, Any]], list[str]]) -> None:
-    server, seen, answers = fake_llm
-    llm = OpenAICompatible(str(server.make_url("/v1")), "sk-test", "local-model", timeout_s=5)
+async def test_explain_redacts_audits_and_checks(db: Database, fake_llm: FakeOpenAI) -> None:
+    seen, answers = fake_llm.seen, fake_llm.answers
+    llm = OpenAICompatible(fake_llm.url, "sk-test", "local-model", timeout_s=5)
     try:
         out = await explain(db, llm, "local-model", "INC-1", REPORT)
         assert out is not None and out.cited == ("e1", "e2")
