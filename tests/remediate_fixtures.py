@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,15 @@ class RedirectTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+@asynccontextmanager
+async def serve_receiver(secret: str) -> AsyncIterator[tuple[Receiver, str]]:
+    """A local webhook receiver checking the HMAC signature, and its base URL."""
+    rec = Receiver(secret=secret)
+    server = TestServer(rec.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield rec, str(server.make_url(""))
+    finally:
+        await server.close()

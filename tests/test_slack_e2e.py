@@ -38,7 +38,7 @@ from integrations.http_executor import HttpExecutor
 from integrations.replay import replay_sources
 from tests.fakes.slack_api import FakeSlack, action_body, event_body, sign
 from tests.investigate_fixtures import INJECT, T0, add_on, chain, make_case
-from tests.remediate_fixtures import Receiver, RedirectTransport
+from tests.remediate_fixtures import Receiver, RedirectTransport, serve_receiver
 from tests.slack_fixtures import ALERT_CHANNEL, SECRET, eventually, slack_settings
 
 HOOK_SECRET = "rollback-hook-secret"
@@ -82,13 +82,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    rec = Receiver(secret=HOOK_SECRET)
-    server = TestServer(rec.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield rec, str(server.make_url(""))
-    finally:
-        await server.close()
+    async with serve_receiver(HOOK_SECRET) as served:
+        yield served
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestServer
 from sqlmodel import select
 
 from bot.app import build_context
@@ -43,7 +42,7 @@ from integrations.executors import ExecutorRegistry
 from integrations.http_executor import HttpExecutor
 from integrations.replay import replay_sources
 from tests.fakes.bot_connector import ConnectorCall, FakeBotConnector
-from tests.remediate_fixtures import Receiver, RedirectTransport
+from tests.remediate_fixtures import Receiver, RedirectTransport, serve_receiver
 from tests.slack_fixtures import eventually
 from tests.teams_fixtures import (
     APPROVER_AAD,
@@ -96,13 +95,8 @@ async def connector() -> AsyncIterator[FakeBotConnector]:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    rec = Receiver(secret=HOOK_SECRET)
-    server = TestServer(rec.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield rec, str(server.make_url(""))
-    finally:
-        await server.close()
+    async with serve_receiver(HOOK_SECRET) as served:
+        yield served
 
 
 @pytest.fixture
