@@ -79,7 +79,7 @@ async def test_deploy_before_the_onset(tmp_path: Path) -> None:
 
 
 async def test_new_error_pattern_in_logs(tmp_path: Path) -> None:
-    logs = []
+    logs: list[tuple[float, str, str, str]] = []
     for i in range(0, 1800, 5):
         t = T0 + i
         logs.append((t, "orders", "INFO", f"served order {i} in {i % 17} ms"))
@@ -124,7 +124,8 @@ async def test_failing_source_is_missing_evidence(tmp_path: Path) -> None:
 
 
 async def test_same_data_same_answer(tmp_path: Path) -> None:
-    logs = [(T0 + i, "orders", "ERROR" if i > 1200 else "INFO", f"request {i} done") for i in range(0, 1800, 7)]
+    logs: list[tuple[float, str, str, str]] = [
+        (T0 + i, "orders", "ERROR" if i > 1200 else "INFO", f"request {i} done") for i in range(0, 1800, 7)]
     case = make_case(tmp_path, chain(up_on("payment", "cpu", 4.5), SYMPTOM), logs=logs)
     a = json.dumps((await run_case(case)).to_dict(), sort_keys=True)
     b = json.dumps((await run_case(case)).to_dict(), sort_keys=True)
@@ -136,3 +137,23 @@ async def test_scope_windows_follow_the_alert(tmp_path: Path) -> None:
     scope = scope_from_alertmanager(case.alert_payload, now=case.now)
     assert scope.onset == ALERT and scope.symptoms == ("frontend",)
     assert scope.baseline.end == scope.incident.start < scope.onset <= scope.now
+
+
+def test_a_callers_wait_is_split_among_its_callees() -> None:
+    """A caller's client latency is one figure for all its calls: without traces each of its callees
+    gets an even share; when traces show which calls grew, the wait is laid on those alone."""
+    from bot.investigate.catalog import classify
+    from bot.investigate.findings import Finding, caller_wait_findings
+
+    wait = Finding("food", "client_latency_p90", classify("client_latency_p90"), "metrics", 400.0, 100.0,
+                   False, 0.04, 12.0, "", "")
+    callers_of = {c: {"food"} for c in ("travel", "delivery", "station", "train")}
+    callees_of = {"food": set(callers_of)}
+    even = {f.service: f for f in caller_wait_findings([wait], callers_of, callees_of)}
+    assert set(even) == set(callers_of) and all(f.z == pytest.approx(100.0) for f in even.values())
+    traced = caller_wait_findings([wait], callers_of, callees_of,
+                                  {("food", "travel"): 40.0, ("food", "delivery"): 0.3, ("food", "station"): -1.0})
+    assert [f.service for f in traced] == ["travel"] and traced[0].z == pytest.approx(400.0)
+    # the caller's own calls are not traced, but another caller is seen waiting longer on one of them
+    other = caller_wait_findings([wait], callers_of, callees_of, {("gateway", "travel"): 25.0})
+    assert [f.service for f in other] == ["travel"]

@@ -21,9 +21,10 @@ def test_matrix_matches_reference(seed: int, jump: float, direction: int) -> Non
     got = shift_matrix(grid, vals, base, inc, np.full(3, float(direction)), np.full(3, 0.05), np.full(3, 0.1), 5.0)
     for i in range(3):
         ref = shift(grid, vals[i], base, inc, direction, 0.05, 0.1, 5.0)
-        assert ref is not None and got[i] is not None
-        assert got[i].onset == ref.onset and got[i].preexisting == ref.preexisting
-        assert np.isclose(got[i].z, ref.z) and np.isclose(got[i].before, ref.before)
+        gi = got[i]
+        assert ref is not None and gi is not None
+        assert gi.onset == ref.onset and gi.preexisting == ref.preexisting
+        assert np.isclose(gi.z, ref.z) and np.isclose(gi.before, ref.before)
 
 
 def test_onset_and_strength() -> None:
@@ -71,13 +72,84 @@ def test_an_opaque_endpoint_does_not_outrank_the_service_behind_it() -> None:
     assert echo2.raw == 1.0 and echo2.echo_of == ()
 
 
-def test_a_rarely_called_edge_still_shows_a_network_delay() -> None:
-    import numpy as np
+def _calls(*gaps: float, t0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(len(gaps), dtype=float) + t0, np.asarray(gaps, dtype=float)
 
+
+def _healthy_edges(n: int = 6) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    return {(f"x{i}", f"y{i}"): _calls(3.0 + 0.2 * i, 3.1, 3.3, 2.9) for i in range(n)}
+
+
+def test_a_rarely_called_edge_still_shows_a_network_delay() -> None:
     from bot.investigate.spans import compare_gaps
 
-    before = {("a", "b"): np.array([3.0, 3.2, 3.1])}
-    after = {("a", "b"): np.array([1500.0, 1490.0, 1510.0, 1480.0])}
+    before = {("a", "b"): _calls(3.0, 3.2, 3.1)}
+    after = {("a", "b"): _calls(1500.0, 1490.0, 1510.0, 1480.0, t0=100)}
     (gap,) = compare_gaps(before, after)
-    assert gap[:2] == ("a", "b") and gap[4] > 100
-    assert compare_gaps({("a", "b"): np.array([3.0, 3.1])}, after) == []
+    assert (gap.caller, gap.callee) == ("a", "b") and gap.z > 100 and not gap.preexisting
+    # one call after is not enough to say anything
+    assert compare_gaps(before, {("a", "b"): _calls(1500.0, t0=100)}) == []
+
+
+def test_a_delay_that_began_just_before_the_cut_is_read_against_the_system() -> None:
+    """The edge's few baseline calls already hold the delay: the system's typical call cost is the
+    reference, the onset is where the slow run began, and it is not pre-existing (seen healthy first)."""
+    from bot.investigate.spans import compare_gaps
+
+    before = _healthy_edges() | {("a", "b"): _calls(3.0, 1005.0, 1008.0, 2001.0)}
+    after = _healthy_edges() | {("a", "b"): _calls(1002.0, 1010.0, 1998.0, 1004.0, t0=100)}
+    gaps = {(g.caller, g.callee): g for g in compare_gaps(before, after)}
+    ab = gaps[("a", "b")]
+    assert ab.z > 100 and ab.onset == 1.0 and not ab.preexisting
+    assert all(g.z < 3 for k, g in gaps.items() if k != ("a", "b"))
+    # slow from its very first call: pre-existing (an earlier incident), still flagged as slow
+    before2 = _healthy_edges() | {("a", "b"): _calls(1005.0, 1008.0, 2001.0)}
+    (ab2,) = [g for g in compare_gaps(before2, after) if g.caller == "a"]
+    assert ab2.z > 100 and ab2.preexisting
+    # an edge never seen before is read against what calls cost across the system
+    (new,) = [g for g in compare_gaps(_healthy_edges(), _healthy_edges() | {("c", "d"): _calls(900.0, 950.0)})
+              if g.caller == "c"]
+    assert new.z > 50
+
+
+def test_a_client_span_is_the_calls_cost_not_the_callers_own_time() -> None:
+    """A network delay in front of a callee shows on the edge, not as the caller's own time."""
+    from bot.investigate.spans import edge_calls, service_spans
+    from integrations.base import Span
+
+    def trace(i: int, net_ms: float) -> list[Span]:
+        t = f"t{i}"
+        return [
+            Span(t, "s1", "", "caller", "GET /x", float(i), 20.0 + net_ms + 5.0),
+            Span(t, "c1", "s1", "caller", "HTTP GET", float(i), net_ms + 5.0),
+            Span(t, "s2", "c1", "callee", "GET /y", float(i), 5.0),
+        ]
+
+    spans = [s for i in range(5) for s in trace(i, 1000.0)]
+    own = service_spans(spans)
+    assert float(np.median(own["caller"].self_ms)) == 20.0 and float(np.median(own["callee"].self_ms)) == 5.0
+    (times, gaps) = edge_calls(spans)[("caller", "callee")]
+    assert list(gaps) == [1000.0] * 5 and list(times) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_success_share_over_few_requests_is_weighed_as_failure_counts() -> None:
+    from bot.investigate.catalog import classify
+    from bot.investigate.findings import failure_count_z
+
+    avail = classify("availability")
+    assert avail.full_scale == 100.0
+    # one baseline sample at 100 %: the band is on the failing share, so 100 -> 88 % is a clear move
+    b = baseline(np.array([100.0]), avail.rel_floor, avail.abs_floor, avail.full_scale)
+    assert b is not None and b.spread == 1.0
+    # ... but 0 % of a single request is one failure, not a collapse
+    assert failure_count_z(100.0, 0.0, 100.0, requests=1.0) == 1.0
+    assert failure_count_z(100.0, 88.0, 100.0, requests=150.0) > 10
+    # a baseline that already failed some requests predicts some failures after
+    assert failure_count_z(99.0, 98.0, 100.0, requests=600.0) < failure_count_z(100.0, 98.0, 100.0, requests=600.0)
+
+
+def test_warnings_weigh_less_than_errors() -> None:
+    from bot.investigate.catalog import classify
+
+    assert classify("log_warnings").family == classify("log_errors").family == "logs"
+    assert classify("log_warnings").weight < classify("log_errors").weight

@@ -20,6 +20,9 @@ class SignalInfo:
     rel_floor: float  # spread floor relative to the baseline level
     abs_floor: float  # spread floor in the signal's unit
     propagates: bool  # travels upstream to callers (latency, errors)
+    # a share of this full scale (100 for a success percentage): its noise scales with the complement
+    # (the failing share), not with the level, so 100 -> 88 % is a large move, not 12 % of a big number
+    full_scale: float = 0.0
 
     @property
     def resource(self) -> bool:
@@ -33,6 +36,9 @@ def classify(signal: str) -> SignalInfo:
         return SignalInfo(signal, "node", 1, 0.35, 0.05, 1.0 if "pct" in s or "rate" in s else 0.0, False)
     if s in ("log_errors",):
         return SignalInfo(signal, "logs", 1, 0.8, 0.1, 1.0, True)
+    if s in ("log_warnings",):
+        # a warning says something is odd (an empty result, a retry), not that requests fail
+        return SignalInfo(signal, "logs", 1, 0.5, 0.1, 1.0, True)
     if s.startswith("trace_call_gap"):
         return SignalInfo(signal, "traces", 1, 1.0, 0.1, 1.0, True)
     if s == "callers_wait":
@@ -46,7 +52,7 @@ def classify(signal: str) -> SignalInfo:
     if "latency" in s or "duration" in s or "response_time" in s:
         return SignalInfo(signal, "latency", 1, 0.9, 0.1, 1e-3, True)
     if s in ("availability", "success_rate") or "success" in s or "availability" in s:
-        return SignalInfo(signal, "errors", -1, 1.0, 0.0, 1.0, True)
+        return SignalInfo(signal, "errors", -1, 1.0, 0.0, 1.0, True, full_scale=100.0)
     if "error" in s or "fail" in s or s.endswith("_5xx"):
         return SignalInfo(signal, "errors", 1, 1.0, 0.0, 0.01, True)
     if "cpu" in s or "throttl" in s:

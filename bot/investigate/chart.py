@@ -97,7 +97,7 @@ def build_chart(
         tt, vv = t[m], v[m].astype(np.float64)
         if not same_unit:
             info = classify(sig)
-            b = baseline(vv[tt < scope.incident.start], info.rel_floor, info.abs_floor)
+            b = baseline(vv[tt < scope.incident.start], info.rel_floor, info.abs_floor, info.full_scale)
             if b is None:
                 continue
             vv = (vv - b.median) / b.spread

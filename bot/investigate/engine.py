@@ -16,6 +16,7 @@ from bot.investigate.chart import build_chart
 from bot.investigate.findings import (
     Finding,
     MetricFrame,
+    call_waits,
     caller_wait_findings,
     log_findings,
     metric_findings,
@@ -190,7 +191,7 @@ async def investigate(
             f"{len(anom)} series left their band" + (f"; strongest: {top}" if top else ""),
         )
     if graph.known and findings:
-        cw = caller_wait_findings(findings, graph.up)
+        cw = caller_wait_findings(findings, graph.up, graph.down, call_waits(g, scope))
         findings += cw
         if cw:
             steps.add("Callers' waiting time: which services do anomalous callers wait on",

@@ -14,7 +14,15 @@ import numpy as np
 from bot.investigate.catalog import SignalInfo, classify
 from bot.investigate.look import Gathered
 from bot.investigate.scope import Scope
-from bot.investigate.spans import compare, compare_gaps, edge_gaps, service_spans
+from bot.investigate.spans import (
+    GapShift,
+    compare,
+    compare_gaps,
+    compare_waits,
+    edge_calls,
+    edge_durations,
+    service_spans,
+)
 from bot.investigate.stats import estimate_step, forward_fill, make_grid, shift_matrix, strength_score
 from bot.investigate.templates import mine_shifts
 from integrations.base import TimeWindow
@@ -107,21 +115,46 @@ def metric_findings(
         np.asarray([i.rel_floor for i in infos], dtype=np.float64),
         np.asarray(abs_floors, dtype=np.float64),
         frame.step, THRESHOLD, persist_s=max(60.0, frame.step), hold_s=max(240.0, 2 * frame.step),
+        full_scale=np.asarray([i.full_scale for i in infos], dtype=np.float64),
     )
+    period = max(frame.step, 60.0)
+    volume: dict[str, float] = {}
+    for (svc, sig), info, row in zip(keys, infos, matrix, strict=True):
+        if info.family == "traffic" and sig == "request_rate":
+            inc = row[inc_mask]
+            inc = inc[np.isfinite(inc)]
+            if len(inc):
+                volume[svc] = float(np.median(inc)) * period
     out: list[Finding] = []
     for (svc, sig), info, sh in zip(keys, infos, shifts, strict=True):
         # a series that only starts inside the incident window has no baseline to compare with
         if sh is None:
             continue
+        z = sh.z
+        if info.full_scale > 0 and svc in volume:
+            z = min(z, failure_count_z(sh.before, sh.after, info.full_scale, volume[svc]))
         out.append(Finding(
-            service=svc, signal=sig, info=info, source="metrics", z=sh.z, onset=sh.onset,
+            service=svc, signal=sig, info=info, source="metrics", z=z, onset=sh.onset,
             preexisting=sh.preexisting, before=sh.before, after=sh.after, query=g.queries.get((svc, sig), ""),
             link=g.signal_links.get(sig, ""), peak=sh.peak,
-            summary=f"{sig} of {svc} moved from {sh.before:.4g} to {sh.after:.4g} (robust z {sh.z:.1f})",
+            summary=f"{sig} of {svc} moved from {sh.before:.4g} to {sh.after:.4g} (robust z {z:.1f})",
         ))
     out.sort(key=lambda f: (f.service, f.signal))
     set_breadth(out)
     return out
+
+
+def failure_count_z(before: float, after: float, full_scale: float, requests: float) -> float:
+    """How surprising a success share's drop is as a count of failed requests (Poisson).
+
+    A success percentage over a handful of requests swings wildly: 0 % of one request is one failure.
+    With ``requests`` served per sample period, the failures seen after are compared with what the
+    baseline failure share predicts for that volume.
+    """
+    p_b = min(1.0, max(0.0, 1.0 - before / full_scale))
+    p_a = min(1.0, max(0.0, 1.0 - after / full_scale))
+    expected = p_b * requests
+    return (p_a * requests - expected) / float(np.sqrt(expected + 1.0))
 
 
 def set_breadth(findings: list[Finding], families: tuple[str, ...] = ("latency", "errors")) -> None:
@@ -146,24 +179,25 @@ def log_findings(g: Gathered, scope: Scope) -> list[Finding]:
         return []
     shifts = mine_shifts(before, after)
     best: dict[str, Finding] = {}
-    info = classify("log_errors")
     for s in shifts:
         if not s.errorish:
             continue
+        signal = "log_warnings" if s.level == "WARN" else "log_errors"
+        info = classify(signal)
         first = next((ln.time for ln in after if ln.service == s.service and ln.message[:400] == s.example), None)
         # with no baseline lines at all, "new" says nothing: weigh the count alone, modestly
         z = s.z if before else min(s.z, 3.0)
         link = g.logs_link(s.service, TimeWindow(cut, scope.now)) if g.logs_link else ""
         label = "new" if s.new else "more frequent"
         f = Finding(
-            service=s.service, signal="log_errors", info=info, source="logs", z=z, onset=first,
+            service=s.service, signal=signal, info=info, source="logs", z=z, onset=first,
             preexisting=False, before=s.before_rate * 60, after=s.after_rate * 60,
             query=f"log template: {s.template[:200]}", link=link,
             summary=f"{label} {s.level or 'log'} template in {s.service}: \"{s.template[:160]}\" "
                     f"({s.before} before, {s.after} after; per minute {s.before_rate * 60:.3g} -> {s.after_rate * 60:.3g})",
         )
         cur = best.get(s.service)
-        if cur is None or f.z > cur.z:
+        if cur is None or (f.strength, f.z) > (cur.strength, cur.z):
             best[s.service] = f
     return [best[k] for k in sorted(best)]
 
@@ -189,47 +223,98 @@ def trace_findings(g: Gathered, scope: Scope) -> tuple[list[Finding], str]:
                     f"over {sh.n_before} / {sh.n_after} spans (z {sh.z:.1f})",
         ))
     # the cost of each call, outside the callee's own spans: a slow network to a service shows here
-    gaps = compare_gaps(edge_gaps(before), edge_gaps(after))
-    bad = [gp for gp in gaps if gp[4] >= THRESHOLD]
+    gaps = compare_gaps(edge_calls(before), edge_calls(after))
+    bad = [gp for gp in gaps if gp.z >= THRESHOLD]
     n_in: dict[str, int] = {}
     n_out: dict[str, int] = {}
-    for caller, callee, *_ in gaps:
-        n_in[callee] = n_in.get(callee, 0) + 1
-        n_out[caller] = n_out.get(caller, 0) + 1
-    bad_in: dict[str, list[tuple[str, str, float, float, float, int, int]]] = {}
-    bad_out: dict[str, list[tuple[str, str, float, float, float, int, int]]] = {}
+    for gp in gaps:
+        n_in[gp.callee] = n_in.get(gp.callee, 0) + 1
+        n_out[gp.caller] = n_out.get(gp.caller, 0) + 1
+    bad_in: dict[str, list[GapShift]] = {}
+    bad_out: dict[str, list[GapShift]] = {}
     for gp in bad:
-        bad_in.setdefault(gp[1], []).append(gp)
-        bad_out.setdefault(gp[0], []).append(gp)
+        bad_in.setdefault(gp.callee, []).append(gp)
+        bad_out.setdefault(gp.caller, []).append(gp)
+    fin = {svc: len(v) / max(1, n_in.get(svc, 0)) for svc, v in bad_in.items()}
+    fout = {svc: len(v) / max(1, n_out.get(svc, 0)) for svc, v in bad_out.items()}
+
+    def slow_callee(svc: str) -> bool:  # calls into it are slow from most of its callers
+        return len(bad_in.get(svc, [])) >= 2 and fin.get(svc, 0.0) >= 0.5
+
+    def slow_caller(svc: str) -> bool:  # most of its calls out are slow, whoever it calls
+        return len(bad_out.get(svc, [])) >= 2 and fout.get(svc, 0.0) >= 0.5
+
     info = classify("trace_call_gap")
     for svc in sorted(set(bad_in) | set(bad_out)):
-        # calls into a service slow from every caller: that service; all calls out of one: the caller
-        fin = len(bad_in.get(svc, [])) / max(1, n_in.get(svc, 0))
-        fout = len(bad_out.get(svc, [])) / max(1, n_out.get(svc, 0))
-        edges = bad_in.get(svc, []) if fin >= fout else bad_out.get(svc, [])
-        frac = max(fin, fout)
-        if not edges or (fin < fout and n_out.get(svc, 0) < 2):
+        # calls into a service slow from every caller: that service; all calls out of one: the caller.
+        # A slow edge is split per callee: one into a callee that is slow from most of its callers is
+        # that callee's, not one more sign against the caller (and the reverse for a slow caller).
+        ins = [gp for gp in bad_in.get(svc, []) if not slow_caller(gp.caller) or slow_callee(svc)]
+        outs = [gp for gp in bad_out.get(svc, []) if not slow_callee(gp.callee) or slow_caller(svc)]
+        f_in = len(ins) / max(1, n_in.get(svc, 0))
+        f_out = len(outs) / max(1, n_out.get(svc, 0))
+        edges = ins if f_in >= f_out else outs
+        frac = max(f_in, f_out)
+        if not edges or (f_in < f_out and n_out.get(svc, 0) < 2):
             continue
-        top = max(edges, key=lambda gp: gp[4])
-        z = float(np.median([gp[4] for gp in edges])) * frac
-        side = "into" if fin >= fout else "out of"
+        top = max(edges, key=lambda gp: gp.z)
+        z = float(np.median([gp.z for gp in edges])) * frac
+        onsets = [gp.onset for gp in edges if gp.onset is not None]
+        side = "into" if f_in >= f_out else "out of"
         out.append(Finding(
-            service=svc, signal="trace_call_gap", info=info, source="traces", z=z, onset=None,
-            preexisting=False, before=top[2], after=top[3],
+            service=svc, signal="trace_call_gap", info=info, source="traces", z=z,
+            onset=float(np.median(onsets)) if onsets else None,
+            preexisting=all(gp.preexisting for gp in edges), before=top.before, after=top.after,
             query=f"call time outside the callee's spans, calls {side} {svc}", link="",
             summary=f"calls {side} {svc} slowed outside the callee's own work on {len(edges)} of "
                     f"{n_in.get(svc, 0) if side == 'into' else n_out.get(svc, 0)} edges "
-                    f"(p90 {top[0]} -> {top[1]}: {top[2]:.4g}ms -> {top[3]:.4g}ms)",
+                    f"(median {top.caller} -> {top.callee}: {top.before:.4g}ms -> {top.after:.4g}ms)",
         ))
     return out, ""
 
 
-def caller_wait_findings(findings: list[Finding], callers_of: dict[str, set[str]]) -> list[Finding]:
+def call_waits(g: Gathered, scope: Scope) -> dict[tuple[str, str], float]:
+    """Per traced caller -> callee edge, how much longer the caller waited on its calls (robust z)."""
+    if not g.spans:
+        return {}
+    cut = scope.incident.start
+    before = [s for s in g.spans if s.start_time < cut]
+    after = [s for s in g.spans if s.start_time >= cut]
+    return compare_waits(edge_durations(before), edge_durations(after))
+
+
+def _wait_share(caller: str, callee: str, callees_of: dict[str, set[str]],
+                waits: dict[tuple[str, str], float]) -> float:
+    """The part of a caller's longer wait that can be laid on one callee.
+
+    A caller's client latency is one figure for all its calls: a caller that waits longer says one of
+    its callees got slower, not which. Traces split it per callee when they show which calls grew;
+    otherwise each callee gets an even share, so a caller of many services does not make every one of
+    them look like the common factor.
+    """
+    mine = {k[1]: z for k, z in waits.items() if k[0] == caller}
+    rose = {c for c, z in mine.items() if z >= THRESHOLD}
+    if not rose:
+        # the caller's own calls are not traced on both sides: its callees that other callers are
+        # seen waiting longer on are the likely ones
+        callees = callees_of.get(caller, set())
+        rose = {k[1] for k, z in waits.items() if z >= THRESHOLD and k[1] in callees}
+    if rose:
+        return 1.0 / len(rose) if callee in rose else 0.0
+    return 1.0 / max(1, len(callees_of.get(caller, ())))
+
+
+def caller_wait_findings(
+    findings: list[Finding],
+    callers_of: dict[str, set[str]],
+    callees_of: dict[str, set[str]] | None = None,
+    waits: dict[tuple[str, str], float] | None = None,
+) -> list[Finding]:
     """A service its callers wait on: most of its callers' downstream (client) latency rose.
 
     When a service's own latency is not measured, or the delay sits on the network in front of it,
     its callers' waiting time is what shows it; a service called by several waiting callers is the
-    common factor.
+    common factor. Each caller's wait is split among its callees (``_wait_share``).
     """
     wait: dict[str, Finding] = {}
     measured: set[str] = set()
@@ -240,12 +325,14 @@ def caller_wait_findings(findings: list[Finding], callers_of: dict[str, set[str]
                 wait[f.service] = f
     info = classify("callers_wait")
     out: list[Finding] = []
+    down = callees_of or {}
     for svc in sorted(callers_of):
         callers = sorted(c for c in callers_of[svc] if c in measured and c != svc)
-        waiting = [c for c in callers if c in wait]
+        share = {c: _wait_share(c, svc, down, waits or {}) for c in callers if c in wait}
+        waiting = [c for c in callers if share.get(c, 0.0) > 0]
         if not waiting or len(waiting) * 2 < len(callers):
             continue
-        frac = len(waiting) / len(callers)
+        frac = sum(share[c] for c in waiting) / len(callers)
         zs = [wait[c].z for c in waiting]
         onsets = [t for t in (wait[c].onset for c in waiting) if t is not None]
         z = float(np.median(zs)) * frac
@@ -256,6 +343,7 @@ def caller_wait_findings(findings: list[Finding], callers_of: dict[str, set[str]
             after=float(np.median([wait[c].after for c in waiting])),
             query="; ".join(wait[c].query for c in waiting[:3]), link=wait[waiting[0]].link,
             summary=f"{len(waiting)} of {len(callers)} callers of {svc} wait longer on their calls "
-                    f"({', '.join(waiting[:4])}; median z {float(np.median(zs)):.1f})",
+                    f"({', '.join(waiting[:4])}; median z {float(np.median(zs)):.1f}, "
+                    f"{frac:.0%} of their wait laid on {svc})",
         ))
     return out

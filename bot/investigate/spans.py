@@ -27,22 +27,44 @@ class ServiceSpans:
         return len(self.self_ms)
 
 
-def service_spans(spans: Sequence[Span]) -> dict[str, ServiceSpans]:
-    child_sum: dict[tuple[str, str], float] = {}
+def _children(spans: Sequence[Span]) -> dict[tuple[str, str], list[Span]]:
+    kids: dict[tuple[str, str], list[Span]] = {}
     for s in spans:
         if s.parent_span_id:
-            k = (s.trace_id, s.parent_span_id)
-            child_sum[k] = child_sum.get(k, 0.0) + s.duration_ms
+            kids.setdefault((s.trace_id, s.parent_span_id), []).append(s)
+    return kids
+
+
+def _callee(p: Span, ch: list[Span] | None) -> str | None:
+    """The one other service all of a span's children belong to: the span is a call to it."""
+    if not ch:
+        return None
+    callee = ch[0].service
+    if callee == p.service or any(c.service != callee for c in ch):
+        return None
+    return callee
+
+
+def service_spans(spans: Sequence[Span]) -> dict[str, ServiceSpans]:
+    """Each service's own time per span. A span that only wraps a call to one other service (a client
+    span) is left out: the time it adds around its callee's spans is the cost of that call (network,
+    queueing), which ``edge_gaps`` gives to the caller -> callee pair rather than to the caller's work.
+    Without this, a network delay in front of a callee would read as the caller's own slowness."""
+    kids = _children(spans)
     own: dict[str, list[float]] = {}
     errs: dict[str, int] = {}
     stat: dict[str, int] = {}
     for s in spans:
-        self_ms = max(0.0, s.duration_ms - child_sum.get((s.trace_id, s.span_id), 0.0))
-        own.setdefault(s.service, []).append(self_ms)
+        ch = kids.get((s.trace_id, s.span_id))
         if s.status:
             stat[s.service] = stat.get(s.service, 0) + 1
             if s.status == "error":
                 errs[s.service] = errs.get(s.service, 0) + 1
+        if _callee(s, ch) is not None:
+            own.setdefault(s.service, [])
+            continue
+        self_ms = max(0.0, s.duration_ms - sum(c.duration_ms for c in ch or ()))
+        own.setdefault(s.service, []).append(self_ms)
     return {
         svc: ServiceSpans(svc, np.asarray(v, dtype=np.float64), errs.get(svc, 0), stat.get(svc, 0))
         for svc, v in sorted(own.items())
@@ -93,45 +115,157 @@ def compare(before: dict[str, ServiceSpans], after: dict[str, ServiceSpans], min
     return out
 
 
-def edge_gaps(spans: Sequence[Span]) -> dict[tuple[str, str], np.ndarray]:
-    """Per caller -> callee pair: the time a caller's span spends outside its callee's spans.
+def edge_calls(spans: Sequence[Span]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Per caller -> callee pair: (start times, gaps) of the calls, time-ordered; a call's gap is the
+    time its span spends outside its callee's spans.
 
     Only parent spans whose children all belong to one other service count, so the gap is the
     cost of that call (network, queueing, serialisation) and not other work of the caller.
     """
-    kids: dict[tuple[str, str], list[Span]] = {}
-    for s in spans:
-        if s.parent_span_id:
-            kids.setdefault((s.trace_id, s.parent_span_id), []).append(s)
-    out: dict[tuple[str, str], list[float]] = {}
+    kids = _children(spans)
+    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for p in spans:
         ch = kids.get((p.trace_id, p.span_id))
-        if not ch:
-            continue
-        callee = ch[0].service
-        if callee == p.service or any(c.service != callee for c in ch):
+        callee = _callee(p, ch)
+        if callee is None or ch is None:
             continue
         gap = max(0.0, p.duration_ms - sum(c.duration_ms for c in ch))
-        out.setdefault((p.service, callee), []).append(gap)
+        out.setdefault((p.service, callee), []).append((p.start_time, gap))
+    res: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for k, v in sorted(out.items()):
+        v.sort()
+        arr = np.asarray(v, dtype=np.float64)
+        res[k] = (arr[:, 0], arr[:, 1])
+    return res
+
+
+def edge_durations(spans: Sequence[Span]) -> dict[tuple[str, str], np.ndarray]:
+    """Per caller -> callee pair: how long the caller waited on each call (its call span's duration)."""
+    kids = _children(spans)
+    out: dict[tuple[str, str], list[float]] = {}
+    for p in spans:
+        callee = _callee(p, kids.get((p.trace_id, p.span_id)))
+        if callee is not None:
+            out.setdefault((p.service, callee), []).append(p.duration_ms)
     return {k: np.asarray(v, dtype=np.float64) for k, v in sorted(out.items())}
 
 
-def compare_gaps(
-    before: dict[tuple[str, str], np.ndarray], after: dict[tuple[str, str], np.ndarray], min_calls: int = 3
-) -> list[tuple[str, str, float, float, float, int, int]]:
-    """(caller, callee, p90 before, p90 after, z, n before, n after) per edge seen in both windows.
-
-    A rarely called service still tells a lot when its calls go from milliseconds to seconds, so an
-    edge needs only a few calls each side; the spread floor widens as the sample shrinks.
-    """
-    out = []
+def compare_waits(
+    before: dict[tuple[str, str], np.ndarray], after: dict[tuple[str, str], np.ndarray], min_calls: int = 2
+) -> dict[tuple[str, str], float]:
+    """Per edge seen on both sides: a robust z of how much longer its caller waited on it (median)."""
+    out: dict[tuple[str, str], float] = {}
     for k in sorted(set(before) & set(after)):
         b, a = before[k], after[k]
-        if len(b) < min_calls or len(a) < min_calls:
+        if len(a) < min_calls:
             continue
-        qb, qa = float(np.quantile(b, 0.9)), float(np.quantile(a, 0.9))
-        mad = float(np.median(np.abs(b - np.median(b)))) * 1.4826
         few = max(1.0, 5.0 / min(len(b), len(a)))
-        spread = max(mad / np.sqrt(min(len(b), len(a))) * 3.0, 0.1 * qb * few, 1.0 * few)
-        out.append((k[0], k[1], qb, qa, (qa - qb) / spread, len(b), len(a)))
+        mb = float(np.median(b))
+        mad = float(np.median(np.abs(b - mb))) * 1.4826 if len(b) >= 3 else 0.0
+        spread = max(mad / np.sqrt(min(len(b), len(a))) * 3.0, 0.1 * mb * few, 1.0 * few)
+        out[k] = (float(np.median(a)) - mb) / spread
+    return out
+
+
+def edge_gaps(spans: Sequence[Span]) -> dict[tuple[str, str], np.ndarray]:
+    """Per caller -> callee pair: the gaps of its calls (see ``edge_calls``)."""
+    return {k: g for k, (_, g) in edge_calls(spans).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Overhead:
+    """What a call between two services usually costs in this system: the median of the edges' typical
+    gaps and a robust spread of them. Calls inside one cluster all pay about the same few milliseconds,
+    so an edge whose calls cost a hundred times that is slow whatever its own (short) history says."""
+
+    level: float
+    spread: float
+
+    @property
+    def ceiling(self) -> float:
+        return self.level + 3.0 * self.spread
+
+
+def system_overhead(*windows: dict[tuple[str, str], np.ndarray]) -> Overhead | None:
+    meds: dict[tuple[str, str], float] = {}
+    for w in windows:
+        for k, g in w.items():
+            if len(g) and k not in meds:
+                meds[k] = float(np.median(g))
+    if len(meds) < 5:
+        return None
+    m = np.asarray(list(meds.values()))
+    level = float(np.median(m))
+    mad = float(np.median(np.abs(m - level))) * 1.4826
+    return Overhead(level, max(mad, 0.25 * level, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class GapShift:
+    caller: str
+    callee: str
+    before: float  # the reference: the edge's median gap before (capped at the system's ceiling)
+    after: float  # median gap after
+    z: float
+    n_before: int
+    n_after: int
+    preexisting: bool  # the edge was already far out of the system's range when its calls were first seen
+    onset: float | None = None  # the first call of the run of slow calls
+
+
+Calls = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+
+
+def _onset(times: np.ndarray, slow: np.ndarray, run: int = 5) -> float | None:
+    """The first slow call after which most calls (60 % of the next ``run``) stay slow."""
+    n = len(slow)
+    for i in range(n):
+        if slow[i] and slow[i:i + run].mean() >= 0.6:
+            return float(times[i])
+    return None
+
+
+def compare_gaps(before: Calls, after: Calls, min_calls: int = 2) -> list[GapShift]:
+    """Per edge called at least ``min_calls`` times after: how far its median gap moved.
+
+    ``before``/``after`` map an edge to its calls' (start times, gaps), time-ordered (``edge_calls``).
+    A rarely called service still tells a lot when its calls go from milliseconds to seconds, so an
+    edge needs only a couple of calls; the spread floor widens as the sample shrinks. An edge with
+    no or few calls before is read against its own few calls and against what calls cost across the
+    system (``Overhead``): its own history is capped at the system's ceiling, so a baseline that already
+    held the delay (a fault that began just before the cut) does not hide it. An edge that was out of
+    range from its very first call (never seen healthy) is marked pre-existing.
+    """
+    empty = (np.zeros(0), np.zeros(0))
+    sys_oh = system_overhead({k: g for k, (_, g) in before.items()}, {k: g for k, (_, g) in after.items()})
+    out: list[GapShift] = []
+    for k in sorted(after):
+        ta, a = after[k]
+        tb, b = before.get(k, empty)
+        if len(a) < min_calls:
+            continue
+        if len(b) == 0 and sys_oh is None:
+            continue
+        qa = float(np.median(a))
+        few = max(1.0, 5.0 / max(1, min(len(b), len(a))))
+        capped = False
+        if len(b):
+            ref = float(np.median(b))
+            if sys_oh is not None and ref > sys_oh.ceiling:
+                ref, capped = sys_oh.ceiling, True
+            mad = float(np.median(np.abs(b - np.median(b)))) * 1.4826 if len(b) >= 3 and not capped else 0.0
+            spread = max(mad / np.sqrt(min(len(b), len(a))) * 3.0, 0.1 * ref * few, 1.0 * few)
+        else:
+            assert sys_oh is not None
+            ref = sys_oh.level
+            spread = max(sys_oh.spread, 0.1 * ref) * few
+        if sys_oh is not None:
+            spread = max(spread, 0.5 * sys_oh.level * few)
+        z = (qa - ref) / spread
+        times = np.concatenate((tb, ta))
+        gaps = np.concatenate((b, a))
+        slow = (gaps - ref) / spread >= 3.0
+        onset = _onset(times, slow) if z >= 3.0 else None
+        pre = capped and bool(slow[0])
+        out.append(GapShift(k[0], k[1], ref, qa, z, len(b), len(a), pre, onset))
     return out

@@ -61,7 +61,9 @@ class Baseline:
     n: int
 
 
-def baseline(values: np.ndarray, rel_floor: float, abs_floor: float) -> Baseline | None:
+def baseline(values: np.ndarray, rel_floor: float, abs_floor: float, full_scale: float = 0.0) -> Baseline | None:
+    """The band of a baseline. ``full_scale`` > 0 marks a share of that scale (a success percentage):
+    its relative floor is taken on the complement (the failing share), where its noise lives."""
     v = values[np.isfinite(values)]
     if len(v) == 0:
         return None
@@ -71,7 +73,8 @@ def baseline(values: np.ndarray, rel_floor: float, abs_floor: float) -> Baseline
     iqr = float(q75 - q25) * IQR_TO_SIGMA
     # few samples: the level itself is uncertain, widen the relative floor
     rel = max(rel_floor, 0.25 / math.sqrt(len(v)))
-    spread = max(mad, iqr, rel * abs(med), abs_floor, 1e-12)
+    level = abs(full_scale - med) if full_scale > 0 else abs(med)
+    spread = max(mad, iqr, rel * level, abs_floor, 1e-12)
     return Baseline(med, spread, len(v))
 
 
@@ -101,9 +104,10 @@ def shift(
     threshold: float = 3.0,
     persist_s: float = 60.0,
     hold_s: float = 240.0,
+    full_scale: float = 0.0,
 ) -> Shift | None:
     """Compare the incident stretch of one forward-filled series to its baseline."""
-    b = baseline(values[base_mask], rel_floor, abs_floor)
+    b = baseline(values[base_mask], rel_floor, abs_floor, full_scale)
     inc_vals = values[inc_mask]
     inc_t = grid[inc_mask]
     ok = np.isfinite(inc_vals)
@@ -180,6 +184,7 @@ def shift_matrix(
     threshold: float = 3.0,
     persist_s: float = 60.0,
     hold_s: float = 240.0,
+    full_scale: np.ndarray | None = None,
 ) -> list[Shift | None]:
     """``shift`` for many series at once: ``values`` is (series x grid), NaN where a series has no value.
 
@@ -202,7 +207,10 @@ def shift_matrix(
         q75, q25 = np.nanquantile(base, [0.75, 0.25], axis=1)
     iqr = np.where(n_base >= 4, (q75 - q25) * IQR_TO_SIGMA, 0.0)
     rel = np.maximum(rel_floor, 0.25 / np.sqrt(np.maximum(n_base, 1)))
-    spread = np.nanmax(np.stack([np.nan_to_num(mad), np.nan_to_num(iqr), rel * np.abs(np.nan_to_num(med)),
+    level = np.nan_to_num(med)
+    if full_scale is not None:
+        level = np.where(full_scale > 0, full_scale - level, level)
+    spread = np.nanmax(np.stack([np.nan_to_num(mad), np.nan_to_num(iqr), rel * np.abs(level),
                                  abs_floor, np.full(n_series, 1e-12)]), axis=0)
     raw = (inc - med[:, None]) / spread[:, None]
     d = direction[:, None]
