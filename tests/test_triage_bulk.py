@@ -68,7 +68,7 @@ async def test_audit_many_in_a_rolled_back_transaction_leaves_no_row(db: Databas
 async def concurrent_storm(db: Database) -> None:
     ctx = make_ctx(db)
     services = ["checkout", "payments", "search", "ledger"]
-    batches = []
+    batches: list[list[AlertIn]] = []
     for b in range(8):
         batch = [alert("HighLatency", services[(b + i) % 4], namespace=services[(b + i) % 4], pod=f"p{b}-{i}")
                  for i in range(6)]
@@ -93,7 +93,7 @@ async def concurrent_storm(db: Database) -> None:
     assert sorted(i.incident_id for i in invs) == sorted(i.id for i in incs)
     assert sorted(j.payload["investigation_id"] for j in queued) == sorted(i.id for i in invs)
     rows = await _actions(db)
-    assert sorted(r.incident_id for r in rows if r.action == "incident.opened") == sorted(i.id for i in incs)
+    assert sorted(r.incident_id or "" for r in rows if r.action == "incident.opened") == sorted(i.id for i in incs)
     requested = [r for r in rows if r.action == "investigation.requested"]
     assert sorted(r.params["investigation_id"] for r in requested) == sorted(i.id for i in invs)
     assert (await verify_chain(db)).ok

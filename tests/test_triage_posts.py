@@ -94,7 +94,7 @@ def test_pagerduty_blocks():
     assert (a.source, a.name, a.service, a.severity, a.status) == (
         "pagerduty", "Checkout API 5xx above SLO", "checkout-api", "critical", "firing")
     assert a.fingerprint == "Q2ZN5O8UYFHVXO"
-    blocks[1]["fields"][0]["text"] = "*Status:*\nResolved"
+    blocks[1]["fields"][0]["text"] = "*Status:*\nResolved"  # type: ignore[index]
     [r] = parse_alert_post(post(attachments=[{"color": "#2C9A5C", "blocks": blocks}]))
     assert r.status == "resolved"
 
@@ -152,7 +152,7 @@ def test_aws_chatbot_cloudwatch_alarm():
     assert (a.source, a.name, a.service, a.status) == ("cloudwatch", "HighCPU-checkout", "checkout", "firing")
     assert a.fingerprint == "123456789012:us-east-1:HighCPU-checkout" and a.labels["region"] == "us-east-1"
     assert "Threshold Crossed" in a.annotations["summary"]
-    ok = dict(att, title=att["title"].replace(":rotating_light:", ":white_check_mark:"),
+    ok = dict(att, title=str(att["title"]).replace(":rotating_light:", ":white_check_mark:"),
               fields=[{"title": "State", "value": "OK"}])
     [r] = parse_alert_post(post(attachments=[ok]))
     assert r.status == "resolved" and r.fingerprint == a.fingerprint

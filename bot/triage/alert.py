@@ -42,11 +42,14 @@ SafeStr = Annotated[str, AfterValidator(check_text)]
 def _check_mapping(value: dict[str, str], what: str, max_value: int) -> dict[str, str]:
     if len(value) > MAX_LABELS:
         raise ValueError(f"{what}: at most {MAX_LABELS} entries")
-    for k, v in value.items():
-        if not k or len(k) > MAX_KEY:
-            raise ValueError(f"{what}: key {k[:40]!r} must be 1-{MAX_KEY} characters")
-        if len(v) > max_value:
-            raise ValueError(f"{what}: value of {k[:40]!r} is longer than {max_value} characters")
+    # Sizes are checked with C-level min/max first; only when one is out of bounds is the entry named.
+    if value and (min(map(len, value)) < 1 or max(map(len, value)) > MAX_KEY
+                  or max(map(len, value.values())) > max_value):
+        for k, v in value.items():
+            if not k or len(k) > MAX_KEY:
+                raise ValueError(f"{what}: key {k[:40]!r} must be 1-{MAX_KEY} characters")
+            if len(v) > max_value:
+                raise ValueError(f"{what}: value of {k[:40]!r} is longer than {max_value} characters")
     # One scan of all keys and values for NUL bytes and unpaired surrogates; only on a hit, name the entry.
     blob = "\x01".join(value) + "\x01" + "\x01".join(value.values())
     try:

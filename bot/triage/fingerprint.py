@@ -39,8 +39,24 @@ def fingerprint(alert: AlertIn) -> str:
     return f"{alert.source}:h:{label_hash(labels)}"
 
 
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# The JSON of the statuses and severity levels every alert has (plain ASCII words: just quoted).
+_PLAIN = {w: f'"{w}"' for w in ("firing", "resolved", "critical", "high", "warning", "info")}
+
+
+def content_parts(alert: AlertIn) -> tuple[str, str, str]:
+    """``content_hash(alert)`` plus the canonical JSON of the labels and of the annotations it was made from.
+
+    The hash is that of ``[status, labels, annotations, severity]`` in canonical JSON (sorted keys, no
+    spaces); triage stores the two JSON texts as they are, so a storm serialises each mapping once.
+    """
+    labels, annotations = _canonical(alert.labels), _canonical(alert.annotations)
+    status, severity = _PLAIN.get(alert.status) or _canonical(alert.status), \
+        _PLAIN.get(alert.severity) or _canonical(alert.severity)
+    blob = f"[{status},{labels},{annotations},{severity}]"
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest(), labels, annotations
+
+
 def content_hash(alert: AlertIn) -> str:
     """What a re-send must repeat to count as a duplicate: status, labels and annotations."""
-    blob = json.dumps([alert.status, alert.labels, alert.annotations, alert.severity], sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return content_parts(alert)[0]

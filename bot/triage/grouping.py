@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from bot.triage.alert import AlertIn
 
@@ -26,8 +27,11 @@ _FAMILY_SUFFIX = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
 def alert_family(name: str) -> str:
-    """``DiskSpaceLowCritical`` and ``DiskSpaceLow`` share a family; so do ``HighLatency_p1`` and ``HighLatency``."""
+    """``DiskSpaceLowCritical`` and ``DiskSpaceLow`` share a family; so do ``HighLatency_p1`` and ``HighLatency``.
+
+    Cached: a storm repeats a handful of alert names thousands of times (the function is pure)."""
     base = _FAMILY_SUFFIX.sub("", name.strip()) or name.strip()
     return re.sub(r"[^a-z0-9]", "", base.lower())[:60]
 
@@ -160,6 +164,20 @@ class CandidateIndex:
 
     def get(self, incident_id: str | None) -> Candidate | None:
         return self.all.get(incident_id) if incident_id else None
+
+    def best(self, ident: Identity, now: float, window_s: float, cooloff_s: float) -> Candidate | None:
+        """``choose`` over ``near(ident)``, looking at the same-service incidents first.
+
+        A same-service incident scores 3 (or 0 across clusters), above any neighbour or namespace match, so
+        when one qualifies the others need not be scored; in a storm that is most alerts.
+        """
+        if ident.service:
+            same = self.by_service.get(ident.service)
+            if same:
+                found = choose(ident, same.values(), self.adj, now, window_s, cooloff_s)
+                if found is not None:
+                    return found
+        return choose(ident, self.near(ident), self.adj, now, window_s, cooloff_s)
 
     def near(self, ident: Identity) -> list[Candidate]:
         """Every candidate that could score above zero for ``ident``."""

@@ -3,7 +3,9 @@
 One transaction per group of batches: fingerprint, dedup against stored alerts, suppression, grouping,
 incident bookkeeping (count, services, severity, title, status), audit rows (chained in one insert),
 noise counters, and for every incident it opens an investigation row plus its durable job. Bulk
-statements keep a group at a fixed dozen round trips whatever its size. Batches that arrive while a
+statements keep a group at a fixed dozen round trips whatever its size; on SQLite the alert rows go straight
+to the driver (``bulk.py``). Incident count, services and severity come from running aggregates
+(``Incident.stats``) moved alert by alert, so a batch never re-reads the alerts of the incidents it touches. Batches that arrive while a
 transaction runs are committed together by the next one (group commit), in arrival order, and each
 caller is answered with its own outcome only after that commit. On PostgreSQL a transaction-scoped
 advisory lock serialises triage across replicas (SQLite's BEGIN IMMEDIATE already does), so two
@@ -27,7 +29,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,9 +36,10 @@ from bot.audit import BOT, Actor, AuditEntry, audit_many
 from bot.chat.hub import ThreadOrigin
 from bot.errors import DatabaseError
 from bot.store.models import Alert, Incident, IncidentAlert, Silence
+from bot.triage import bulk
 from bot.triage.alert import AlertIn
-from bot.triage.fingerprint import content_hash, fingerprint
-from bot.triage.grouping import Candidate, CandidateIndex, Identity, choose, neighbours, parse_key
+from bot.triage.fingerprint import content_parts, fingerprint
+from bot.triage.grouping import Candidate, CandidateIndex, Identity, neighbours, parse_key
 from bot.triage.noise import NoiseTally
 from bot.triage.severity import incident_severity, is_page
 from bot.triage.suppress import Suppressor
@@ -50,6 +52,7 @@ _GROUP_ALERTS = 5000  # the most alerts one group commit takes (one webhook batc
 _COUNT_SUFFIX = re.compile(r" \(\+\d+ alerts?\)$")
 
 ALERT = Alert.__table__  # type: ignore[attr-defined]
+_FLIPS = frozenset({"flips"})  # the JSON column bulk.py serialises (labels and annotations come pre-serialised)
 INCIDENT = Incident.__table__  # type: ignore[attr-defined]
 INCIDENT_ALERT = IncidentAlert.__table__  # type: ignore[attr-defined]
 
@@ -86,6 +89,12 @@ class _State:
     first_seen: float
     alert: AlertIn | None = None
     kind: str = ""  # "" untouched | new | changed | dup
+    orig: _Share | None = None  # what the stored row added to its incident's stats when loaded
+    texts: tuple[str, str, str] = ("", "", "")  # content hash, labels JSON, annotations JSON of ``alert``
+
+
+# What one alert adds to its incident's ``stats``: (incident id, service, severity, live = firing and unsuppressed).
+_Share = tuple[str | None, str, str, bool]
 
 
 @dataclass
@@ -101,9 +110,34 @@ class _Inc:
     alert_count: int
     updated_at: float
     resolved_at: float | None
+    stats: dict[str, Any]
 
 
-_INC_COLS = ("id", "title", "status", "severity", "services", "group_key", "alert_count", "updated_at", "resolved_at")
+_INC_COLS = ("id", "title", "status", "severity", "services", "group_key", "alert_count", "updated_at", "resolved_at",
+             "stats")
+_NEW_INCIDENT_ID: Callable[[], str] = Incident.model_fields["id"].default_factory  # type: ignore[assignment]
+
+
+def _share_stats(stats: dict[str, Any], share: _Share, sign: int) -> None:
+    """Add (``sign`` > 0) or remove (< 0) ``abs(sign)`` alerts' share of an incident's running aggregates."""
+    _, service, severity, live = share
+    parts = [("all", severity), ("svc", service)] if service else [("all", severity)]
+    if live:
+        parts.append(("live", severity))
+    for part, key in parts:
+        counts = stats.setdefault(part, {})
+        n = counts.get(key, 0) + sign
+        if n > 0:
+            counts[key] = n
+        else:
+            counts.pop(key, None)
+
+
+def _stats_from_rows(rows: list[tuple[str, str, str, bool, int]]) -> dict[str, Any]:
+    stats: dict[str, Any] = {"all": {}, "live": {}, "svc": {}}
+    for service, severity, status, suppressed, n in rows:
+        _share_stats(stats, (None, service, severity, status == "firing" and not suppressed), n)
+    return stats
 
 
 @dataclass
@@ -143,6 +177,15 @@ class TriageService:
         # Replicas still serialise in the database.
         self._queue: list[_Pending] = []
         self._leader: asyncio.Future[None] | None = None
+        # Resolved at start-up, not inside the first storm's transaction: importing the engine (numpy,
+        # matplotlib) takes a third of a second, which would otherwise hold the write lock the first time.
+        self._request_in: Callable[..., Awaitable[list[str]]] | None
+        try:
+            from bot.investigate.service import request_investigations_in
+        except ImportError:
+            self._request_in = None
+        else:
+            self._request_in = request_investigations_in
 
     # ------------------------------------------------------------------ public
 
@@ -233,11 +276,12 @@ class TriageService:
         c = ALERT.c
         for i in range(0, len(fps), _CHUNK):
             q = select(c.id, c.fingerprint, c.status, c.content_hash, c.incident_id, c.flips, c.suppressed,
-                       c.duplicates, c.first_seen).where(c.fingerprint.in_(fps[i:i + _CHUNK]))
+                       c.duplicates, c.first_seen, c.service, c.severity).where(c.fingerprint.in_(fps[i:i + _CHUNK]))
             for row in (await s.exec(q)).all():  # type: ignore[call-overload]
-                states[row.fingerprint] = _State(row.id, row.status, row.content_hash, row.incident_id,
-                                                 list(row.flips or []), row.suppressed, row.duplicates,
-                                                 row.first_seen)
+                states[row.fingerprint] = _State(
+                    row.id, row.status, row.content_hash, row.incident_id, list(row.flips or []), row.suppressed,
+                    row.duplicates, row.first_seen,
+                    orig=(row.incident_id, row.service, row.severity, row.status == "firing" and not row.suppressed))
         return states
 
     async def _load_candidates(self, s: AsyncSession, now: float, referenced: set[str]) -> dict[str, _Inc]:
@@ -252,19 +296,20 @@ class TriageService:
     async def _ingest_tx(self, s: AsyncSession, group: list[_Pending], now: float,
                          flap_notes: list[tuple[str, str]]) -> list[str]:
         t = self.settings
-        prepared = [(p, a, fingerprint(a), content_hash(a)) for p in group for a in p.alerts]
+        prepared = [(p, a, fingerprint(a), content_parts(a)) for p in group for a in p.alerts]
         states = await self._load_states(s, sorted({fp for _, _, fp, _ in prepared}))
         silences = (await s.exec(select(Silence.matchers, Silence.starts_at, Silence.ends_at, Silence.comment)  # type: ignore[call-overload]
                                  .where(col(Silence.starts_at) <= now, col(Silence.ends_at) > now))).all()
         suppressor = Suppressor.build(t, [(m, st, en, c) for m, st, en, c in silences])
         referenced = {st.incident_id for st in states.values() if st.incident_id}
         incidents = await self._load_candidates(s, now, referenced)
+        unstated = {i for i, inc in incidents.items() if not inc.stats.get("all")}  # see _recount
         cands = CandidateIndex(neighbours(t.topology))
         for i in incidents.values():
             cands.add(Candidate(i.id, parse_key(i.group_key), set(i.services), i.status, i.updated_at, i.resolved_at))
         tally = NoiseTally(now)
         tally.add("received", len(prepared))
-        new_incidents: dict[str, Incident] = {}
+        new_incidents: dict[str, dict[str, Any]] = {}
         attach: list[tuple[str, str]] = []  # (incident_id, fingerprint)
         touched: dict[str, None] = {}
         resolved_touch: dict[str, list[_Pending]] = {}  # incident -> the batches that resolved an alert of it
@@ -272,7 +317,8 @@ class TriageService:
         reopened: dict[str, Actor] = {}
         flap_actor: dict[str, Actor] = {}
 
-        for p, a, fp, ch in prepared:
+        for p, a, fp, texts in prepared:
+            ch = texts[0]
             out = p.out
             st = states.get(fp)
             if st is not None and st.content_hash == ch and (
@@ -293,7 +339,7 @@ class TriageService:
                 st.kind = "new" if st.kind == "new" else "changed"
                 if st.kind == "changed":
                     out.updated += 1
-            st.status, st.content_hash, st.alert = a.status, ch, a
+            st.status, st.content_hash, st.alert, st.texts = a.status, ch, a, texts
 
             reason = suppressor.reason(a, now)
             if not reason and suppressor.is_flapping(st.flips, now):
@@ -317,19 +363,24 @@ class TriageService:
             ident = Identity.of(a)
             cand = cands.get(st.incident_id)
             if cand is None or (cand.status == "resolved" and (cand.resolved_at or 0) < now - t.cooloff_s):
-                cand = choose(ident, cands.near(ident), cands.adj, now, t.group_window_s, t.cooloff_s)
+                cand = cands.best(ident, now, t.group_window_s, t.cooloff_s)
             if cand is None:
-                inc = Incident(title=incident_title(a.name, a.service), severity=a.severity,
-                               services=[a.service] if a.service else [], group_key=ident.key(),
-                               owner=t.owners.get(a.service, ""), source=a.source, alert_count=0,
-                               opened_at=now, updated_at=now)
-                new_incidents[inc.id] = inc
-                incidents[inc.id] = _Inc(inc.id, inc.title, "open", inc.severity, list(inc.services), inc.group_key,
-                                         0, now, None)
-                cand = Candidate(inc.id, ident, set(), "open", now)
+                inc_id = _NEW_INCIDENT_ID()
+                while inc_id in incidents:
+                    inc_id = _NEW_INCIDENT_ID()
+                title, services = incident_title(a.name, a.service), [a.service] if a.service else []
+                new_incidents[inc_id] = {
+                    "id": inc_id, "title": title, "status": "open", "phase": "new", "severity": a.severity,
+                    "services": services, "group_key": ident.key(), "owner": t.owners.get(a.service, ""),
+                    "source": a.source, "alert_count": 0, "opened_at": now, "updated_at": now, "resolved_at": None,
+                    "summary": "", "stats": {},
+                }
+                incidents[inc_id] = _Inc(inc_id, title, "open", a.severity, list(services), ident.key(), 0, now, None,
+                                         {})
+                cand = Candidate(inc_id, ident, set(), "open", now)
                 cands.add(cand)
-                out.opened.append(inc.id)
-                opened[inc.id] = p.actor
+                out.opened.append(inc_id)
+                opened[inc_id] = p.actor
             if cand.status == "resolved":
                 cand.status = "open"
                 out.reopened.append(cand.incident_id)
@@ -340,19 +391,21 @@ class TriageService:
                 attach.append((cand.incident_id, fp))
             touched[cand.incident_id] = p.touched[cand.incident_id] = None
 
-        for inc in new_incidents.values():
-            s.add(inc)
         if new_incidents:
-            await s.flush()
+            await s.exec(insert(INCIDENT), params=list(new_incidents.values()))  # type: ignore[call-overload]
+        restats = self._apply_shares(states, incidents)
         await self._write_alerts(s, states, now)
         if attach:
-            ins: Any = pg_insert(INCIDENT_ALERT) if self.db.is_postgres else sqlite_insert(INCIDENT_ALERT)
-            await s.exec(ins.on_conflict_do_nothing(),  # type: ignore[call-overload]
-                         params=[{"incident_id": i, "alert_id": states[fp].id, "attached_at": now}
-                                 for i, fp in dict.fromkeys(attach)])
+            links = [{"incident_id": i, "alert_id": states[fp].id, "attached_at": now} for i, fp in dict.fromkeys(attach)]
+            if self.db.is_sqlite:
+                await bulk.insert_many(s, "incident_alert", links, "ON CONFLICT DO NOTHING")
+            else:
+                await s.exec(pg_insert(INCIDENT_ALERT).on_conflict_do_nothing(), params=links)  # type: ignore[call-overload]
         trail: list[AuditEntry] = []
+        await self._recount(s, [i for i in {**touched, **restats} if i in unstated], incidents)
         updated = await self._refresh_incidents(s, [i for i in touched if i in incidents], incidents, resolved_touch,
-                                                now, opened, reopened, tally, trail)
+                                                now, opened, reopened, tally, trail,
+                                                [i for i in restats if i not in touched and i in incidents])
         for p in group:
             p.out.incident_ids = list(p.touched)
         await tally.flush(s, self.db.is_postgres)
@@ -367,21 +420,22 @@ class TriageService:
         """One durable investigation per opened incident, committed with the incident (no extra transactions)."""
         if not incident_ids:
             return
-        try:
-            from bot.investigate.service import request_investigations_in
-        except ImportError:
+        if self._request_in is None:
             log.warning("investigation engine not installed; incidents %s are not investigated", incident_ids)
             return
-        await request_investigations_in(s, self.ctx, incident_ids, BOT)
+        await self._request_in(s, self.ctx, incident_ids, BOT)
 
     async def _write_alerts(self, s: AsyncSession, states: dict[str, _State], now: float) -> None:
         new_rows, changed_rows, dup_rows = [], [], []
+        # On SQLite the labels and annotations go in as the canonical JSON the content hash was made from.
+        raw = self.db.is_sqlite
         for fp, st in states.items():
             if st.kind == "new" and st.alert is not None:
                 a = st.alert
                 new_rows.append({
                     "fingerprint": fp, "source": a.source, "name": a.name, "status": a.status,
-                    "severity": a.severity, "service": a.service, "labels": a.labels, "annotations": a.annotations,
+                    "severity": a.severity, "service": a.service, "labels": st.texts[1] if raw else a.labels,
+                    "annotations": st.texts[2] if raw else a.annotations,
                     "starts_at": a.starts_at, "ends_at": a.ends_at, "generator_url": a.generator_url,
                     "content_hash": st.content_hash, "first_seen": now, "last_seen": now,
                     "duplicates": st.duplicates, "flips": st.flips, "suppressed": st.suppressed,
@@ -391,13 +445,20 @@ class TriageService:
                 a = st.alert
                 changed_rows.append({
                     "b_id": st.id, "name": a.name, "status": a.status, "severity": a.severity, "service": a.service,
-                    "labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at,
+                    "labels": st.texts[1] if raw else a.labels, "annotations": st.texts[2] if raw else a.annotations,
+                    "starts_at": a.starts_at, "ends_at": a.ends_at,
                     "generator_url": a.generator_url, "content_hash": st.content_hash, "last_seen": now,
                     "duplicates": st.duplicates, "flips": st.flips, "suppressed": st.suppressed,
                     "incident_id": st.incident_id,
                 })
             elif st.kind == "dup":
                 dup_rows.append({"b_id": st.id, "duplicates": st.duplicates, "last_seen": now})
+        if raw:
+            for row_id, fp in await bulk.insert_returning(s, "alert", new_rows, _FLIPS, ("id", "fingerprint")):
+                states[fp].id = row_id
+            await bulk.update_many(s, "alert", "id", "b_id", changed_rows, _FLIPS)
+            await bulk.update_many(s, "alert", "id", "b_id", dup_rows, _FLIPS)
+            return
         c = ALERT.c
         if new_rows:
             res = await s.exec(insert(ALERT).returning(c.id, c.fingerprint), params=new_rows)  # type: ignore[call-overload]
@@ -412,31 +473,66 @@ class TriageService:
                 duplicates=bindparam("duplicates"), last_seen=bindparam("last_seen"))
             await s.exec(stmt, params=dup_rows)  # type: ignore[call-overload]
 
-    async def _refresh_incidents(self, s: AsyncSession, ids: list[str], incidents: dict[str, _Inc],
-                                 resolved_touch: dict[str, list[_Pending]], now: float, opened: dict[str, Actor],
-                                 reopened: dict[str, Actor], tally: NoiseTally, trail: list[AuditEntry]) -> list[str]:
-        """Recompute count, services, severity, title and status of the incidents this batch touched."""
+    @staticmethod
+    def _apply_shares(states: dict[str, _State], incidents: dict[str, _Inc]) -> dict[str, None]:
+        """Move each new or changed alert's share of the incident aggregates from what was stored to what it is now.
+
+        Returns the incidents whose ``stats`` changed. Every incident an alert pointed at when loaded is in
+        ``incidents`` (``_load_candidates`` loads the referenced ones), and so is every incident it now joins.
+        """
+        changed: dict[str, None] = {}
+        for st in states.values():
+            a = st.alert
+            if a is None or st.kind not in ("new", "changed"):
+                continue
+            share: _Share = (st.incident_id, a.service, a.severity, st.status == "firing" and not st.suppressed)
+            if share == st.orig:
+                continue
+            for old_or_new, sign in ((st.orig, -1), (share, 1)):
+                if old_or_new is not None and old_or_new[0] and old_or_new[0] in incidents:
+                    _share_stats(incidents[old_or_new[0]].stats, old_or_new, sign)
+                    changed[old_or_new[0]] = None
+            st.orig = share
+        return changed
+
+    async def _recount(self, s: AsyncSession, ids: list[str], incidents: dict[str, _Inc]) -> None:
+        """Rebuild ``stats`` from the alerts for incidents that have none yet (rows older than the column, or
+        alerts written by other means); called after this batch's alerts are written, so it is exact."""
         if not ids:
-            return []
+            return
         c = ALERT.c
         supp = (c.suppressed != "").label("supp")
         q = (select(c.incident_id, c.service, c.severity, c.status, supp, func.count())
              .where(c.incident_id.in_(ids))
              .group_by(c.incident_id, c.service, c.severity, c.status, supp))
-        agg: dict[str, list[tuple[str, str, str, bool, int]]] = {}
+        agg: dict[str, list[tuple[str, str, str, bool, int]]] = {i: [] for i in ids}
         for inc_id, service, severity, status, suppressed, n in (await s.exec(q)).all():  # type: ignore[call-overload]
-            agg.setdefault(inc_id, []).append((service, severity, status, bool(suppressed), int(n)))
+            agg[inc_id].append((service, severity, status, bool(suppressed), int(n)))
+        for inc_id, rows in agg.items():
+            incidents[inc_id].stats = _stats_from_rows(rows)
+
+    async def _refresh_incidents(self, s: AsyncSession, ids: list[str], incidents: dict[str, _Inc],
+                                 resolved_touch: dict[str, list[_Pending]], now: float, opened: dict[str, Actor],
+                                 reopened: dict[str, Actor], tally: NoiseTally, trail: list[AuditEntry],
+                                 restated: Sequence[str] = ()) -> list[str]:
+        """Recompute count, services, severity, title and status of the incidents this batch touched, from their
+        running ``stats`` (no read of their alerts). ``restated`` incidents only lost an alert to another
+        incident: their ``stats`` are written, nothing else changes."""
+        if not ids and not restated:
+            return []
         t = self.settings
         updated: list[str] = []
         rows_out: list[dict[str, Any]] = []
         phases: list[dict[str, Any]] = []
         for inc_id in ids:
             inc = incidents[inc_id]
-            rows = agg.get(inc_id, [])
-            count = sum(r[4] for r in rows)
-            live = [r for r in rows if r[2] == "firing" and not r[3]]
-            firing_sev = [r[1] for r in live] or [r[1] for r in rows]
-            services = sorted({r[0] for r in rows if r[0]})
+            stats = inc.stats
+            all_sev: dict[str, int] = stats.get("all", {})
+            live_sev: dict[str, int] = stats.get("live", {})
+            count = sum(all_sev.values())
+            live = bool(live_sev)
+            firing_sev = list(live_sev) or list(all_sev)
+            services = sorted(stats.get("svc", {}))
             if inc.services and inc.services[0] in services:
                 services.remove(inc.services[0])
                 services.insert(0, inc.services[0])
@@ -471,9 +567,14 @@ class TriageService:
                 tally.page(t.shift_hours)
             rows_out.append({"b_id": inc_id, "title": inc.title, "status": inc.status, "severity": inc.severity,
                              "services": inc.services, "alert_count": inc.alert_count, "updated_at": now,
-                             "resolved_at": inc.resolved_at})
+                             "resolved_at": inc.resolved_at, "stats": stats})
             if inc_id not in opened and before != (inc.status, inc.severity, inc.alert_count, tuple(inc.services)):
                 updated.append(inc_id)
+        for inc_id in restated:
+            inc = incidents[inc_id]
+            rows_out.append({"b_id": inc_id, "title": inc.title, "status": inc.status, "severity": inc.severity,
+                             "services": inc.services, "alert_count": inc.alert_count, "updated_at": inc.updated_at,
+                             "resolved_at": inc.resolved_at, "stats": inc.stats})
         c = INCIDENT.c
         cols = [k for k in rows_out[0] if k != "b_id"]
         await s.exec(update(INCIDENT).where(c.id == bindparam("b_id")).values(  # type: ignore[call-overload]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 21:10:31.751986
+Create Date: 2026-11-26 21:48:38.954805
 """
 from typing import Sequence, Union
 
@@ -100,6 +100,7 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.Float(), nullable=False),
     sa.Column('resolved_at', sa.Float(), nullable=True),
     sa.Column('summary', sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
+    sa.Column('stats', sa.JSON(), server_default=sa.text("'{}'"), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('incident', schema=None) as batch_op:
