@@ -177,7 +177,3 @@ async def verify_chain(db: Database) -> VerifyResult:
             return VerifyResult(False, n, row.seq, "its content does not match its hash (the row was altered)")
         prev = row.hash
     return VerifyResult(True, n)
-
-
-def row_to_dict(row: AuditEvent) -> dict[str, Any]:
-    return row.model_dump()

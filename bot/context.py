@@ -29,7 +29,6 @@ class AppContext:
     # Domain services, set by ``bot.app.build_context`` (kept loosely typed to avoid import cycles).
     triage: Any = None
     remediation: Any = None
-    memory: Any = None
 
     @classmethod
     def for_db(cls, settings: Settings, db: Database) -> AppContext:

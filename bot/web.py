@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.context import AppContext
 from bot.errors import DatabaseError
+from bot.store.models import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,27 @@ def feature_installers() -> list[Installer]:
 
     installers.append(teams_routes.install)
     return installers
+
+
+async def dead_letter(ctx: AppContext, source: str, reason: str, body: bytes, headers: dict[str, str]) -> None:
+    """Keep a refused payload with the reason (invariant 6: bad input is answered 4xx and nothing is lost)."""
+    async with ctx.db.begin() as s:
+        s.add(DeadLetter(source=source, reason=reason[:4000], body=body, headers=headers))
+    ctx.metrics.dead_letters.labels(source).inc()
+
+
+async def read_capped(request: web.Request, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, read in chunks; the flag says there was more (whatever
+    Content-Length claimed), so an oversized body is refused with what was read kept, not dropped."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit], True
 
 
 @web.middleware

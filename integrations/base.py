@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -63,6 +64,17 @@ class TimeWindow:
         return self.end - self.start
 
 
+def parse_rfc3339(value: str) -> float:
+    """RFC 3339 (``2022-05-17T21:13:30Z``) to Unix seconds; ``ValueError`` when it is not one.
+
+    The one parser every connector uses, so case bundles, GitHub, Argo CD and Kubernetes read times alike.
+    """
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text).timestamp()
+
+
 @dataclass(slots=True)
 class Series:
     """One signal of one service: ``points`` are (unix seconds, value), sorted by time."""
@@ -95,6 +107,22 @@ class Span:
 
 
 ChangeKind = Literal["deploy", "config", "flag", "scale", "rollback", "infra", "other"]
+
+
+def keep_whole_traces(spans: list[Span], limit: int) -> list[Span]:
+    """At most ``limit`` spans, dropping whole traces (largest ids last) rather than cutting one in half."""
+    if len(spans) <= limit:
+        return spans
+    sizes: dict[str, int] = {}
+    for s in spans:
+        sizes[s.trace_id] = sizes.get(s.trace_id, 0) + 1
+    keep: set[str] = set()
+    total = 0
+    for tid in sorted(sizes):
+        if total + sizes[tid] <= limit:
+            keep.add(tid)
+            total += sizes[tid]
+    return [s for s in spans if s.trace_id in keep]
 
 
 @dataclass(frozen=True, slots=True)

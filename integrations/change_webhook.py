@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlmodel import col, select
 
 from bot.audit import Actor, audit
-from bot.store.models import ChangeRecord, DeadLetter
+from bot.store.models import ChangeRecord
+from bot.web import dead_letter, read_capped
 from integrations.base import ChangeEvent, ChangeKind, TimeWindow
 
 if TYPE_CHECKING:
@@ -83,17 +84,6 @@ def _headers(request: web.Request) -> dict[str, str]:
     return {k: request.headers[k][:500] for k in KEPT_HEADERS if k in request.headers}
 
 
-async def _dead_letter(db: Database, request: web.Request, body: bytes, reason: str) -> None:
-    async with db.begin() as s:
-        s.add(DeadLetter(source=SOURCE, reason=reason[:4000], body=body, headers=_headers(request)))
-
-
-async def _read_body(request: web.Request, cap: int) -> tuple[bytes, bool]:
-    """At most ``cap`` bytes of the body; the flag says whether there was more."""
-    body = await request.content.read(cap + 1)
-    return body[:cap], len(body) > cap
-
-
 def _authorised(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
@@ -111,26 +101,26 @@ def make_handler(ctx: AppContext) -> Any:
                                      headers={"WWW-Authenticate": "Bearer"})
         cap = settings.max_body_bytes
         if request.content_length is not None and request.content_length > cap:
-            body, _ = await _read_body(request, cap)
+            body, _ = await read_capped(request, cap)
             reason = f"body of {request.content_length} bytes exceeds the {cap} byte limit"
-            await _dead_letter(db, request, body, reason)
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request))
             return web.json_response({"error": reason}, status=413)
-        body, more = await _read_body(request, cap)
+        body, more = await read_capped(request, cap)
         if more:
             reason = f"body exceeds the {cap} byte limit"
-            await _dead_letter(db, request, body, reason)
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request))
             return web.json_response({"error": reason}, status=413)
         try:
             doc = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             reason = f"body is not valid JSON: {exc or type(exc).__name__}"
-            await _dead_letter(db, request, body, reason)
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request))
             return web.json_response({"error": reason}, status=400)
         try:
             change = ChangeIn.model_validate(doc)
         except ValidationError as exc:
             reasons = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-            await _dead_letter(db, request, body, "; ".join(reasons))
+            await dead_letter(ctx, SOURCE, "; ".join(reasons), body, _headers(request))
             return web.json_response({"error": "invalid change", "details": reasons}, status=422)
         received = time.time()
         async with db.begin() as s:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from integrations.base import ChangeEvent, SourceBadResponse, TimeWindow
+from integrations.base import parse_rfc3339 as rfc3339_seconds
 from integrations.http import HttpSource, config_from_settings, expect
 from integrations.settings import ChangeSourceSettings
 
@@ -19,8 +19,7 @@ HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "202
 
 def parse_rfc3339(value: Any, source: str) -> float:
     try:
-        text = str(value)
-        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text).timestamp()
+        return rfc3339_seconds(str(value))
     except ValueError:
         raise SourceBadResponse(source, f"not an RFC 3339 time: {value!r}") from None
 

@@ -45,7 +45,3 @@ class GrafanaLinks:
         uid, kind = self.settings.traces_datasource_uid, self.settings.traces_datasource_type
         query: dict[str, Any] = {"queryType": "traceql" if kind == "tempo" else "traceId", "query": trace_id}
         return self._explore(uid, kind, query, window)
-
-    def traces_search(self, traceql: str, window: TimeWindow) -> str:
-        return self._explore(self.settings.traces_datasource_uid, self.settings.traces_datasource_type,
-                             {"queryType": "traceql", "query": traceql}, window)

@@ -7,9 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from integrations.base import SourceBadResponse, Span, TimeWindow
+from integrations.base import SourceBadResponse, Span, TimeWindow, keep_whole_traces
 from integrations.http import expect, run_all
-from integrations.tempo import keep_whole_traces
 from integrations.trace_http import HttpTraceSource
 
 MAX_SERVICES = 50

@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -33,6 +32,7 @@ from integrations.base import (
     SourceTooLarge,
     SourceUnavailable,
     TimeWindow,
+    parse_rfc3339,
 )
 from integrations.http import run_all
 from integrations.settings import KubernetesSettings
@@ -50,9 +50,8 @@ ONGOING_S = 600.0  # a state still present counts for windows ending this close 
 def _t(value: Any) -> float | None:
     if not value:
         return None
-    text = str(value)
     try:
-        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text).timestamp()
+        return parse_rfc3339(str(value))
     except ValueError:
         return None
 

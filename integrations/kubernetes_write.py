@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from kubernetes_asyncio import client as k8s
@@ -146,19 +146,24 @@ class KubernetesWriteExecutor:
 
     # ------------------------------------------------------------------ reads shared by preview and execute
 
-    async def _deployment(self, action: dict[str, Any]) -> dict[str, Any]:
-        apps = k8s.AppsV1Api(await self.api())
+    async def _read_labelled(self, fn: Callable[..., Awaitable[Any]], kind: Literal["deployment", "pod"],
+                             action: dict[str, Any]) -> dict[str, Any]:
+        """The action's ``kind`` object; refused when it does not exist or lacks the required labels."""
+        name, ns = action[kind], action["namespace"]
         try:
-            dep = await self._call(apps.read_namespaced_deployment, action["deployment"], action["namespace"],
-                                   deadline_s=self._timeout(action))
+            obj = await self._call(fn, name, ns, deadline_s=self._timeout(action))
         except ApiError as exc:
             if exc.status == 404:
-                raise ExecutorRefused(f"deployment {action['namespace']}/{action['deployment']} does not exist") from None
+                raise ExecutorRefused(f"{kind} {ns}/{name} does not exist") from None
             raise
-        bad = _labels_ok(dep, action.get("require_labels") or {})
+        bad = _labels_ok(obj, action.get("require_labels") or {})
         if bad:
             raise ExecutorRefused(bad)
-        return dep
+        return obj
+
+    async def _deployment(self, action: dict[str, Any]) -> dict[str, Any]:
+        apps = k8s.AppsV1Api(await self.api())
+        return await self._read_labelled(apps.read_namespaced_deployment, "deployment", action)
 
     async def _previous(self, action: dict[str, Any], dep: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         apps = k8s.AppsV1Api(await self.api())
@@ -246,16 +251,7 @@ class KubernetesWriteExecutor:
             return out
         if op == "delete_pod":
             core = k8s.CoreV1Api(await self.api())
-            try:
-                pod = await self._call(core.read_namespaced_pod, action["pod"], action["namespace"],
-                                       deadline_s=self._timeout(action))
-            except ApiError as exc:
-                if exc.status == 404:
-                    raise ExecutorRefused(f"pod {action['namespace']}/{action['pod']} does not exist") from None
-                raise
-            bad = _labels_ok(pod, action.get("require_labels") or {})
-            if bad:
-                raise ExecutorRefused(bad)
+            pod = await self._read_labelled(core.read_namespaced_pod, "pod", action)
             return {"exists": True, "operation": op, "target": f"pod {action['namespace']}/{action['pod']}",
                     "phase": pod.get("status", {}).get("phase"), "node": pod.get("spec", {}).get("nodeName")}
         if op == "cordon_drain":

@@ -19,7 +19,6 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -36,6 +35,8 @@ from integrations.base import (
     SourceTooLarge,
     Span,
     TimeWindow,
+    keep_whole_traces,
+    parse_rfc3339,
 )
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "replay_sources",
 ]
 
+parse_time = parse_rfc3339  # the name the bundle readers and scope use
+
 _CHANGE_KINDS: frozenset[str] = frozenset(get_args(ChangeKind))
 _LEVELS = frozenset({"DEBUG", "INFO", "WARN", "ERROR", "FATAL", ""})
 ERROR_LEVELS = frozenset({"ERROR", "FATAL"})
@@ -61,14 +64,6 @@ class BundleError(SourceBadResponse):
     def __init__(self, path: Path | str, message: str):
         self.path = str(path)
         super().__init__("replay", f"{path}: {message}")
-
-
-def parse_time(value: str) -> float:
-    """RFC 3339 (``2022-05-17T21:13:30Z``) to Unix seconds."""
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    return datetime.fromisoformat(text).timestamp()
 
 
 def _float(path: Path, line: int, field: str, raw: str) -> float:
@@ -493,20 +488,8 @@ class ReplayTraces(_Base):
             got = [s for s in got if s.service in wanted]
         if len(got) > self.case.max_spans:
             raise SourceTooLarge(self.name, f"{len(got)} spans in the window, over the cap of {self.case.max_spans}")
-        if len(got) > limit:
-            # keep whole traces; trace ids are random, so taking them in id order is a fair, repeatable sample
-            sizes: dict[str, int] = {}
-            for s in got:
-                sizes[s.trace_id] = sizes.get(s.trace_id, 0) + 1
-            keep: set[str] = set()
-            count = 0
-            for tid in sorted(sizes):
-                if count + sizes[tid] > limit:
-                    continue
-                keep.add(tid)
-                count += sizes[tid]
-            got = [s for s in got if s.trace_id in keep]
-        return got
+        # trace ids are random, so keeping whole traces in id order is a fair, repeatable sample
+        return keep_whole_traces(got, limit)
 
     async def trace(self, trace_id: str) -> list[Span]:
         _, spans = await self._all()

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from integrations.base import SourceBadResponse, SourceError, Span, TimeWindow
+from integrations.base import SourceBadResponse, SourceError, Span, TimeWindow, keep_whole_traces
 from integrations.catalog import promql_string
 from integrations.http import expect
 from integrations.trace_http import HttpTraceSource
@@ -82,22 +82,6 @@ def otlp_spans(doc: Any, source: str) -> list[Span]:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SourceBadResponse(source, f"malformed OTLP span: {exc!r}") from None
     return out
-
-
-def keep_whole_traces(spans: list[Span], limit: int) -> list[Span]:
-    """At most ``limit`` spans, dropping whole traces (largest ids last) rather than cutting one in half."""
-    if len(spans) <= limit:
-        return spans
-    sizes: dict[str, int] = {}
-    for s in spans:
-        sizes[s.trace_id] = sizes.get(s.trace_id, 0) + 1
-    keep: set[str] = set()
-    total = 0
-    for tid in sorted(sizes):
-        if total + sizes[tid] <= limit:
-            keep.add(tid)
-            total += sizes[tid]
-    return [s for s in spans if s.trace_id in keep]
 
 
 async def gather_traces(fetch: Any, trace_ids: Sequence[str], source: str) -> list[Span]:

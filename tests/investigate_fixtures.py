@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,3 +115,31 @@ def add_on(service: str, signal: str, amount: float, start: float = INJECT) -> E
             return v + amount * after(t, start)
         return v
     return fx
+
+
+def shift_case(case: Path, offset: float) -> None:
+    """Move a crafted case in time so that its fault happens just before now (the alert is posted now)."""
+    rows = list(csv.reader((case / "metrics.csv").open()))
+    with (case / "metrics.csv").open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(rows[0])
+        for r in rows[1:]:
+            w.writerow([str(int(float(r[0]) + offset)), *r[1:]])
+    meta = json.loads((case / "case.json").read_text())
+    meta["time_range"] = [t + offset for t in meta["time_range"]]
+    (case / "case.json").write_text(json.dumps(meta))
+    changes = json.loads((case / "changes.json").read_text())
+    for c in changes["changes"]:
+        c["time"] = c["time"] + offset
+    (case / "changes.json").write_text(json.dumps(changes))
+
+
+def deploy_case(root: Path) -> Path:
+    changes = [{"service": "orders", "time": INJECT - 90, "kind": "deploy", "version": "v2", "previous_version": "v1",
+                "description": "orders v2", "url": "https://git.example/orders/pull/7", "diff_url": ""}]
+    effect = chain(add_on("orders", "error_rate", 0.3), add_on("frontend", "error_rate", 0.2, INJECT + 20),
+                   add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+    case = make_case(root, effect, changes=changes)
+    shift_case(case, time.time() - 60 - INJECT)  # the fault began a minute ago; T0 is 20 minutes before it
+    assert T0 < INJECT
+    return case

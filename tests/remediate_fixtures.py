@@ -19,14 +19,17 @@ from aiohttp.test_utils import TestServer
 from bot.chat.hub import ChatHub
 from bot.config import Settings
 from bot.context import AppContext
+from bot.investigate.service import handle_job
+from bot.jobs import JobRunner
 from bot.remediate.catalog import Catalog, load_catalog
 from bot.remediate.service import RemediationService
 from bot.store.db import Database
-from bot.store.models import Incident, Investigation
+from bot.store.models import Incident, Investigation, Job
 from integrations.base import Series, Sources, TimeWindow
 from integrations.executors import ExecutorRegistry
 from integrations.http_executor import HttpExecutor
 from integrations.kubernetes_write import KubernetesWriteExecutor
+from integrations.replay import replay_sources
 from tests.fakes.k8s_write import FakeK8s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,3 +218,20 @@ async def serve_receiver(secret: str) -> AsyncIterator[tuple[Receiver, str]]:
         yield rec, str(server.make_url(""))
     finally:
         await server.close()
+
+
+def wire_e2e(ctx: AppContext, case: Path, receiver_url: str, hook_secret: str) -> JobRunner:
+    """The end-to-end tests' services: replayed telemetry, the HTTP executor pointed at a local receiver,
+    and a job runner for investigations and executions (verification polls for minutes: the remediation
+    tests cover it, not these)."""
+    ctx.sources_factory = lambda: replay_sources(case)
+    http = HttpExecutor(httpx.AsyncClient(transport=RedirectTransport(receiver_url)),
+                        environ={"ROLLBACK_HOOK_SECRET": hook_secret})
+    remediation = RemediationService(ctx, executors=ExecutorRegistry({"http": http}))
+    ctx.remediation = remediation
+
+    async def investigation(job: Job) -> None:
+        await handle_job(ctx, job.payload)
+
+    return JobRunner(db=ctx.db, queue=ctx.jobs, handlers={"investigation": investigation,
+                                                          "execution": remediation.run_execution})

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from bot.config import Settings
 from bot.context import AppContext
 from bot.store.db import Database
-from bot.store.models import Incident, Proposal
+from bot.store.models import Proposal
 from bot.web import create_app
+from tests.fakes import start_local
+from tests.slack_fixtures import make_incident as make_incident  # one seeded incident for both platforms
 
 ROOT = Path(__file__).resolve().parents[1]
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -85,14 +86,6 @@ def invoke(service_url: str, verb: str, data: dict[str, Any], *, sender: dict[st
     return activity("invoke", service_url, sender=sender, conversation_id=conversation_id, **extra)
 
 
-async def make_incident(db: Database, **kw: Any) -> Incident:
-    inc = Incident(title=kw.pop("title", "checkout 5xx errors"), severity=kw.pop("severity", "critical"),
-                   services=kw.pop("services", ["checkout"]), owner=kw.pop("owner", "team-shop"), **kw)
-    async with db.begin() as s:
-        s.add(inc)
-    return inc
-
-
 async def make_proposal(db: Database, incident_id: str, **kw: Any) -> Proposal:
     p = Proposal(incident_id=incident_id, runbook_id=kw.pop("runbook_id", "restart-checkout"),
                  title=kw.pop("title", "Restart checkout"), service=kw.pop("service", "checkout"),
@@ -127,12 +120,7 @@ class Served:
 @asynccontextmanager
 async def serve(ctx: AppContext) -> AsyncIterator[Served]:
     """The real onwatch aiohttp app (every feature installer) on a free port."""
-    app = create_app(ctx)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await start_local(create_app(ctx))
     try:
         async with aiohttp.ClientSession() as http:
             yield Served(ctx, f"http://127.0.0.1:{port}", http)

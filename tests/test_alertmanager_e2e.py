@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,17 +19,12 @@ from aiohttp import web
 
 from bot.intake import routes
 from bot.web import create_app
+from tests.integrations_fixtures import free_port
 from tests.triage_fixtures import TOKEN, alerts, dead_letters, incidents, make_ctx
 
 AM_BIN = "/usr/bin/prometheus-alertmanager"
 
 pytestmark = pytest.mark.alertmanager
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -201,3 +202,17 @@ async def test_webhook_disabled_without_token(change_db: Database) -> None:
     async with TestClient(TestServer(app)) as c:
         r = await c.post("/webhooks/change", json={"service": "a"})
         assert r.status == 503 and "webhooks.token" in (await r.json())["error"]
+
+
+async def test_webhook_reads_a_body_sent_in_pieces(client: TestClient, change_db: Database) -> None:
+    """A body that arrives in several TCP pieces (chunked, with pauses) is read whole, not cut at the first."""
+    doc = json.dumps({"service": "carts", "version": "v9", "description": "d" * 1200}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(0, len(doc), 200):
+            yield doc[i:i + 200]
+            await asyncio.sleep(0.01)
+
+    r = await client.post("/webhooks/change", headers={**AUTH, "Content-Type": "application/json"}, data=pieces())
+    assert r.status == 202, await r.text()
+    assert await _dead(change_db) == []

@@ -5,14 +5,11 @@ authorised click (twice) → the runbook runs once against a local webhook recei
 
 from __future__ import annotations
 
-import csv
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
@@ -20,9 +17,7 @@ from sqlmodel import select
 from bot.app import build_context
 from bot.chat.slack.adapter import SlackAdapter
 from bot.context import AppContext
-from bot.investigate.service import handle_job
 from bot.jobs import JobRunner
-from bot.remediate.service import RemediationService
 from bot.store.models import (
     AuditEvent,
     ChatMessageRef,
@@ -33,43 +28,12 @@ from bot.store.models import (
     Proposal,
 )
 from bot.web import create_app
-from integrations.executors import ExecutorRegistry
-from integrations.http_executor import HttpExecutor
-from integrations.replay import replay_sources
 from tests.fakes.slack_api import FakeSlack, action_body, event_body, sign
-from tests.investigate_fixtures import INJECT, T0, add_on, chain, make_case
-from tests.remediate_fixtures import Receiver, RedirectTransport, serve_receiver
+from tests.investigate_fixtures import deploy_case
+from tests.remediate_fixtures import Receiver, serve_receiver, wire_e2e
 from tests.slack_fixtures import ALERT_CHANNEL, SECRET, eventually, slack_settings
 
 HOOK_SECRET = "rollback-hook-secret"
-
-
-def shift_case(case: Path, offset: float) -> None:
-    """Move a crafted case in time so that its fault happens just before now (the alert is posted now)."""
-    rows = list(csv.reader((case / "metrics.csv").open()))
-    with (case / "metrics.csv").open("w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(rows[0])
-        for r in rows[1:]:
-            w.writerow([str(int(float(r[0]) + offset)), *r[1:]])
-    meta = json.loads((case / "case.json").read_text())
-    meta["time_range"] = [t + offset for t in meta["time_range"]]
-    (case / "case.json").write_text(json.dumps(meta))
-    changes = json.loads((case / "changes.json").read_text())
-    for c in changes["changes"]:
-        c["time"] = c["time"] + offset
-    (case / "changes.json").write_text(json.dumps(changes))
-
-
-def deploy_case(root: Path) -> Path:
-    changes = [{"service": "orders", "time": INJECT - 90, "kind": "deploy", "version": "v2", "previous_version": "v1",
-                "description": "orders v2", "url": "https://git.example/orders/pull/7", "diff_url": ""}]
-    effect = chain(add_on("orders", "error_rate", 0.3), add_on("frontend", "error_rate", 0.2, INJECT + 20),
-                   add_on("frontend", "latency_p90", 0.2, INJECT + 30))
-    case = make_case(root, effect, changes=changes)
-    shift_case(case, time.time() - 60 - INJECT)  # the fault began a minute ago; T0 is 20 minutes before it
-    assert T0 < INJECT
-    return case
 
 
 @pytest.fixture
@@ -91,18 +55,7 @@ async def world(fake: FakeSlack, receiver: tuple[Receiver, str], sqlite_url: str
                 tmp_path: Path) -> AsyncIterator[tuple[AppContext, TestClient, JobRunner]]:
     settings = slack_settings(sqlite_url, fake.api_url)
     ctx = await build_context(settings, db)
-    case = deploy_case(tmp_path)
-    ctx.sources_factory = lambda: replay_sources(case)
-    http = HttpExecutor(httpx.AsyncClient(transport=RedirectTransport(receiver[1])),
-                        environ={"ROLLBACK_HOOK_SECRET": HOOK_SECRET})
-    ctx.remediation = RemediationService(ctx, executors=ExecutorRegistry({"http": http}))
-
-    async def investigation(job: Any) -> None:
-        await handle_job(ctx, job.payload)
-
-    # verification (polls the symptom for minutes) is exercised by the remediation tests, not here
-    runner = JobRunner(db=db, queue=ctx.jobs, handlers={"investigation": investigation,
-                                                         "execution": ctx.remediation.run_execution})
+    runner = wire_e2e(ctx, deploy_case(tmp_path), receiver[1], HOOK_SECRET)
     client = TestClient(TestServer(create_app(ctx)))
     await client.start_server()
     try:

@@ -18,16 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import select
 
 from bot.app import build_context
 from bot.config import Settings
 from bot.context import AppContext
-from bot.investigate.service import handle_job
 from bot.jobs import JobRunner
-from bot.remediate.service import RemediationService
 from bot.store.db import Database
 from bot.store.models import (
     AuditEvent,
@@ -38,11 +35,9 @@ from bot.store.models import (
     Investigation,
     Proposal,
 )
-from integrations.executors import ExecutorRegistry
-from integrations.http_executor import HttpExecutor
-from integrations.replay import replay_sources
 from tests.fakes.bot_connector import ConnectorCall, FakeBotConnector
-from tests.remediate_fixtures import Receiver, RedirectTransport, serve_receiver
+from tests.investigate_fixtures import deploy_case
+from tests.remediate_fixtures import Receiver, serve_receiver, wire_e2e
 from tests.slack_fixtures import eventually
 from tests.teams_fixtures import (
     APPROVER_AAD,
@@ -56,7 +51,6 @@ from tests.teams_fixtures import (
     serve,
     user,
 )
-from tests.test_slack_e2e import deploy_case
 
 HOOK_SECRET = "rollback-hook-secret"
 WEBHOOK_TOKEN = "teams-flow-webhook-token"
@@ -103,18 +97,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 async def world(receiver: tuple[Receiver, str], sqlite_url: str, db: Database,
                 tmp_path: Path) -> AsyncIterator[tuple[AppContext, Served, JobRunner]]:
     ctx = await build_context(flow_settings(sqlite_url), db)
-    case = deploy_case(tmp_path)
-    ctx.sources_factory = lambda: replay_sources(case)
-    http = HttpExecutor(httpx.AsyncClient(transport=RedirectTransport(receiver[1])),
-                        environ={"ROLLBACK_HOOK_SECRET": HOOK_SECRET})
-    ctx.remediation = RemediationService(ctx, executors=ExecutorRegistry({"http": http}))
-
-    async def investigation(job: Any) -> None:
-        await handle_job(ctx, job.payload)
-
-    # verification (polls the symptom for minutes) is exercised by the remediation tests, not here
-    runner = JobRunner(db=db, queue=ctx.jobs, handlers={"investigation": investigation,
-                                                         "execution": ctx.remediation.run_execution})
+    runner = wire_e2e(ctx, deploy_case(tmp_path), receiver[1], HOOK_SECRET)
     try:
         async with serve(ctx) as srv:
             yield ctx, srv, runner

@@ -348,10 +348,3 @@ async def status_message(db: Database, incident_id: str) -> Message | None:
     for p in proposals:
         blocks.append(Text(f"Runbook {p.title or p.runbook_id}: {p.status}", "plain"))
     return Message(blocks=tuple(blocks), fallback=f"{inc.id}: {inc.status} ({inc.phase})")
-
-
-def chart_from_message(message: Message) -> Chart | None:
-    for b in message.blocks:
-        if isinstance(b, Chart):
-            return b
-    return message.attachments[0] if message.attachments else None

@@ -10,17 +10,24 @@ import datetime as dt
 
 from bot.chat.model import PHASE_LABELS
 
-__all__ = ["PHASE_LABELS", "change_ratio", "confidence_bar", "fmt_num", "phase_label", "utc_clock", "utc_time"]
+__all__ = ["PHASE_LABELS", "change_ratio", "clip", "confidence_bar", "fmt_num", "phase_label", "utc_clock", "utc_time"]
 
 
-def fmt_num(v: float | None) -> str:
+def fmt_num(v: float | None, missing: str = "–") -> str:
     """A measured value for people: 4 significant digits, scientific only when very large or very small."""
     if v is None:
-        return "–"
+        return missing
     a = abs(v)
     if a != 0 and (a >= 1e5 or a < 1e-3):
         return f"{v:.3g}"
     return f"{v:.4g}"
+
+
+def clip(text: str, limit: int, note: str = "…") -> str:
+    """``text`` cut to at most ``limit`` characters, ending in ``note`` when it was cut (every platform has limits)."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(note))] + note
 
 
 def utc_time(ts: float | None) -> str:

@@ -40,9 +40,11 @@ from typing import Any, TextIO
 import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, select
 
 from bot.audit import Actor, verify_chain
+from bot.chat.format import utc_clock
 from bot.config import Settings
 from bot.context import AppContext, _no_sources
 from bot.demo.simulate import CULPRIT, NAMESPACE, SERVICES, ShopCase, simulate
@@ -202,7 +204,7 @@ def pick_database(workdir: Path) -> tuple[str, str]:
     if configured:
         try:
             shown = make_url(configured).render_as_string(hide_password=True)
-        except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError; Database() reports it
+        except (ArgumentError, ValueError):  # Database() reports the details later
             shown = "(unparseable URL)"
         return configured, f"the configured database {shown} (from ONWATCH_DATABASE__URL)"
     path = workdir / "onwatch.db"
@@ -375,7 +377,7 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
     say.say(f"one hour of telemetry: {len(shop.metrics):,} metric samples (15 s), {len(shop.logs):,} log lines, "
             f"{len(shop.spans):,} spans, {len(shop.changes)} change events")
     say.note(f"case bundle: {case_dir} (FORMAT.md layout + changes.json); onwatch reads it through the replay source")
-    say.note(f"the alert fires at {_clock(tl.detection)} UTC: CheckoutLatencyHigh on checkout. What caused it is for "
+    say.note(f"the alert fires at {utc_clock(tl.detection)}: CheckoutLatencyHigh on checkout. What caused it is for "
              "onwatch to find.")
 
     controller = ShopController(seed, anchor, case_dir, say)
@@ -481,10 +483,6 @@ async def _remediate(ctx: AppContext, runner: Any, res: DemoResult, say: Narrato
         res.verification = ex.verification
 
 
-def _clock(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(t))
-
-
 def _summary(say: Narrator, res: DemoResult, shop: ShopCase, adapter: TerminalAdapter, total_s: float,
              keep: bool) -> None:
     p = say.p
@@ -509,7 +507,7 @@ def _summary(say: Narrator, res: DemoResult, shop: ShopCase, adapter: TerminalAd
     for s in res.skipped:
         say.note(f"skipped: {s}")
     say.note(f"what the simulation did (never shown to onwatch): {shop.facts['culprit']} "
-             f"{shop.facts['version']} rolled out at {_clock(shop.facts['deploy'])} UTC with a query the payments "
+             f"{shop.facts['version']} rolled out at {utc_clock(shop.facts['deploy'])} with a query the payments "
              "table has no index for")
     say.say(f"demo took {total_s:.1f} s")
     if keep:

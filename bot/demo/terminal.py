@@ -69,18 +69,12 @@ class Palette:
     def magenta(self, s: str) -> str:
         return self._w("35", s)
 
-    def inverse(self, s: str) -> str:
-        return self._w("7", s)
-
 
 def use_colour(out: TextIO) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
     isatty = getattr(out, "isatty", None)
     return bool(isatty and isatty())
-
-
-fmt_value = fmt_num  # the demo's historical name
 
 
 SEVERITY_STYLE = {"critical": "red", "high": "red", "warning": "yellow", "info": "cyan"}
@@ -230,8 +224,8 @@ class TerminalAdapter:
             self._line(prefix + (p.dim(head) if i == 0 else " " * len(head)) + ln)
         if b.before is not None or b.after is not None:
             ratio = change_ratio(b.before, b.after)
-            self._line(prefix + " " * len(head) + p.dim("before ") + fmt_value(b.before) + " → "
-                       + p.bold(fmt_value(b.after)) + (p.yellow(f"  {ratio}") if ratio else ""))
+            self._line(prefix + " " * len(head) + p.dim("before ") + fmt_num(b.before) + " → "
+                       + p.bold(fmt_num(b.after)) + (p.yellow(f"  {ratio}") if ratio else ""))
         if b.excerpt:
             for ln in b.excerpt.splitlines()[:3]:
                 ln = ln if len(ln) <= self.width - len(prefix) - 10 else ln[: self.width - len(prefix) - 11] + "…"
@@ -280,4 +274,4 @@ def _decided_style(p: Palette, decided: str) -> str:
     return p.green("✔ " + decided)
 
 
-__all__ = ["PHASE_LABELS", "Palette", "TerminalAdapter", "change_ratio", "confidence_bar", "fmt_value"]
+__all__ = ["PHASE_LABELS", "Palette", "TerminalAdapter", "change_ratio", "confidence_bar"]

@@ -28,8 +28,7 @@ from bot.audit import Actor
 from bot.context import AppContext
 from bot.errors import DatabaseError
 from bot.intake.payloads import PAYLOADS
-from bot.store.models import DeadLetter
-from bot.web import CTX
+from bot.web import CTX, dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +120,6 @@ def describe_validation(exc: ValidationError, limit: int = 5) -> str:
 def _safe_headers(request: web.Request) -> dict[str, str]:
     return {h: request.headers[h].encode("utf-8", "replace").decode("utf-8")[:500]
             for h in _KEPT_HEADERS if h in request.headers}
-
-
-async def dead_letter(ctx: AppContext, source: str, reason: str, body: bytes, headers: dict[str, str]) -> None:
-    async with ctx.db.begin() as s:
-        s.add(DeadLetter(source=source, reason=reason[:4000], body=body, headers=headers))
-    ctx.metrics.dead_letters.labels(source).inc()
 
 
 def make_handler(source: str):  # type: ignore[no-untyped-def]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.chat.format import fmt_num
+
 
 @dataclass(slots=True)
 class EvidenceItem:
@@ -94,15 +96,6 @@ class Report:
         return out
 
 
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a != 0 and (a >= 1e5 or a < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:.4g}"
-
-
 def render_text(report: Report) -> str:
     """The reasoning as a person reads it: what was looked at, what it showed, what is concluded."""
     out: list[str] = []
@@ -130,7 +123,7 @@ def render_text(report: Report) -> str:
         for eid in c.evidence[:4]:
             e = by_id.get(eid)
             if e is not None:
-                out.append(f"     [{e.id}] {e.summary} (before {_fmt(e.before)}, after {_fmt(e.after)})")
+                out.append(f"     [{e.id}] {e.summary} (before {fmt_num(e.before, '-')}, after {fmt_num(e.after, '-')})")
     if report.missing:
         out.append("")
         out.append("Missing or failed sources:")

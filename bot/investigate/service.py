@@ -16,15 +16,14 @@ import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlmodel import col, select
-
 from bot.audit import BOT, Actor, audit
 from bot.chat.model import Message
 from bot.chat.model import Step as ChatStep
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope
-from bot.store.models import Alert, Evidence, Finding, Incident, IncidentAlert, Investigation
+from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
+from bot.store.queries import incident_alerts
 from integrations.base import SourceError, Sources
 
 
@@ -58,23 +57,14 @@ async def _load(ctx: Any, investigation_id: str) -> tuple[Investigation, Inciden
         incident = await s.get(Incident, inv.incident_id)
         if incident is None:
             raise InvestigationNotFound(f"no incident {inv.incident_id}")
-        linked = select(IncidentAlert.alert_id).where(IncidentAlert.incident_id == incident.id)
-        alerts = list((await s.exec(
-            select(Alert).where((col(Alert.incident_id) == incident.id) | col(Alert.id).in_(linked))
-            .order_by(col(Alert.starts_at), col(Alert.id))
-        )).all())
+        alerts = await incident_alerts(s, incident.id)
     return inv, incident, alerts
 
 
 async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[PastIncident]:
-    memory = getattr(ctx, "memory", None)
-    recall = getattr(memory, "recall", None)
-    if recall is None:
-        from bot.memory.store import recall as store_recall
+    from bot.memory.store import recall
 
-        found = await store_recall(ctx.db, list(incident.services), alertnames, exclude=incident.id)
-    else:
-        found = await recall(list(incident.services), alertnames, exclude=incident.id)
+    found = await recall(ctx.db, list(incident.services), alertnames, exclude=incident.id)
     return [PastIncident(r.incident_id, tuple(r.services), r.cause_service, r.cause_kind, r.title) for r in found]
 
 
@@ -119,7 +109,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
                             owners=getattr(triage, "owners", {}) or {})
         past = await _past(ctx, incident, alertnames)
         report = await investigate(scope, src, past, on_step=_step_poster(ctx, incident.id, investigation_id))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - recorded on the row and in the audit trail, then re-raised
         async with ctx.db.begin() as s:
             row = await s.get(Investigation, investigation_id)
             if row is not None:

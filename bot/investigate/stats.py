@@ -164,14 +164,6 @@ def strength_score(z: float, full: float = 100.0) -> float:
     return min(1.2, math.log1p(z) / math.log1p(full))
 
 
-def robust_counts_shift(before: float, after: float, before_s: float, after_s: float) -> float:
-    """A Poisson-style z for a count that went from ``before`` in ``before_s`` to ``after`` in ``after_s``."""
-    if after_s <= 0:
-        return 0.0
-    expected = (before / before_s * after_s) if before_s > 0 else 0.0
-    return (after - expected) / math.sqrt(expected + 1.0)
-
-
 def shift_matrix(
     grid: np.ndarray,
     values: np.ndarray,

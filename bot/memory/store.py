@@ -14,7 +14,8 @@ from sqlmodel import col, select
 
 from bot.audit import BOT, audit
 from bot.store.db import Database
-from bot.store.models import Alert, Execution, Finding, Incident, Investigation, Memory, Proposal
+from bot.store.models import Execution, Finding, Incident, Investigation, Memory, Proposal
+from bot.store.queries import incident_alerts
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ async def remember(db: Database, incident_id: str) -> Memory | None:
         inc = await s.get(Incident, incident_id)
         if inc is None:
             return None
-        alertnames = sorted({a.name for a in (await s.exec(select(Alert).where(Alert.incident_id == incident_id))).all()})
+        alertnames = sorted({a.name for a in await incident_alerts(s, incident_id)})
         inv = (
             await s.exec(
                 select(Investigation)

@@ -68,11 +68,3 @@ async def open_adhoc(svc: TriageService, text: str, actor: Actor, origin: Thread
                     result="opened on request", session=s)
     await svc.start_incident(inc.id, origin, actor)
     return inc.id
-
-
-async def open_incidents_for(svc: TriageService, service: str) -> list[str]:
-    """Open incidents touching ``service`` (newest first), for commands that target "the" incident."""
-    async with svc.db.session() as s:
-        rows = (await s.exec(select(Incident).where(col(Incident.status) != "resolved")
-                             .order_by(col(Incident.opened_at).desc()).limit(200))).all()  # type: ignore[call-overload]
-    return [r[0].id for r in rows if service in r[0].services]

@@ -19,11 +19,13 @@ VOLATILE_LABELS = frozenset({
 
 MAX_FINGERPRINT = 128
 
+# Canonical JSON (sorted keys, no spaces): what the label hash and the content hash are taken over.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
 
 def label_hash(labels: dict[str, str]) -> str:
     ident = {k: v for k, v in labels.items() if k.lower() not in VOLATILE_LABELS and not k.startswith("__")}
-    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(_canonical(ident).encode("utf-8")).hexdigest()[:32]
 
 
 def fingerprint(alert: AlertIn) -> str:
@@ -39,7 +41,6 @@ def fingerprint(alert: AlertIn) -> str:
     return f"{alert.source}:h:{label_hash(labels)}"
 
 
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 # The JSON of the statuses and severity levels every alert has (plain ASCII words: just quoted).
 _PLAIN = {w: f'"{w}"' for w in ("firing", "resolved", "critical", "high", "warning", "info")}
 

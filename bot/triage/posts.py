@@ -9,7 +9,6 @@ Anything else returns ``[]``. The parser is platform-neutral: chat listeners (Sl
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -466,9 +465,3 @@ def parse_alert_post(post: ChatPost) -> list[AlertIn]:
         if found is not None:
             return found
     return []
-
-
-def post_key(post: ChatPost) -> str:
-    """A stable id of a post (for dedup of listener redeliveries)."""
-    return hashlib.sha256(f"{post.platform}|{post.channel}|{post.ts}".encode()).hexdigest()[:32]
-

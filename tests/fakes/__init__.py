@@ -107,3 +107,12 @@ def new_app() -> web.Application:
 def require_bearer(request: web.Request, token: str | None) -> None:
     if token is not None and request.headers.get("Authorization") != f"Bearer {token}":
         raise web.HTTPUnauthorized(text='{"message": "Bad credentials"}', content_type="application/json")
+
+
+async def start_local(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` over real TCP on a free port of 127.0.0.1: the runner (to clean up) and the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]

@@ -17,6 +17,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from tests.fakes import start_local
+
 
 @dataclass
 class ConnectorCall:
@@ -62,12 +64,7 @@ class FakeBotConnector:
         app.router.add_post("/v3/conversations/{cid}/activities", self._send)
         app.router.add_post("/v3/conversations/{cid}/activities/{aid}", self._reply)
         app.router.add_put("/v3/conversations/{cid}/activities/{aid}", self._update)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self._runner, self.port = await start_local(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

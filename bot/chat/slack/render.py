@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.chat.format import clip as cut
 from bot.chat.format import confidence_bar, fmt_num
 from bot.chat.model import (
     Action,
@@ -62,12 +63,6 @@ class Rendered:
 def esc(text: str) -> str:
     """Escape for mrkdwn: ``&``, ``<``, ``>`` (so nothing quoted can mention, link or format as markup)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def cut(text: str, limit: int, note: str = "…") -> str:
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - len(note))] + note
 
 
 def mrkdwn(text: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from bot.chat.format import fmt_num, utc_time
+from bot.chat.format import clip, fmt_num, utc_time
 from bot.chat.model import (
     Action,
     Block,
@@ -49,16 +49,12 @@ _STEP_ICON = {"looked": "🔎", "hypothesised": "💡", "tested": "🧪", "concl
 _ACTION_STYLE = {"primary": "positive", "danger": "destructive", "default": "default"}
 
 
-def _clip(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def text_block(text: str, **props: Any) -> Card:
-    return {"type": "TextBlock", "text": _clip(text), "wrap": True, **props}
+    return {"type": "TextBlock", "text": clip(text, MAX_TEXT), "wrap": True, **props}
 
 
 def fact_set(items: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Card:
-    return {"type": "FactSet", "facts": [{"title": str(k), "value": _clip(str(v) or "–", 1000)} for k, v in items]}
+    return {"type": "FactSet", "facts": [{"title": str(k), "value": clip(str(v) or "–", 1000)} for k, v in items]}
 
 
 def envelope(body: list[Card], *, fallback_text: str = "", refresh: Card | None = None) -> Card:
@@ -71,7 +67,7 @@ def envelope(body: list[Card], *, fallback_text: str = "", refresh: Card | None 
         "body": body,
     }
     if fallback_text:
-        card["fallbackText"] = _clip(fallback_text, 1000)
+        card["fallbackText"] = clip(fallback_text, 1000)
     if refresh is not None:
         card["refresh"] = refresh
     return card

@@ -26,7 +26,8 @@ from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
 from bot.chat.teams.bot import OnwatchTeamsBot
 from bot.chat.teams.connection import build_cloud_adapter
 from bot.context import AppContext
-from bot.store.models import DeadLetter
+from bot.web import dead_letter as keep_dead_letter
+from bot.web import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +104,9 @@ def body_limit(ctx: AppContext) -> int:
     return max(ctx.settings.webhooks.max_body_bytes, 1024 * 1024)
 
 
-async def read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the body, read in chunks; the flag says there was more (whatever
-    Content-Length claimed), so an oversized body is refused with what was read kept, not dropped."""
-    parts: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            return b"".join(parts), False
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)[:limit], True
-
-
 async def dead_letter(ctx: AppContext, request: web.Request, body: bytes, reason: str) -> None:
     headers = {k: request.headers[k] for k in _KEPT_HEADERS if k in request.headers}
-    async with ctx.db.begin() as s:
-        s.add(DeadLetter(source=DEAD_LETTER_SOURCE, reason=reason[:4000], body=body, headers=headers))
+    await keep_dead_letter(ctx, DEAD_LETTER_SOURCE, reason, body, headers)
 
 
 class MessagesEndpoint:
@@ -133,7 +119,7 @@ class MessagesEndpoint:
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         limit = body_limit(self.ctx)
-        body, more = await read_body(request, limit)
+        body, more = await read_capped(request, limit)
         if more or (request.content_length or 0) > limit:
             reason = f"body exceeds the limit of {limit} bytes"
             await dead_letter(self.ctx, request, body, reason)
@@ -152,7 +138,7 @@ class MessagesEndpoint:
             log.warning("teams: refused an unauthenticated activity: %s", exc)
             return web.json_response({"error": "unauthorized", "reason": "invalid or missing Bot Framework token"},
                                      status=401)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the activity is kept in the dead letters, then re-raised
             await dead_letter(self.ctx, request, body, f"processing failed: {type(exc).__name__}: {exc}")
             raise
         if invoke_response:
