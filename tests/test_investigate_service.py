@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
+from bot.chat.model import steps_key
 from bot.investigate.service import request_investigation, run_investigation
 from bot.jobs import JobQueue
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
@@ -37,6 +38,9 @@ class _Chat:
 
     async def post(self, incident_id: str, message) -> None:
         self.events.append(("post", message.key))
+
+    async def replace(self, incident_id: str, key: str, message) -> None:
+        self.events.append(("replace", key))
 
 
 class _Remediation:
@@ -85,7 +89,10 @@ async def test_request_then_run(db, tmp_path: Path) -> None:
         assert (await s.get(Incident, "INC-T1")).phase == "cause_found"
     assert ctx.chat.finished == [("INC-T1", inv_id)]
     assert ctx.chat.events[0] == ("card", "INC-T1") and ctx.chat.events[-1] == ("finished", "INC-T1")
-    assert [k for e, k in ctx.chat.events if e == "post"] == [f"step:{inv_id}:{n}" for n in range(1, len(inv.report["steps"]) + 1)]
+    # the reasoning is one message: posted with the first step, edited with each next one
+    n_steps = len(inv.report["steps"])
+    live = [(e, k) for e, k in ctx.chat.events if e in ("post", "replace")]
+    assert live == [("post", steps_key(inv_id))] + [("replace", steps_key(inv_id))] * (n_steps - 1)
     assert ctx.remediation.proposed == [("INC-T1", inv_id)]
     assert (await verify_chain(db)).ok
     # a redelivered job does nothing twice
@@ -153,6 +160,7 @@ async def _hub_ctx(db, tmp_path: Path, effect, llm=None) -> tuple[SimpleNamespac
 
 async def test_steps_are_posted_as_they_happen(db, tmp_path: Path) -> None:
     from bot.chat.model import Step as ChatStep
+    from bot.chat.model import Text, steps_key
 
     effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
     ctx, rec = await _hub_ctx(db, tmp_path, effect)
@@ -160,22 +168,25 @@ async def test_steps_are_posted_as_they_happen(db, tmp_path: Path) -> None:
     await run_investigation(ctx, inv_id)
     # the card moves to Investigating before anything else is said
     assert rec.log[0] == ("card", "investigating")
-    posts = [m for kind, m in rec.log if kind == "post"]
-    step_posts = [m for m in posts if m.key.startswith(f"step:{inv_id}:")]
     async with db.session() as s:
         report = (await s.get(Investigation, inv_id)).report
-    assert [m.key for m in step_posts] == [f"step:{inv_id}:{st['n']}" for st in report["steps"]]
-    for m, st in zip(step_posts, report["steps"], strict=True):
-        (block,) = m.blocks
-        assert isinstance(block, ChatStep) and block.index == st["n"] and st["looked_at"] in block.text
-        assert m.fallback
-    assert step_posts[-1].blocks[0].kind == "concluded"
-    assert {m.blocks[0].kind for m in step_posts} >= {"looked", "hypothesised", "concluded"}
-    # every live step precedes the final summary messages and the card's final phase
-    first_final = next(i for i, (k, m) in enumerate(rec.log) if k == "post" and not m.key.startswith("step:"))
-    last_step = max(i for i, (k, m) in enumerate(rec.log) if k == "post" and m.key.startswith("step:"))
-    assert last_step < first_final
-    assert ("card", "cause_found") in rec.log[last_step:]
+    key = steps_key(inv_id)
+    live = [(i, m) for i, (kind, m) in enumerate(rec.log) if kind in ("post", "replace") and getattr(m, "key", m) == key]
+    # posted once with the first step, then edited in place with each next step, each edit holding all so far
+    assert rec.log[live[0][0]][0] == "post" and len(live) >= len(report["steps"])
+    first = live[0][1]
+    heading, step = first.blocks
+    assert isinstance(heading, Text) and isinstance(step, ChatStep) and step.index == report["steps"][0]["n"]
+    assert report["steps"][0]["looked_at"] in step.text and first.fallback
+    # the final summary replaces the live message under the same key, after the last live edit
+    final = [m for kind, m in rec.log if kind == "post" and getattr(m, "key", "") == key][-1]
+    shown = [b for b in final.blocks if isinstance(b, ChatStep)]
+    assert [b.index for b in shown] == [st["n"] for st in report["steps"]][: len(shown)]
+    assert shown[-1].kind == "concluded" and {b.kind for b in shown} >= {"looked", "hypothesised", "concluded"}
+    last_live = max(i for i, (k, m) in enumerate(rec.log) if k == "replace" and m == key)
+    first_other = next(i for i, (k, m) in enumerate(rec.log) if k == "post" and getattr(m, "key", "") != key)
+    assert last_live < first_other
+    assert ("card", "cause_found") in rec.log[last_live:]
 
 
 async def test_chart_is_present_and_bounded(db, tmp_path: Path) -> None:

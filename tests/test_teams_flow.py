@@ -163,10 +163,16 @@ async def test_alert_to_approved_runbook_run_once_in_teams(
     assert sends and {c.conversation_id for c in sends} == {th.thread_id}
     for c in [*sends, *connector.of_kind("update"), create]:
         assert len(json.dumps(c.body).encode()) <= TEAMS_MESSAGE_LIMIT, (c.kind, len(json.dumps(c.body)))
-    thread = " ".join(body_text(c) for c in sends)
-    # reasoning steps, posted one by one as the engine makes them and again as a summary
-    step_calls = [c for c in sends if "ColumnSet" in body_text(c) and '"1. ' in body_text(c)]
-    assert len(step_calls) >= 2
+    updates = connector.of_kind("update")
+    thread = " ".join(body_text(c) for c in [*sends, *updates])
+    # the reasoning: one message posted with the first step, then edited in place as steps arrive and
+    # finally into the summary
+    step_sends = [c for c in sends if "Investigating " in body_text(c) and '"1. ' in body_text(c)]
+    assert len(step_sends) == 1
+    step_edits = [c for c in updates if c.conversation_id == step_sends[0].conversation_id
+                  and ("Investigating " in body_text(c) or "How I investigated" in body_text(c))]
+    assert len({c.activity_id for c in step_edits}) == 1, "every edit is of the one reasoning message"
+    assert len(step_edits) >= 2 and "How I investigated" in body_text(step_edits[-1])
     assert "How I investigated" in thread
     # ranked causes with their confidence, and the evidence behind them (the deploy's link)
     assert "Likely causes" in thread and "#1 orders" in thread and "confidence " in thread

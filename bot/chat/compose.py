@@ -25,6 +25,7 @@ from bot.chat.model import (
     ProposalBlock,
     Step,
     Text,
+    steps_key,
 )
 from bot.errors import NotFound
 from bot.store.db import Database
@@ -154,7 +155,7 @@ async def investigation_messages(db: Database, investigation_id: str) -> list[Me
         if len(steps) > len(shown):
             blocks.append(Text(f"…and {len(steps) - len(shown)} more steps (full report: `status {inc.id}`)", "muted"))
         out.append(Message(blocks=tuple(blocks), fallback=f"Reasoning for {inc.id}: {len(steps)} steps",
-                           key=f"investigation:{inv.id}:steps"))
+                           key=steps_key(inv.id)))
 
     chart = await chart_for_report(report, title=f"{inc.id}: {inc.title}")
     if chart is not None:

@@ -140,3 +140,8 @@ class Message:
     key: str = ""
     ephemeral_to: str = ""  # platform user id for an ephemeral reply
     attachments: tuple[Chart, ...] = field(default_factory=tuple)
+
+
+def steps_key(investigation_id: str) -> str:
+    """The key of the one thread message holding an investigation's reasoning, edited as steps arrive."""
+    return f"investigation:{investigation_id}:steps"

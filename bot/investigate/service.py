@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from bot.audit import BOT, Actor, audit
-from bot.chat.model import Message
+from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.report import Report, Step
@@ -134,14 +134,25 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
 
 
 def _step_poster(ctx: Any, incident_id: str, investigation_id: str) -> StepCallback:
-    """A callback that posts each reasoning step to the incident thread as the engine makes it."""
+    """A callback that shows each reasoning step in the incident thread as the engine makes it.
+
+    The steps go into one message, posted with the first step and edited with each next one (adapters
+    coalesce rapid edits), so the thread shows the reasoning growing instead of a message per step; the
+    final summary replaces it under the same key.
+    """
+    shown: list[ChatStep] = []
 
     async def post(step: Step) -> None:
-        text = step.text
-        await ctx.chat.post(incident_id, Message(
-            blocks=(ChatStep(step.n, step.kind, text),), fallback=f"{step.n}. {text}"[:3000],
-            key=f"step:{investigation_id}:{step.n}",
-        ))
+        shown.append(ChatStep(step.n, step.kind, step.text))
+        msg = Message(
+            blocks=(Text(f"Investigating {incident_id}…", "heading"), *shown),
+            fallback=f"{step.n}. {step.text}"[:3000],
+            key=steps_key(investigation_id),
+        )
+        if len(shown) == 1:
+            await ctx.chat.post(incident_id, msg)
+        else:
+            await ctx.chat.replace(incident_id, msg.key, msg)
 
     return post
 

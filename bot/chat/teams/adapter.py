@@ -254,6 +254,9 @@ class TeamsAdapter:
         if thread is None:
             log.debug("teams: %s has no Teams thread; message not posted", incident_id)
             return
+        if message.key and await refs.find_message(self.db, message.key) is not None:
+            await self.replace(incident_id, message.key, message)  # posted before: edit, don't repeat
+            return
         try:
             activity = message_activity(await prepared(message, self.approvers))
             message_id = await self.send(thread.reference, thread.thread_id, activity)
