@@ -15,7 +15,7 @@ import os
 import re
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -92,6 +92,7 @@ class TerminalAdapter:
     cards: dict[str, IncidentCard] = field(default_factory=dict)
     posted: list[tuple[str, Message]] = field(default_factory=list)
     charts: list[Path] = field(default_factory=list)
+    _shown: dict[str, list[Block]] = field(default_factory=dict)  # what each keyed message last showed
 
     def __post_init__(self) -> None:
         self.p = Palette(use_colour(self.out) if self.colour is None else self.colour)
@@ -134,8 +135,13 @@ class TerminalAdapter:
 
     async def post(self, incident_id: str, message: Message) -> None:
         self.posted.append((incident_id, message))
+        if message.key and message.key in self._shown:
+            await self.replace(incident_id, message.key, message)
+            return
         self._line(self.p.dim("  │"))
         await self._render(incident_id, message, prefix="  │ ")
+        if message.key:
+            self._shown[message.key] = list(message.blocks)
         self.out.flush()
 
     async def replace(self, incident_id: str, key: str, message: Message) -> None:
@@ -145,9 +151,19 @@ class TerminalAdapter:
         if proposals and all(b.decided for b in proposals):
             for b in proposals:
                 self._line(p.cyan("↻ ") + p.bold(b.title) + ": " + _decided_style(p, b.decided))
+        elif key in self._shown:
+            # A terminal cannot edit what it printed: show only what the edit adds (a live reasoning
+            # message grows by one step at a time; its final summary adds a heading).
+            old = self._shown[key]
+            added = [b for b in message.blocks if b not in old]
+            if added and not all(isinstance(b, Step) for b in added):
+                self._line(p.cyan("↻ ") + p.dim(f"updated {key}:"))
+            await self._render(incident_id, replace(message, blocks=tuple(added), attachments=()), prefix="  │ ")
+            self._shown[key] = list(message.blocks)
         else:
             self._line(p.cyan("↻ ") + p.dim(f"updated {key}:"))
             await self._render(incident_id, message, prefix="  │ ")
+            self._shown[key] = list(message.blocks)
         self.out.flush()
 
     # ------------------------------------------------------------------ rendering
