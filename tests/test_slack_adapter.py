@@ -134,11 +134,35 @@ async def test_429_is_retried_after_retry_after(hub, fake, db):
     await h.incident_opened(inc.id)
     assert len(fake.calls_of("chat.postMessage")) == 3 and len(fake.messages[INCIDENT_CHANNEL]) == 1
     fake.inject("chat.update", "429", "1")
+    await _set_phase(db, inc.id, "investigating")
     await h.incident_updated(inc.id)
     await adapter.flush()
     ups = fake.calls_of("chat.update")
     assert len(ups) == 2 and ups[1].at - ups[0].at >= 1.0  # waited Retry-After
     assert fake.messages[INCIDENT_CHANNEL][0].get("edited") == 1
+
+
+async def test_an_unchanged_card_is_not_sent_again(hub, fake, db):
+    h, adapter = hub
+    inc = await make_incident(db)
+    await h.incident_opened(inc.id)
+    await h.incident_updated(inc.id)  # nothing changed since the announcement
+    await adapter.flush()
+    assert fake.calls_of("chat.update") == []
+    await _set_phase(db, inc.id, "cause_found")
+    await h.incident_updated(inc.id)
+    await h.incident_updated(inc.id)
+    await adapter.flush()
+    assert len(fake.calls_of("chat.update")) == 1
+
+
+async def _set_phase(db, incident_id: str, phase: str) -> None:
+    from bot.store.models import Incident
+
+    async with db.begin() as s:
+        row = await s.get(Incident, incident_id)
+        row.phase = phase
+        s.add(row)
 
 
 async def test_slack_errors_are_logged_not_raised(hub, fake, db, caplog):

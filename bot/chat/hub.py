@@ -8,6 +8,7 @@ so triage and investigation work the same with or without chat.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,9 +60,13 @@ def card_for(incident: Incident) -> IncidentCard:
 
 
 class ChatHub:
-    def __init__(self, db: Database, adapters: list[ChatAdapter] | None = None):
+    def __init__(self, db: Database, adapters: list[ChatAdapter] | None = None, remember_cards: int = 1000):
         self.db = db
         self.adapters: list[ChatAdapter] = list(adapters or [])
+        # The last card sent per incident: an update that changes nothing is not sent again (platform rate
+        # limits). Bounded, oldest forgotten first; another replica may still send one redundant update.
+        self._last_cards: OrderedDict[str, IncidentCard] = OrderedDict()
+        self._remember_cards = remember_cards
 
     def add(self, adapter: ChatAdapter) -> None:
         self.adapters.append(adapter)
@@ -75,13 +80,18 @@ class ChatHub:
         card = await self._card(incident_id)
         if card is None:
             return
+        self._last_cards[incident_id] = card
         for a in self.adapters:
             await a.announce(card, origin if origin is None or origin.platform == a.platform else None)
 
     async def incident_updated(self, incident_id: str) -> None:
         card = await self._card(incident_id)
-        if card is None:
+        if card is None or self._last_cards.get(incident_id) == card:
             return
+        self._last_cards[incident_id] = card
+        self._last_cards.move_to_end(incident_id)
+        while len(self._last_cards) > self._remember_cards:
+            self._last_cards.popitem(last=False)
         for a in self.adapters:
             await a.update_card(card)
 
