@@ -135,3 +135,21 @@ async def test_ingest_bench_reports_no_loss_on_a_small_storm() -> None:
     assert r["lost"] == 0 and r["errors"] == 0 and r["stored"] == r["unique_alerts"] == 80
     assert r["incidents"] >= 1 and r["onwatch_alerts_per_s"] > 0 and r["baseline_alerts_per_s"] > 0
     assert r["ratio"] > 0
+
+
+@pytest.mark.postgres
+async def test_two_replicas_receiving_the_same_notifications_open_one_incident(pg_db: Database) -> None:
+    """An Alertmanager HA pair notifies every onwatch replica: the same batches arrive at two processes at once."""
+    other = Database(pg_db.url)
+    try:
+        a, b = make_ctx(pg_db), make_ctx(other)
+        batches = [[alert("HighLatency", "checkout", pod=f"p{i}-{k}") for k in range(5)] for i in range(4)]
+        outs = await asyncio.gather(*(ctx.triage.ingest(batch) for batch in batches for ctx in (a, b)))
+    finally:
+        await other.dispose()
+    incs = await incidents(pg_db)
+    assert len(incs) == 1 and incs[0].alert_count == 20
+    assert len(await alerts(pg_db)) == 20
+    assert sum(o.stored for o in outs) == 20 and sum(o.duplicates for o in outs) == 20
+    assert len(await jobs(pg_db)) == 1
+    assert (await verify_chain(pg_db)).ok
