@@ -12,7 +12,7 @@ from bot.investigate.cli import run_case
 from bot.investigate.engine import investigate
 from bot.investigate.report import Report, render_text
 from bot.investigate.scope import scope_from_alertmanager
-from integrations.base import LogLine, SourceTimeout, TimeWindow
+from integrations.base import ClusterEvent, LogLine, SourceTimeout, TimeWindow
 from integrations.replay import ReplayCase, replay_sources
 from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
 
@@ -157,3 +157,60 @@ def test_a_callers_wait_is_split_among_its_callees() -> None:
     # the caller's own calls are not traced, but another caller is seen waiting longer on one of them
     other = caller_wait_findings([wait], callers_of, callees_of, {("gateway", "travel"): 25.0})
     assert [f.service for f in other] == ["travel"]
+
+
+async def test_pool_exhaustion_in_logs_is_reported_as_its_failure_class(tmp_path: Path) -> None:
+    logs: list[tuple[float, str, str, str]] = []
+    for i in range(0, 1800, 5):
+        t = T0 + i
+        logs.append((t, "orders", "INFO", f"served order {i} in {i % 17} ms"))
+        if t >= INJECT:
+            logs.append((t + 2, "payment", "ERROR",
+                         f"HikariPool-1 - Connection is not available, request timed out after {30000 + i % 7}ms"))
+    report = await run_case(make_case(tmp_path, SYMPTOM, logs=logs))
+    assert _top(report) == ("payment", "connection_pool_exhausted")
+
+
+class _Cluster:
+    """A cluster source with OOM kills (Kubernetes events) of one service after the fault began."""
+
+    name = "kubernetes"
+
+    def __init__(self, service: str, reason: str) -> None:
+        self.service, self.reason = service, reason
+
+    async def events(self, window: TimeWindow, services: Sequence[str] | None = None) -> list[ClusterEvent]:
+        return [ClusterEvent(time=INJECT + 60 * k, service=self.service, reason=self.reason,
+                             message="container exceeded its memory limit", object=f"Pod/shop/{self.service}-0")
+                for k in range(1, 4) if window.start <= INJECT + 60 * k <= window.end]
+
+
+@pytest.mark.parametrize(("reason", "effect", "kind"), [
+    ("OOMKilled", up_on("catalog", "memory", 3.0, ramp=True), "oom_kill"),  # sharpens the memory saturation
+    ("Evicted", add_on("catalog", "latency_p90", 0.08), "pod_evicted"),  # a slow service whose pods are evicted
+])
+async def test_cluster_events_name_the_failure_class(tmp_path: Path, reason: str, effect, kind: str) -> None:
+    case = ReplayCase(make_case(tmp_path, chain(effect, SYMPTOM)))
+    sources = replay_sources(case)
+    sources.cluster = _Cluster("catalog", reason)
+    report = await investigate(scope_from_alertmanager(case.alert_payload, now=case.now), sources)
+    assert _top(report) == ("catalog", kind)
+    cause = report.causes[0]
+    events = [e for e in report.evidence if e.id in cause.evidence and reason in e.summary]
+    assert events, "the events themselves are cited as evidence"
+
+
+async def test_memory_prior_from_a_past_incident_is_small_and_named(tmp_path: Path) -> None:
+    from bot.investigate.engine import PastIncident
+
+    case = ReplayCase(make_case(tmp_path, chain(up_on("payment", "cpu", 4.5), SYMPTOM)))
+    scope = scope_from_alertmanager(case.alert_payload, now=case.now)
+    plain = await investigate(scope, replay_sources(case))
+    past = [PastIncident("INC-OLD", ("frontend",), "payment", "cpu_saturation", "frontend slow")]
+    recalled = await investigate(scope, replay_sources(case), past)
+    assert _top(plain) == _top(recalled) == ("payment", "cpu_saturation")
+    assert recalled.causes[0].confidence >= plain.causes[0].confidence
+    # a past incident never invents a cause the present data does not show
+    unrelated = [PastIncident("INC-X", ("frontend",), "cache", "network_saturation", "")]
+    other = await investigate(scope, replay_sources(case), unrelated)
+    assert all(c.service != "cache" or c.kind != "network_saturation" for c in other.causes[:1])

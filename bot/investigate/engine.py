@@ -24,7 +24,7 @@ from bot.investigate.findings import (
     metric_frame,
     trace_findings,
 )
-from bot.investigate.hypotheses import Hypothesis, form
+from bot.investigate.hypotheses import Hypothesis, failure_class, form
 from bot.investigate.look import Gathered, Limits, gather
 from bot.investigate.planner import DeterministicPlanner, Look, Planner
 from bot.investigate.report import Cause, EvidenceItem, Report, Step
@@ -325,10 +325,11 @@ async def investigate(
         ev += [ids[id(e)] for e in h.events if ids.get(id(e))]
         t_h = h.onset()
         when = f", from {_fmt_t(t_h, scope.onset)} relative to the alert" if t_h is not None else ""
-        summary = f"{h.kind.replace('_', ' ')} in {h.service}{when}"
+        kind = failure_class(h)
+        summary = f"{kind.replace('_', ' ')} in {h.service}{when}"
         if h.notes:
             summary += "; " + "; ".join(dict.fromkeys(h.notes))
-        causes.append(Cause(h.service, h.kind, round(confidence(h), 4), ev, summary, h.raw))
+        causes.append(Cause(h.service, kind, round(confidence(h), 4), ev, summary, h.raw))
 
     abstained = True
     reason = ""

@@ -7,6 +7,7 @@ a node problem; a new error pattern in a service's logs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -60,6 +61,42 @@ def cluster_kind(e: ClusterEvent) -> str:
     if r in _CLUSTER_KIND:
         return _CLUSTER_KIND[r]
     return "dependency_failure"  # crash loops, failed probes, restarts: the service itself is failing
+
+
+# Failure classes: a hypothesis whose evidence names a specific, well-known failure is reported under that
+# class, so remediation can match (and, where allowlisted, auto-run) the runbook made for it. Scoring is
+# unchanged; only the reported kind becomes more precise.
+_EVENT_CLASS = (
+    ("oomkill", "oom_kill"),
+    ("evicted", "pod_evicted"),
+    ("crashloopbackoff", "crashloop"),
+    ("backoff", "crashloop"),
+    ("containercreating", "stuck_pod"),
+    ("failedmount", "stuck_pod"),
+    ("failedattachvolume", "stuck_pod"),
+    ("terminating", "stuck_pod"),
+)
+_POOL_EXHAUSTED = re.compile(
+    r"(connection|conn|db|database|jdbc|hikari|pg|redis)\W?\w*\W?pool\W.{0,40}(exhaust|timeout|timed out|full|"
+    r"no (available|free|idle))|too many (connections|clients)|remaining connection slots are reserved|"
+    r"connection is not available, request timed out|"
+    r"(could not|unable to|cannot) (get|acquire|obtain) (a )?(jdbc |db |database )?connection",
+    re.IGNORECASE,
+)
+
+
+def failure_class(h: Hypothesis) -> str:
+    """The most specific failure class the hypothesis' own evidence shows, else its kind."""
+    for e in sorted(h.events, key=lambda e: (e.time, e.reason)):
+        reason = e.reason.lower().replace("_", "").replace(" ", "")
+        for needle, cls in _EVENT_CLASS:
+            if needle in reason:
+                return cls
+    if h.kind in ("error_pattern", "dependency_failure"):
+        for f in h.support:
+            if f.source == "logs" and _POOL_EXHAUSTED.search(f.summary):
+                return "connection_pool_exhausted"
+    return h.kind
 
 
 def form(
