@@ -16,6 +16,7 @@ from integrations.base import ClusterEvent, LogLine, SourceTimeout, TimeWindow
 from integrations.replay import ReplayCase, replay_sources
 from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
 
+RUNBOOKS = Path(__file__).resolve().parents[1] / "runbooks"
 SYMPTOM = add_on("frontend", "latency_p90", 0.2, INJECT + 30)  # what the page was about, always later
 
 
@@ -214,3 +215,20 @@ async def test_memory_prior_from_a_past_incident_is_small_and_named(tmp_path: Pa
     unrelated = [PastIncident("INC-X", ("frontend",), "cache", "network_saturation", "")]
     other = await investigate(scope, replay_sources(case), unrelated)
     assert all(c.service != "cache" or c.kind != "network_saturation" for c in other.causes[:1])
+
+
+async def test_an_oom_kill_meets_the_shipped_auto_restart_policy(tmp_path: Path) -> None:
+    """The engine and the shipped catalog agree: a clear OOM kill is a class the restart runbook may auto-run."""
+    from bot.config import Settings
+    from bot.remediate.catalog import load_catalog
+
+    case = ReplayCase(make_case(tmp_path, chain(up_on("catalog", "memory", 3.0, ramp=True), SYMPTOM)))
+    sources = replay_sources(case)
+    sources.cluster = _Cluster("catalog", "OOMKilled")
+    report = await investigate(scope_from_alertmanager(case.alert_payload, now=case.now), sources)
+    cause = report.causes[0]
+    catalog = load_catalog(RUNBOOKS, Settings())
+    restart = catalog.get("restart-deployment")
+    assert restart is not None
+    assert restart.auto is not None and cause.kind in restart.auto.classes
+    assert cause.confidence >= restart.auto.min_confidence and not report.abstained

@@ -94,6 +94,9 @@ class Weights:
     change_horizon_s: float = 7200.0
     change_tau_s: float = 1800.0
     change_boost: float = 0.5
+    # the cluster itself reports the failure the signals show (OOMKilled with memory growth): two independent
+    # witnesses of one cause
+    event_corroboration: float = 1.5
 
 
 def _best_strength(fs: Sequence[Finding]) -> float:
@@ -143,6 +146,8 @@ def score(
         support_fams = {f.family for f in h.support}
         extra = len(families - support_fams)
         corr = 1.0 + w.corroboration_step * min(extra, w.corroboration_max)
+        if h.support and h.events:
+            corr *= w.event_corroboration
         fac["corroboration"] = corr
         # precedence
         t_h = h.onset()
