@@ -182,3 +182,16 @@ async def test_no_chart_without_numbers():
     assert await chart_for_report({"evidence": [{"id": "e1", "summary": "x"}], "causes": []}) is None
     chart = await chart_for_report(REPORT, title="INC-1")
     assert chart is not None and chart.png.startswith(PNG)
+
+
+async def test_similar_past_incidents_are_shown_as_context(db):
+    from bot.chat.compose import investigation_messages
+    from bot.chat.model import Text
+    from tests.slack_fixtures import REPORT, make_incident, make_investigation
+
+    inc = await make_incident(db)
+    report = {**REPORT, "similar": [{"incident_id": "INC-OLD1", "title": "checkout slow", "cause_service": "payments-api",
+                                     "cause_kind": "deploy", "fix": "Roll back payments-api"}]}
+    inv = await make_investigation(db, inc.id, report)
+    texts = [b.text for m in await investigation_messages(db, inv.id) for b in m.blocks if isinstance(b, Text)]
+    assert any("INC-OLD1" in t and "payments-api deploy" in t and "Roll back payments-api" in t for t in texts)

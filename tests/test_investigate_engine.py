@@ -211,6 +211,7 @@ async def test_memory_prior_from_a_past_incident_is_small_and_named(tmp_path: Pa
     recalled = await investigate(scope, replay_sources(case), past)
     assert _top(plain) == _top(recalled) == ("payment", "cpu_saturation")
     assert recalled.causes[0].confidence >= plain.causes[0].confidence
+    assert recalled.to_dict()["similar"][0]["incident_id"] == "INC-OLD" and "similar" not in plain.to_dict()
     # a past incident never invents a cause the present data does not show
     unrelated = [PastIncident("INC-X", ("frontend",), "cache", "network_saturation", "")]
     other = await investigate(scope, replay_sources(case), unrelated)

@@ -193,6 +193,13 @@ def _causes_message(inv: Investigation, inc: Incident, report: Mapping[str, Any]
     missing = [str(m) for m in report.get("missing") or []]
     if missing:
         blocks.append(Text("Could not check: " + "; ".join(missing), "muted"))
+    for past in (report.get("similar") or [])[:3]:
+        if not isinstance(past, Mapping):
+            continue
+        cause = f"{past.get('cause_service')} {str(past.get('cause_kind', '')).replace('_', ' ')}".strip()
+        fix = f"; fixed by: {past['fix']}" if past.get("fix") else ""
+        blocks.append(Text(f"Looks like {past.get('incident_id')} ({past.get('title', '')}): "
+                           f"{cause or 'cause not established'}{fix}", "muted"))
     if abstained or not causes:
         fallback = f"{inc.id}: not enough evidence to name a cause"
     else:

@@ -43,6 +43,7 @@ class PastIncident:
     cause_service: str
     cause_kind: str
     title: str = ""
+    fix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,4 +371,6 @@ async def investigate(
         reason=reason,
         chart=chart,
         separation=separation,
+        similar=[{"incident_id": p.incident_id, "title": p.title, "cause_service": p.cause_service,
+                  "cause_kind": p.cause_kind, "fix": p.fix} for p in past],
     )

@@ -78,6 +78,7 @@ class Report:
     reason: str = ""
     chart: dict[str, Any] | None = None
     separation: float = 0.0  # 1 - (best rival / leading cause): how clearly the leader stands out
+    similar: list[dict[str, str]] = field(default_factory=list)  # remembered look-alikes, shown as context
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -93,6 +94,8 @@ class Report:
         }
         if self.chart is not None:
             out["chart"] = self.chart
+        if self.similar:
+            out["similar"] = self.similar
         return out
 
 

@@ -65,7 +65,8 @@ async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[Pas
     from bot.memory.store import recall
 
     found = await recall(ctx.db, list(incident.services), alertnames, exclude=incident.id)
-    return [PastIncident(r.incident_id, tuple(r.services), r.cause_service, r.cause_kind, r.title) for r in found]
+    return [PastIncident(r.incident_id, tuple(r.services), r.cause_service, r.cause_kind, r.title, r.fix)
+            for r in found]
 
 
 async def _open_sources(ctx: Any, sources: Sources | None) -> tuple[Sources, AbstractAsyncContextManager[Any] | None]:
