@@ -233,3 +233,19 @@ async def test_an_oom_kill_meets_the_shipped_auto_restart_policy(tmp_path: Path)
     assert restart is not None
     assert restart.auto is not None and cause.kind in restart.auto.classes
     assert cause.confidence >= restart.auto.min_confidence and not report.abstained
+
+
+def test_cli_alert_with_config_runs_on_the_configured_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`onwatch investigate --alert FILE --config FILE --json`: the sources come from the settings file."""
+    from bot.cli import main
+
+    case = make_case(tmp_path, chain(up_on("payment", "cpu", 4.5), SYMPTOM))
+    cfg = tmp_path / "onwatch.yaml"
+    cfg.write_text(f"sources:\n  replay: {{path: {case}}}\n")
+    assert main(["investigate", "--alert", str(case / "alert.json"), "--config", str(cfg), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"abstained", "ranked_services", "causes", "evidence", "steps", "missing"}
+    assert out["ranked_services"][0] == "payment" and out["causes"][0]["kind"] == "cpu_saturation"
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["investigate", "--alert", str(tmp_path / "bad.json"), "--config", str(cfg)]) == 2
+    assert "cannot read input" in capsys.readouterr().err
