@@ -222,44 +222,41 @@ def _am_text_alerts(text: str) -> list[tuple[dict[str, str], dict[str, str]]]:
     return out
 
 
-def _parse_prom_family(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
-    found = False
+def _parse_prom_family(p: _Part) -> list[AlertIn] | None:
+    m = _AM_TITLE.match(_plain(p.title) or _plain(p.text.split("\n", 1)[0]))
+    if not m:
+        return None
     out: list[AlertIn] = []
-    for p in parts:
-        m = _AM_TITLE.match(_plain(p.title) or _plain(p.text.split("\n", 1)[0]))
-        if not m:
-            continue
-        found = True
-        status = m.group(1).lower()
-        is_grafana = "grafana" in (p.footer + p.title_link).lower() or "/alerting/" in p.title_link or \
-            "Labels:" in p.text and " = " in p.text
-        if is_grafana:
-            for st, labels, ann, src in _grafana_sections(p.text, status):
-                a = _alert("grafana", labels, annotations=ann, status=st, url=src or p.title_link)
-                if a:
-                    out.append(a)
-            continue
-        per_alert = _am_text_alerts(p.text)
-        for labels, ann in per_alert:
-            a = _alert("alertmanager", labels, annotations=ann, status=status, url=p.title_link)
+    status = m.group(1).lower()
+    is_grafana = "grafana" in (p.footer + p.title_link).lower() or "/alerting/" in p.title_link or \
+        "Labels:" in p.text and " = " in p.text
+    if is_grafana:
+        for st, labels, ann, src in _grafana_sections(p.text, status):
+            a = _alert("grafana", labels, annotations=ann, status=st, url=src or p.title_link)
             if a:
                 out.append(a)
-        if not per_alert:
-            group = m.group(3)
-            common = re.search(r"\(([^()]*)\)\s*$", group)
-            values = group[: common.start()].split() if common else group.split()
-            labels = {"alertname": values[0] if values else "alert"}
-            if len(values) > 1:
-                labels["service"] = values[1]
-            if len(values) > 2:
-                labels["group"] = " ".join(values[2:])
-            ann = {"summary": _plain(p.text)[:2000]} if p.text and not p.text.startswith("[") else {}
-            if common:
-                ann["common_labels"] = common.group(1)
-            a = _alert("alertmanager", labels, annotations=ann, status=status, url=p.title_link)
-            if a:
-                out.append(a)
-    return out if found else None
+        return out
+    per_alert = _am_text_alerts(p.text)
+    for labels, ann in per_alert:
+        a = _alert("alertmanager", labels, annotations=ann, status=status, url=p.title_link)
+        if a:
+            out.append(a)
+    if not per_alert:
+        group = m.group(3)
+        common = re.search(r"\(([^()]*)\)\s*$", group)
+        values = group[: common.start()].split() if common else group.split()
+        labels = {"alertname": values[0] if values else "alert"}
+        if len(values) > 1:
+            labels["service"] = values[1]
+        if len(values) > 2:
+            labels["group"] = " ".join(values[2:])
+        ann = {"summary": _plain(p.text)[:2000]} if p.text and not p.text.startswith("[") else {}
+        if common:
+            ann["common_labels"] = common.group(1)
+        a = _alert("alertmanager", labels, annotations=ann, status=status, url=p.title_link)
+        if a:
+            out.append(a)
+    return out
 
 
 # ---------------------------------------------------------------------------- Datadog
@@ -269,40 +266,37 @@ _DD_TITLE = re.compile(
     r"|(Triggered|Re-Triggered|Recovered|Warn|No Data|Renotify|Re-Notify|Re-Warn):)\s*(.+)$", re.I | re.S)
 
 
-def _parse_datadog(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
+def _parse_datadog(p: _Part) -> list[AlertIn] | None:
+    title = _plain(p.title) or _plain(p.text.split("\n", 1)[0])
+    m = _DD_TITLE.match(title)
+    blob = p.blob
+    if not m or ("datadog" not in blob.lower() and "datadoghq" not in blob):
+        return None
     out: list[AlertIn] = []
-    found = False
-    for p in parts:
-        title = _plain(p.title) or _plain(p.text.split("\n", 1)[0])
-        m = _DD_TITLE.match(title)
-        blob = p.blob
-        if not m or ("datadog" not in blob.lower() and "datadoghq" not in blob):
-            continue
-        found = True
-        state = (m.group(1) or m.group(3)).lower()
-        group, name = m.group(2) or "", m.group(4).strip()
-        sev = "warning" if state in {"warn", "re-warn", "no data"} else "high"
-        pm = re.match(r"^\[(P[1-5])\]\s*(.+)$", name)
-        if pm:
-            sev, name = pm.group(1), pm.group(2)
-        labels = {"alertname": name}
-        for kv in filter(None, (g.strip() for g in group.split(","))):
-            k, _, v = kv.partition(":")
-            if v:
-                labels[k] = v
-        tags = _tags(_plain(p.text))
-        for k in ("service", "env", "team", "host", "cluster", "namespace", "kube_namespace"):
-            if k in tags:
-                labels.setdefault(k, tags[k])
-        link = next((u for u in [p.title_link, *_urls(blob)] if "datadoghq" in u or "/monitors/" in u), "")
-        monitor = re.search(r"/monitors/(\d+)", link)
-        fp = f"monitor-{monitor.group(1)}-{group}" if monitor else None
-        a = _alert("datadog", labels, annotations={"summary": _plain(p.text)[:4000]},
-                   status="resolved" if state == "recovered" else "firing", fingerprint=fp, url=link, severity=sev,
-                   name=name)
-        if a:
-            out.append(a)
-    return out if found else None
+    state = (m.group(1) or m.group(3)).lower()
+    group, name = m.group(2) or "", m.group(4).strip()
+    sev = "warning" if state in {"warn", "re-warn", "no data"} else "high"
+    pm = re.match(r"^\[(P[1-5])\]\s*(.+)$", name)
+    if pm:
+        sev, name = pm.group(1), pm.group(2)
+    labels = {"alertname": name}
+    for kv in filter(None, (g.strip() for g in group.split(","))):
+        k, _, v = kv.partition(":")
+        if v:
+            labels[k] = v
+    tags = _tags(_plain(p.text))
+    for k in ("service", "env", "team", "host", "cluster", "namespace", "kube_namespace"):
+        if k in tags:
+            labels.setdefault(k, tags[k])
+    link = next((u for u in [p.title_link, *_urls(blob)] if "datadoghq" in u or "/monitors/" in u), "")
+    monitor = re.search(r"/monitors/(\d+)", link)
+    fp = f"monitor-{monitor.group(1)}-{group}" if monitor else None
+    a = _alert("datadog", labels, annotations={"summary": _plain(p.text)[:4000]},
+               status="resolved" if state == "recovered" else "firing", fingerprint=fp, url=link, severity=sev,
+               name=name)
+    if a:
+        out.append(a)
+    return out
 
 
 # ---------------------------------------------------------------------------- PagerDuty
@@ -310,33 +304,30 @@ def _parse_datadog(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
 _PD_INCIDENT = re.compile(r"https?://[\w.-]*pagerduty\.com/incidents/([A-Z0-9]+)", re.I)
 
 
-def _parse_pagerduty(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
+def _parse_pagerduty(p: _Part) -> list[AlertIn] | None:
+    blob = p.blob
+    m = _PD_INCIDENT.search(blob)
+    if not m:
+        return None
     out: list[AlertIn] = []
-    found = False
-    for p in parts:
-        blob = p.blob
-        m = _PD_INCIDENT.search(blob)
-        if not m:
-            continue
-        found = True
-        pd_id = m.group(1)
-        label = next((lbl for url, lbl in _links(blob) if pd_id in url and lbl), "") or _plain(p.title)
-        label = re.sub(r"^\s*\[?#\d+\]?:?\s*", "", _plain(label))
-        status_text = p.fields.get("Status", "") or blob
-        status = "resolved" if re.search(r"\bresolved\b", status_text, re.I) else "firing"
-        if not re.search(r"\b(triggered|acknowledged|resolved|escalated|reassigned)\b", blob, re.I):
-            continue
-        service = _plain(p.fields.get("Service", ""))
-        urgency = _plain(p.fields.get("Urgency", "") or p.fields.get("Priority", ""))
-        labels = {"alertname": label or f"PagerDuty {pd_id}", "pagerduty_incident": pd_id}
-        if service:
-            labels["service"] = service
-        a = _alert("pagerduty", labels, status=status, fingerprint=pd_id, url=m.group(0),
-                   severity={"high": "critical", "low": "warning"}.get(urgency.lower(), urgency or "high"),
-                   annotations={"summary": label})
-        if a:
-            out.append(a)
-    return out if found else None
+    pd_id = m.group(1)
+    label = next((lbl for url, lbl in _links(blob) if pd_id in url and lbl), "") or _plain(p.title)
+    label = re.sub(r"^\s*\[?#\d+\]?:?\s*", "", _plain(label))
+    status_text = p.fields.get("Status", "") or blob
+    status = "resolved" if re.search(r"\bresolved\b", status_text, re.I) else "firing"
+    if not re.search(r"\b(triggered|acknowledged|resolved|escalated|reassigned)\b", blob, re.I):
+        return out
+    service = _plain(p.fields.get("Service", ""))
+    urgency = _plain(p.fields.get("Urgency", "") or p.fields.get("Priority", ""))
+    labels = {"alertname": label or f"PagerDuty {pd_id}", "pagerduty_incident": pd_id}
+    if service:
+        labels["service"] = service
+    a = _alert("pagerduty", labels, status=status, fingerprint=pd_id, url=m.group(0),
+               severity={"high": "critical", "low": "warning"}.get(urgency.lower(), urgency or "high"),
+               annotations={"summary": label})
+    if a:
+        out.append(a)
+    return out
 
 
 # ---------------------------------------------------------------------------- Opsgenie
@@ -344,31 +335,28 @@ def _parse_pagerduty(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None
 _OG_ALERT = re.compile(r"https?://[\w.-]*opsgenie\.com/alert/detail/([\w-]+)", re.I)
 
 
-def _parse_opsgenie(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
+def _parse_opsgenie(p: _Part) -> list[AlertIn] | None:
+    blob = p.blob
+    m = _OG_ALERT.search(blob)
+    if not m and "opsgenie" not in (p.footer + p.pretext).lower():
+        return None
     out: list[AlertIn] = []
-    found = False
-    for p in parts:
-        blob = p.blob
-        m = _OG_ALERT.search(blob)
-        if not m and "opsgenie" not in (p.footer + p.pretext).lower():
-            continue
-        found = True
-        title = _plain(p.title) or next((lbl for _u, lbl in _links(blob) if lbl), "")
-        title = re.sub(r"^\s*#\d+:?\s*", "", title)
-        if not title:
-            continue
-        head = (p.pretext + " " + _plain(p.text)).lower()
-        status = "resolved" if re.search(r"\b(closed|resolved)\b", head) else "firing"
-        tags = _tags(p.fields.get("Tags", ""))
-        labels = {"alertname": title, **{k: v for k, v in tags.items() if k in {"service", "env", "cluster", "team"}}}
-        if "Source" in p.fields:
-            labels["og_source"] = _plain(p.fields["Source"])
-        a = _alert("opsgenie", labels, status=status, fingerprint=m.group(1) if m else None,
-                   url=m.group(0) if m else "", severity=p.fields.get("Priority") or None,
-                   annotations={"summary": title, "description": _plain(p.text)[:4000]})
-        if a:
-            out.append(a)
-    return out if found else None
+    title = _plain(p.title) or next((lbl for _u, lbl in _links(blob) if lbl), "")
+    title = re.sub(r"^\s*#\d+:?\s*", "", title)
+    if not title:
+        return out
+    head = (p.pretext + " " + _plain(p.text)).lower()
+    status = "resolved" if re.search(r"\b(closed|resolved)\b", head) else "firing"
+    tags = _tags(p.fields.get("Tags", ""))
+    labels = {"alertname": title, **{k: v for k, v in tags.items() if k in {"service", "env", "cluster", "team"}}}
+    if "Source" in p.fields:
+        labels["og_source"] = _plain(p.fields["Source"])
+    a = _alert("opsgenie", labels, status=status, fingerprint=m.group(1) if m else None,
+               url=m.group(0) if m else "", severity=p.fields.get("Priority") or None,
+               annotations={"summary": title, "description": _plain(p.text)[:4000]})
+    if a:
+        out.append(a)
+    return out
 
 
 # ---------------------------------------------------------------------------- Sentry
@@ -376,39 +364,36 @@ def _parse_opsgenie(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
 _SENTRY_ISSUE = re.compile(r"https?://(?:[\w-]+\.)?sentry\.io/(?:organizations/[\w-]+/)?issues/(\d+)", re.I)
 
 
-def _parse_sentry(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
+def _parse_sentry(p: _Part) -> list[AlertIn] | None:
+    blob = p.blob
+    m = _SENTRY_ISSUE.search(blob)
+    if not m:
+        return None
     out: list[AlertIn] = []
-    found = False
-    for p in parts:
-        blob = p.blob
-        m = _SENTRY_ISSUE.search(blob)
-        if not m:
-            continue
-        found = True
-        issue = m.group(1)
-        title = _plain(p.title) or next((lbl for u, lbl in _links(blob) if issue in u and lbl), "")
-        if not title:
-            continue
-        project = ""
-        pm = re.search(r"sentry\.io/(?:organizations/[\w-]+/)?projects/([\w-]+)", blob) or \
-            re.search(r"Project:\s*(?:<[^|>]*\|)?([\w-]+)", blob)
-        if pm:
-            project = pm.group(1)
-        elif p.footer:
-            sid = re.match(r"^([A-Z0-9-]+)-[A-Z0-9]+\b", p.footer)
-            project = sid.group(1).lower() if sid else ""
-        resolved = re.search(r"\b(marked as resolved|resolved by|state:\s*\*?resolved)", blob, re.I) or \
-            ":white_check_mark:" in blob
-        level = re.search(r"\blevel:\s*\*?(fatal|error|warning|info)", blob, re.I)
-        labels = {"alertname": title[:300], "sentry_issue": issue}
-        if project:
-            labels["service"] = project
-        a = _alert("sentry", labels, status="resolved" if resolved else "firing", fingerprint=issue, url=m.group(0),
-                   severity=level.group(1) if level else "error", annotations={"summary": title,
-                                                                                "culprit": _plain(p.text)[:2000]})
-        if a:
-            out.append(a)
-    return out if found else None
+    issue = m.group(1)
+    title = _plain(p.title) or next((lbl for u, lbl in _links(blob) if issue in u and lbl), "")
+    if not title:
+        return out
+    project = ""
+    pm = re.search(r"sentry\.io/(?:organizations/[\w-]+/)?projects/([\w-]+)", blob) or \
+        re.search(r"Project:\s*(?:<[^|>]*\|)?([\w-]+)", blob)
+    if pm:
+        project = pm.group(1)
+    elif p.footer:
+        sid = re.match(r"^([A-Z0-9-]+)-[A-Z0-9]+\b", p.footer)
+        project = sid.group(1).lower() if sid else ""
+    resolved = re.search(r"\b(marked as resolved|resolved by|state:\s*\*?resolved)", blob, re.I) or \
+        ":white_check_mark:" in blob
+    level = re.search(r"\blevel:\s*\*?(fatal|error|warning|info)", blob, re.I)
+    labels = {"alertname": title[:300], "sentry_issue": issue}
+    if project:
+        labels["service"] = project
+    a = _alert("sentry", labels, status="resolved" if resolved else "firing", fingerprint=issue, url=m.group(0),
+               severity=level.group(1) if level else "error", annotations={"summary": title,
+                                                                            "culprit": _plain(p.text)[:2000]})
+    if a:
+        out.append(a)
+    return out
 
 
 # ---------------------------------------------------------------------------- AWS Chatbot (CloudWatch)
@@ -417,37 +402,35 @@ _CW_TITLE = re.compile(r"CloudWatch Alarm\s*\|\s*([^|\n]+?)\s*\|\s*([a-z]{2}(?:-
                        re.I)
 
 
-def _parse_cloudwatch(post: ChatPost, parts: list[_Part]) -> list[AlertIn] | None:
+def _parse_cloudwatch(p: _Part) -> list[AlertIn] | None:
+    blob = p.blob
+    m = _CW_TITLE.search(_plain(blob))
+    if not m:
+        return None
     out: list[AlertIn] = []
-    found = False
-    for p in parts:
-        blob = p.blob
-        m = _CW_TITLE.search(_plain(blob))
-        if not m:
-            continue
-        found = True
-        name, region, account = m.group(1).strip(), m.group(2), m.group(3) or ""
-        state = (p.fields.get("State") or p.fields.get("New State") or "").upper()
-        if not state:
-            sm = re.search(r"\b(ALARM|OK|INSUFFICIENT_DATA)\b", blob)
-            state = sm.group(1) if sm else ("OK" if ":white_check_mark:" in blob or "✅" in blob else "ALARM")
-        labels = {"alertname": name, "region": region}
-        if account:
-            labels["aws_account"] = account
-        dims = " ".join([p.fields.get("Dimensions", ""), blob])
-        for dm in re.finditer(r"\b(ServiceName|FunctionName|ClusterName|DBInstanceIdentifier)\s*[=:]\s*([\w.-]+)", dims):
-            key = "service" if dm.group(1) in {"ServiceName", "FunctionName"} else dm.group(1)
-            labels.setdefault(key, dm.group(2))
-        reason = next((ln for ln in [_plain(p.text), *map(_plain, p.lines)] if "threshold" in ln.lower()), "")
-        a = _alert("cloudwatch", labels, status="resolved" if state == "OK" else "firing",
-                   fingerprint=f"{account}:{region}:{name}", url=p.title_link or next(iter(_urls(blob)), ""),
-                   severity=p.fields.get("Severity") or "high", annotations={"summary": reason or name})
-        if a:
-            out.append(a)
-    return out if found else None
+    name, region, account = m.group(1).strip(), m.group(2), m.group(3) or ""
+    state = (p.fields.get("State") or p.fields.get("New State") or "").upper()
+    if not state:
+        sm = re.search(r"\b(ALARM|OK|INSUFFICIENT_DATA)\b", blob)
+        state = sm.group(1) if sm else ("OK" if ":white_check_mark:" in blob or "✅" in blob else "ALARM")
+    labels = {"alertname": name, "region": region}
+    if account:
+        labels["aws_account"] = account
+    dims = " ".join([p.fields.get("Dimensions", ""), blob])
+    for dm in re.finditer(r"\b(ServiceName|FunctionName|ClusterName|DBInstanceIdentifier)\s*[=:]\s*([\w.-]+)", dims):
+        key = "service" if dm.group(1) in {"ServiceName", "FunctionName"} else dm.group(1)
+        labels.setdefault(key, dm.group(2))
+    reason = next((ln for ln in [_plain(p.text), *map(_plain, p.lines)] if "threshold" in ln.lower()), "")
+    a = _alert("cloudwatch", labels, status="resolved" if state == "OK" else "firing",
+               fingerprint=f"{account}:{region}:{name}", url=p.title_link or next(iter(_urls(blob)), ""),
+               severity=p.fields.get("Severity") or "high", annotations={"summary": reason or name})
+    if a:
+        out.append(a)
+    return out
 
 
-_PARSERS: tuple[Callable[[ChatPost, list[_Part]], list[AlertIn] | None], ...] = (
+# Each vendor's parser reads one part: None when the part is not that vendor's, else its alerts (maybe none).
+_PARSERS: tuple[Callable[[_Part], list[AlertIn] | None], ...] = (
     _parse_cloudwatch, _parse_pagerduty, _parse_opsgenie, _parse_sentry, _parse_datadog, _parse_prom_family,
 )
 
@@ -461,7 +444,7 @@ def parse_alert_post(post: ChatPost) -> list[AlertIn]:
     if not parts:
         return []
     for parse in _PARSERS:
-        found = parse(post, parts)
-        if found is not None:
-            return found
+        results = [parse(p) for p in parts]
+        if any(r is not None for r in results):
+            return [a for r in results if r for a in r]
     return []
