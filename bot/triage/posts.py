@@ -272,7 +272,6 @@ def _parse_datadog(p: _Part) -> list[AlertIn] | None:
     blob = p.blob
     if not m or ("datadog" not in blob.lower() and "datadoghq" not in blob):
         return None
-    out: list[AlertIn] = []
     state = (m.group(1) or m.group(3)).lower()
     group, name = m.group(2) or "", m.group(4).strip()
     sev = "warning" if state in {"warn", "re-warn", "no data"} else "high"
@@ -294,9 +293,7 @@ def _parse_datadog(p: _Part) -> list[AlertIn] | None:
     a = _alert("datadog", labels, annotations={"summary": _plain(p.text)[:4000]},
                status="resolved" if state == "recovered" else "firing", fingerprint=fp, url=link, severity=sev,
                name=name)
-    if a:
-        out.append(a)
-    return out
+    return [a] if a else []
 
 
 # ---------------------------------------------------------------------------- PagerDuty
@@ -309,14 +306,13 @@ def _parse_pagerduty(p: _Part) -> list[AlertIn] | None:
     m = _PD_INCIDENT.search(blob)
     if not m:
         return None
-    out: list[AlertIn] = []
     pd_id = m.group(1)
     label = next((lbl for url, lbl in _links(blob) if pd_id in url and lbl), "") or _plain(p.title)
     label = re.sub(r"^\s*\[?#\d+\]?:?\s*", "", _plain(label))
     status_text = p.fields.get("Status", "") or blob
     status = "resolved" if re.search(r"\bresolved\b", status_text, re.I) else "firing"
     if not re.search(r"\b(triggered|acknowledged|resolved|escalated|reassigned)\b", blob, re.I):
-        return out
+        return []
     service = _plain(p.fields.get("Service", ""))
     urgency = _plain(p.fields.get("Urgency", "") or p.fields.get("Priority", ""))
     labels = {"alertname": label or f"PagerDuty {pd_id}", "pagerduty_incident": pd_id}
@@ -325,9 +321,7 @@ def _parse_pagerduty(p: _Part) -> list[AlertIn] | None:
     a = _alert("pagerduty", labels, status=status, fingerprint=pd_id, url=m.group(0),
                severity={"high": "critical", "low": "warning"}.get(urgency.lower(), urgency or "high"),
                annotations={"summary": label})
-    if a:
-        out.append(a)
-    return out
+    return [a] if a else []
 
 
 # ---------------------------------------------------------------------------- Opsgenie
@@ -340,11 +334,10 @@ def _parse_opsgenie(p: _Part) -> list[AlertIn] | None:
     m = _OG_ALERT.search(blob)
     if not m and "opsgenie" not in (p.footer + p.pretext).lower():
         return None
-    out: list[AlertIn] = []
     title = _plain(p.title) or next((lbl for _u, lbl in _links(blob) if lbl), "")
     title = re.sub(r"^\s*#\d+:?\s*", "", title)
     if not title:
-        return out
+        return []
     head = (p.pretext + " " + _plain(p.text)).lower()
     status = "resolved" if re.search(r"\b(closed|resolved)\b", head) else "firing"
     tags = _tags(p.fields.get("Tags", ""))
@@ -354,9 +347,7 @@ def _parse_opsgenie(p: _Part) -> list[AlertIn] | None:
     a = _alert("opsgenie", labels, status=status, fingerprint=m.group(1) if m else None,
                url=m.group(0) if m else "", severity=p.fields.get("Priority") or None,
                annotations={"summary": title, "description": _plain(p.text)[:4000]})
-    if a:
-        out.append(a)
-    return out
+    return [a] if a else []
 
 
 # ---------------------------------------------------------------------------- Sentry
@@ -369,11 +360,10 @@ def _parse_sentry(p: _Part) -> list[AlertIn] | None:
     m = _SENTRY_ISSUE.search(blob)
     if not m:
         return None
-    out: list[AlertIn] = []
     issue = m.group(1)
     title = _plain(p.title) or next((lbl for u, lbl in _links(blob) if issue in u and lbl), "")
     if not title:
-        return out
+        return []
     project = ""
     pm = re.search(r"sentry\.io/(?:organizations/[\w-]+/)?projects/([\w-]+)", blob) or \
         re.search(r"Project:\s*(?:<[^|>]*\|)?([\w-]+)", blob)
@@ -391,9 +381,7 @@ def _parse_sentry(p: _Part) -> list[AlertIn] | None:
     a = _alert("sentry", labels, status="resolved" if resolved else "firing", fingerprint=issue, url=m.group(0),
                severity=level.group(1) if level else "error", annotations={"summary": title,
                                                                             "culprit": _plain(p.text)[:2000]})
-    if a:
-        out.append(a)
-    return out
+    return [a] if a else []
 
 
 # ---------------------------------------------------------------------------- AWS Chatbot (CloudWatch)
@@ -407,7 +395,6 @@ def _parse_cloudwatch(p: _Part) -> list[AlertIn] | None:
     m = _CW_TITLE.search(_plain(blob))
     if not m:
         return None
-    out: list[AlertIn] = []
     name, region, account = m.group(1).strip(), m.group(2), m.group(3) or ""
     state = (p.fields.get("State") or p.fields.get("New State") or "").upper()
     if not state:
@@ -424,9 +411,7 @@ def _parse_cloudwatch(p: _Part) -> list[AlertIn] | None:
     a = _alert("cloudwatch", labels, status="resolved" if state == "OK" else "firing",
                fingerprint=f"{account}:{region}:{name}", url=p.title_link or next(iter(_urls(blob)), ""),
                severity=p.fields.get("Severity") or "high", annotations={"summary": reason or name})
-    if a:
-        out.append(a)
-    return out
+    return [a] if a else []
 
 
 # Each vendor's parser reads one part: None when the part is not that vendor's, else its alerts (maybe none).
