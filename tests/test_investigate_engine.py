@@ -249,3 +249,26 @@ def test_cli_alert_with_config_runs_on_the_configured_sources(tmp_path: Path, ca
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["investigate", "--alert", str(tmp_path / "bad.json"), "--config", str(cfg)]) == 2
     assert "cannot read input" in capsys.readouterr().err
+
+
+def _rarely_called_cache(svc: str, sig: str, t, v):  # type: ignore[no-untyped-def]
+    """A cache called ~3 times a minute with a wide latency distribution (p50 0.35 s, p90/p99 ~2.3 s):
+    after the fault its median happens to land on the slow mode, as a median of 3 requests can."""
+    import numpy as np
+
+    if svc != "cache":
+        return v
+    if sig == "request_rate":
+        return np.full_like(v, 0.05)
+    if sig == "latency_p50":
+        return np.where(t >= INJECT, 2.3, 0.35)
+    if sig in ("latency_p90", "latency_p99"):
+        return np.full_like(v, 2.3)
+    return v
+
+
+async def test_a_rarely_called_services_median_landing_on_its_slow_mode_is_not_the_cause(tmp_path: Path) -> None:
+    effect = chain(add_on("payment", "latency_p90", 0.08), _rarely_called_cache, SYMPTOM)
+    report = await run_case(make_case(tmp_path, effect, extra_series=[("cache", "latency_p50"), ("cache", "latency_p99")]))
+    assert _top(report)[0] == "payment"
+    assert not any(e.service == "cache" and e.signal == "latency_p50" for e in report.evidence)

@@ -153,3 +153,14 @@ def test_warnings_weigh_less_than_errors() -> None:
 
     assert classify("log_warnings").family == classify("log_errors").family == "logs"
     assert classify("log_warnings").weight < classify("log_errors").weight
+
+
+def test_a_latency_quantile_over_few_requests_is_weighed_by_its_sampling_error() -> None:
+    from bot.investigate.findings import quantile_sampling_z
+
+    # a median of 3 requests from a service whose p50 was 0.35 s and p99 2.3 s lands near the old p99 by chance
+    assert quantile_sampling_z(0.35, 2.3, dist_width=2.3 - 0.35, requests=3.0) < 3.0
+    # the same move over a thousand requests is far outside what sampling explains
+    assert quantile_sampling_z(0.35, 2.3, dist_width=2.3 - 0.35, requests=1000.0) > 30.0
+    # with nothing to judge the sampling by, it does not cap anything
+    assert quantile_sampling_z(0.35, 2.3, dist_width=0.0, requests=3.0) == float("inf")

@@ -125,6 +125,13 @@ def metric_findings(
             inc = inc[np.isfinite(inc)]
             if len(inc):
                 volume[svc] = float(np.median(inc)) * period
+    # how wide the service's latency distribution was before: the gap between its lowest and highest
+    # measured latency statistic (p50 .. p99) at baseline
+    lat_range: dict[str, tuple[float, float]] = {}
+    for (svc, _sig), info, sh in zip(keys, infos, shifts, strict=True):
+        if sh is not None and info.family == "latency" and np.isfinite(sh.before):
+            lo, hi = lat_range.get(svc, (sh.before, sh.before))
+            lat_range[svc] = (min(lo, sh.before), max(hi, sh.before))
     out: list[Finding] = []
     for (svc, sig), info, sh in zip(keys, infos, shifts, strict=True):
         # a series that only starts inside the incident window has no baseline to compare with
@@ -133,6 +140,9 @@ def metric_findings(
         z = sh.z
         if info.full_scale > 0 and svc in volume:
             z = min(z, failure_count_z(sh.before, sh.after, info.full_scale, volume[svc]))
+        if info.family == "latency" and svc in volume and svc in lat_range:
+            lo, hi = lat_range[svc]
+            z = min(z, quantile_sampling_z(sh.before, sh.after, hi - lo, volume[svc]))
         out.append(Finding(
             service=svc, signal=sig, info=info, source="metrics", z=z, onset=sh.onset,
             preexisting=sh.preexisting, before=sh.before, after=sh.after, query=g.queries.get((svc, sig), ""),
@@ -155,6 +165,20 @@ def failure_count_z(before: float, after: float, full_scale: float, requests: fl
     p_a = min(1.0, max(0.0, 1.0 - after / full_scale))
     expected = p_b * requests
     return (p_a * requests - expected) / float(np.sqrt(expected + 1.0))
+
+
+def quantile_sampling_z(before: float, after: float, dist_width: float, requests: float) -> float:
+    """How surprising a latency statistic's rise is given how many requests it was computed over.
+
+    A median or percentile of a handful of requests jumps around inside the service's own latency
+    distribution: with a wide distribution (p50 far below p99) and a few requests per sample period,
+    the median of one period can land near the old p90 by chance. The sampling error of a quantile
+    is about the distribution's width over the square root of the number of requests, so a rise is
+    measured against that; over thousands of requests this bound is far looser than the robust band.
+    """
+    if dist_width <= 0 or requests <= 0:
+        return float("inf")
+    return (after - before) / (dist_width / float(np.sqrt(requests)))
 
 
 def set_breadth(findings: list[Finding], families: tuple[str, ...] = ("latency", "errors")) -> None:
