@@ -38,6 +38,7 @@ from bot.store.models import (
     Investigation,
     Proposal,
 )
+from bot.store.queries import investigation_and_incident
 
 MAX_STEPS = 30
 MAX_CAUSES = 5
@@ -119,12 +120,7 @@ def _causes_from_rows(rows: Iterable[Finding]) -> list[dict[str, Any]]:
 async def load_report(db: Database, investigation_id: str) -> tuple[Investigation, Incident, dict[str, Any]]:
     """The investigation, its incident, and a report dict completed from Evidence/Finding rows if needed."""
     async with db.session() as s:
-        inv = await s.get(Investigation, investigation_id)
-        if inv is None:
-            raise NotFound(f"investigation {investigation_id} does not exist")
-        inc = await s.get(Incident, inv.incident_id)
-        if inc is None:
-            raise NotFound(f"incident {inv.incident_id} does not exist")
+        inv, inc = await investigation_and_incident(s, investigation_id)
         report: dict[str, Any] = dict(inv.report or {})
         if not report.get("evidence"):
             rows = (await s.exec(select(Evidence).where(Evidence.investigation_id == investigation_id))).all()

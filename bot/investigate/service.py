@@ -19,15 +19,16 @@ from typing import Any
 from bot.audit import BOT, Actor, audit
 from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
+from bot.errors import NotFound
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope
 from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
-from bot.store.queries import incident_alerts
+from bot.store.queries import incident_alerts, investigation_and_incident
 from integrations.base import SourceError, Sources
 
 
-class InvestigationNotFound(LookupError):
+class InvestigationNotFound(NotFound):
     """The investigation or its incident does not exist."""
 
 
@@ -51,12 +52,7 @@ async def request_investigation(ctx: Any, incident_id: str, requested_by: Actor)
 
 async def _load(ctx: Any, investigation_id: str) -> tuple[Investigation, Incident, list[Alert]]:
     async with ctx.db.session() as s:
-        inv = await s.get(Investigation, investigation_id)
-        if inv is None:
-            raise InvestigationNotFound(f"no investigation {investigation_id}")
-        incident = await s.get(Incident, inv.incident_id)
-        if incident is None:
-            raise InvestigationNotFound(f"no incident {inv.incident_id}")
+        inv, incident = await investigation_and_incident(s, investigation_id)
         alerts = await incident_alerts(s, incident.id)
     return inv, incident, alerts
 
