@@ -137,6 +137,8 @@ async def running(
         await web_runner.cleanup()
         if ctx.remediation is not None:
             await ctx.remediation.aclose()
+        if ctx.triage is not None:
+            await ctx.triage.aclose()
 
 
 async def serve(settings: Settings) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from bot.store.db import Database
 from bot.store.models import AuditEvent
 
 GENESIS = "0" * 64
-_AUDIT_LOCK_KEY = 0x6F6E7761  # "onwa"
+AUDIT_LOCK_KEY = 0x6F6E7761  # "onwa"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +45,16 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
+_CHAINED = ("at", "actor_platform", "actor_id", "actor_name", "action", "incident_id", "params", "result")
+
+
+def canonical_fields(fields: Mapping[str, Any]) -> str:
+    """The text a row's hash covers: its chained fields as canonical JSON (a row object or a row dict)."""
+    return json.dumps({k: fields[k] for k in _CHAINED}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(row: AuditEvent) -> str:
-    body = {
-        "at": row.at,
-        "actor_platform": row.actor_platform,
-        "actor_id": row.actor_id,
-        "actor_name": row.actor_name,
-        "action": row.action,
-        "incident_id": row.incident_id,
-        "params": row.params,
-        "result": row.result,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_fields({k: getattr(row, k) for k in _CHAINED})
 
 
 def chain_hash(prev_hash: str, row: AuditEvent) -> str:
@@ -65,7 +63,7 @@ def chain_hash(prev_hash: str, row: AuditEvent) -> str:
 
 async def _append(session: AsyncSession, row: AuditEvent, is_postgres: bool) -> AuditEvent:
     if is_postgres:
-        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_AUDIT_LOCK_KEY))  # type: ignore[call-overload]
+        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=AUDIT_LOCK_KEY))  # type: ignore[call-overload]
     last = (await session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.seq).desc()).limit(1))).first()
     row.prev_hash = last or GENESIS
     row.hash = chain_hash(row.prev_hash, row)
@@ -114,32 +112,40 @@ class AuditEntry:
     result: str = ""
 
 
-async def audit_many(db: Database, session: AsyncSession, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+def chain_rows(prev: str, entries: Sequence[AuditEntry], at: float | None = None) -> list[dict[str, Any]]:
+    """The rows for ``entries`` chained after the head hash ``prev``, as plain column dicts (no ``seq``).
+
+    The caller must hold the chain's writer lock from reading ``prev`` until the rows are inserted, in list
+    order (``audit_many`` and the triage stores do).
+    """
+    when = round(time.time(), 6) if at is None else at
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        row = {"at": when, "actor_platform": e.actor.platform, "actor_id": e.actor.id, "actor_name": e.actor.name,
+               "action": e.action, "incident_id": e.incident_id, "params": _jsonable(e.params or {}),
+               "result": e.result[:4000], "prev_hash": prev}
+        row["hash"] = prev = hashlib.sha256((row["prev_hash"] + canonical_fields(row)).encode()).hexdigest()
+        rows.append(row)
+    return rows
+
+
+async def audit_many(db: Database, session: AsyncSession, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
     """Append several audit rows inside ``session``'s transaction with one read of the chain head and one insert.
 
     The chain rules are those of ``audit``: each row's hash is SHA-256(previous hash + canonical row). The
     head is read and the rows are chained in Python while the writer lock is held (the PostgreSQL advisory
-    lock, taken here; SQLite's BEGIN IMMEDIATE), and ``seq`` follows the order of ``entries``. A batch of
-    triage writes its incident and investigation rows this way instead of one round trip per row.
+    lock, taken here; SQLite's BEGIN IMMEDIATE), and ``seq`` follows the order of ``entries``. Returns the
+    inserted rows as column dicts (without ``seq``).
     """
     if not entries:
         return []
     if db.is_postgres:
-        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_AUDIT_LOCK_KEY))  # type: ignore[call-overload]
+        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=AUDIT_LOCK_KEY))  # type: ignore[call-overload]
     last = (await session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.seq).desc()).limit(1))).first()
-    prev = last or GENESIS
-    at = round(time.time(), 6)
-    rows: list[AuditEvent] = []
-    for e in entries:
-        row = AuditEvent(at=at, actor_platform=e.actor.platform, actor_id=e.actor.id, actor_name=e.actor.name,
-                         action=e.action, incident_id=e.incident_id, params=_jsonable(e.params or {}),
-                         result=e.result[:4000], prev_hash=prev, hash="")
-        row.hash = prev = chain_hash(prev, row)
-        rows.append(row)
+    rows = chain_rows(last or GENESIS, entries)
     # One executemany without RETURNING (SQLite would fall back to a statement per row to keep the order);
-    # the rows are inserted in list order, so ``seq`` follows the chain. The returned rows carry no ``seq``.
-    await session.exec(insert(AuditEvent.__table__),  # type: ignore[attr-defined,call-overload]
-                       params=[r.model_dump(exclude={"seq"}) for r in rows])
+    # the rows are inserted in list order, so ``seq`` follows the chain.
+    await session.exec(insert(AuditEvent.__table__), params=rows)  # type: ignore[attr-defined,call-overload]
     return rows
 
 

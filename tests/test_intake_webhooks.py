@@ -156,10 +156,11 @@ async def test_grafana_and_generic_shapes(db):
 
 async def test_storage_failure_is_503_not_500(db, tmp_path):
     from bot.store.db import Database
+    from bot.triage.store import runner_for
 
     ctx = make_ctx(db)
     unmigrated = Database(f"sqlite:///{tmp_path / 'empty.db'}")
-    ctx.triage.db = unmigrated
+    ctx.triage.db, ctx.triage.runner = unmigrated, runner_for(unmigrated)
     try:
         async with client_for(ctx) as c:
             r = await c.post("/webhooks/alertmanager", json=am_payload(am_alert()), headers=auth())

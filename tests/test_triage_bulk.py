@@ -111,14 +111,14 @@ async def test_concurrent_batches_group_commit_postgres(pg_db: Database) -> None
 async def test_a_failing_batch_does_not_fail_the_batches_committed_with_it(db: Database, monkeypatch) -> None:
     ctx = make_ctx(db)
     tr = ctx.triage
-    real = tr._ingest_tx
+    real = tr._pass
 
-    async def poisoned(s, group, now, flap_notes):  # type: ignore[no-untyped-def]
+    def poisoned(group, now, store):  # type: ignore[no-untyped-def]
         if any(a.name == "Poison" for p in group for a in p.alerts):
             raise OSError("disk on fire")
-        return await real(s, group, now, flap_notes)
+        return real(group, now, store)
 
-    monkeypatch.setattr(tr, "_ingest_tx", poisoned)
+    monkeypatch.setattr(tr, "_pass", poisoned)
     good = [[alert("HighLatency", "checkout", pod=f"p{k}")] for k in range(3)]
     results = await asyncio.gather(*(tr.ingest(b) for b in [good[0], [alert("Poison", "x")], *good[1:]]),
                                    return_exceptions=True)

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from bot.store.db import Database
 from bot.store.models import Alert, Incident, Silence
 from bot.triage.grouping import Candidate, CandidateIndex, Identity, choose, neighbours
-from bot.triage.service import _stats_from_rows
+from bot.triage.txn import stats_from_rows as _stats_from_rows
 from tests.test_triage_scenarios import T0, alert, ctx_with_clock
 
 SERVICES = ["checkout", "payments", "frontend", "ledger", "search"]

@@ -16,7 +16,7 @@ import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from bot.audit import BOT, Actor, audit
+from bot.audit import BOT, Actor, AuditEntry, audit, audit_many
 from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
 from bot.errors import NotFound
@@ -223,32 +223,41 @@ async def handle_job(ctx: Any, payload: dict[str, Any]) -> None:
     await run_investigation(ctx, str(payload["investigation_id"]))
 
 
-async def request_investigations_in(session: Any, ctx: Any, incident_ids: list[str], requested_by: Actor) -> list[str]:
-    """Queue one investigation per incident inside the caller's transaction (triage's batch).
+def investigation_rows(incident_ids: list[str], requested_by: Actor) -> tuple[
+        list[dict[str, Any]], list[AuditEntry], list[dict[str, Any]]]:
+    """The investigation rows, their ``investigation.requested`` audit entries and their durable job rows.
 
-    The bulk form of ``request_investigation``: the investigation rows, their ``investigation.requested``
-    audit rows and their durable jobs commit with the incidents they belong to, in three statements, so
-    a storm that opens forty incidents does not pay forty transactions. The caller sets
-    ``ctx.jobs.wakeup`` after its commit. Returns the investigation ids in the order of ``incident_ids``.
+    One model instance each gives the column defaults; the rows are copies of it (building a SQLModel
+    instance per row costs about a millisecond in a storm that opens dozens of incidents). Fresh
+    investigation ids make fresh job dedup keys, so no look-up for an existing job is needed.
     """
-    from sqlalchemy import insert
-
-    from bot.audit import AuditEntry, audit_many
     from bot.store.models import Job, new_id
 
-    if not incident_ids:
-        return []
-    # One model instance each gives the column defaults; the rows are copies of it (building a SQLModel
-    # instance per row costs about a millisecond in a storm that opens dozens of incidents).
     inv_row = Investigation(incident_id="", status="queued", requested_by=requested_by.key).model_dump()
     invs = [{**inv_row, "id": new_id("inv"), "incident_id": i} for i in incident_ids]
-    await session.exec(insert(Investigation.__table__), params=invs)  # type: ignore[attr-defined]
-    await audit_many(ctx.db, session, [
-        AuditEntry(requested_by, "investigation.requested", incident_id=inv["incident_id"],
-                   params={"investigation_id": inv["id"]}) for inv in invs])
-    # Fresh investigation ids make fresh dedup keys, so no look-up for an existing job is needed.
+    entries = [AuditEntry(requested_by, "investigation.requested", incident_id=inv["incident_id"],
+                          params={"investigation_id": inv["id"]}) for inv in invs]
     job_row = Job(kind="investigation", payload={}).model_dump(exclude={"id"})
     jobs = [{**job_row, "payload": {"investigation_id": inv["id"]}, "dedup_key": f"investigation:{inv['id']}"}
             for inv in invs]
+    return invs, entries, jobs
+
+
+async def request_investigations_in(session: Any, ctx: Any, incident_ids: list[str], requested_by: Actor) -> list[str]:
+    """Queue one investigation per incident inside the caller's transaction.
+
+    The bulk form of ``request_investigation``: the investigation rows, their audit rows and their durable
+    jobs commit with the caller's transaction, in three statements. The caller sets ``ctx.jobs.wakeup``
+    after its commit. Returns the investigation ids in the order of ``incident_ids``.
+    """
+    from sqlalchemy import insert
+
+    from bot.store.models import Job
+
+    if not incident_ids:
+        return []
+    invs, entries, jobs = investigation_rows(incident_ids, requested_by)
+    await session.exec(insert(Investigation.__table__), params=invs)  # type: ignore[attr-defined]
+    await audit_many(ctx.db, session, entries)
     await session.exec(insert(Job.__table__), params=jobs)  # type: ignore[attr-defined]
     return [inv["id"] for inv in invs]

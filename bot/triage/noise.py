@@ -1,7 +1,7 @@
 """Daily noise statistics: received, duplicates, suppressed, incidents opened, and pages per on-call shift.
 
-Counters live in ``noise_counter`` keyed by UTC day and name; each ingested batch adds to them with one
-upsert per name inside the batch's transaction. Pages are also counted per shift (``pages@<n>`` where
+Counters live in ``noise_counter`` keyed by UTC day and name; each triage pass adds to them with one
+upsert per name inside its transaction (``TriageStore.add_noise``). Pages are also counted per shift (``pages@<n>`` where
 ``n`` is the shift index of the day for ``triage.shift_hours``) so the report can hold each shift against
 the sustainable budget of two pages.
 """
@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.store.db import Database
 from bot.store.models import NoiseCounter
@@ -48,17 +45,6 @@ class NoiseTally:
     def page(self, shift_hours: int) -> None:
         self.add("pages")
         self.add(f"pages@{shift_of(self.now, shift_hours)}")
-
-    async def flush(self, session: AsyncSession, is_postgres: bool) -> None:
-        if not self.counts:
-            return
-        day = day_of(self.now)
-        rows = [{"day": day, "name": name, "value": n} for name, n in sorted(self.counts.items())]
-        table = NoiseCounter.__table__  # type: ignore[attr-defined]
-        stmt: Any = pg_insert(table) if is_postgres else sqlite_insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=["day", "name"],
-                                          set_={"value": table.c.value + stmt.excluded.value})
-        await session.exec(stmt, params=rows)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)

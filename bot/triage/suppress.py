@@ -100,6 +100,8 @@ class Suppressor:
 
     def reason(self, alert: AlertIn, now: float) -> str:
         """Why the alert is suppressed by a rule (silence, maintenance, noisy rule), or ''."""
+        if not self.windows and not self.noisy:
+            return ""
         view = alert_view(alert)
         for w in self.windows:
             if w.starts <= now < w.ends and matches(w.matchers, view):
@@ -113,4 +115,4 @@ class Suppressor:
         return [t for t in flips if now - t <= self.flap_window_s]
 
     def is_flapping(self, flips: list[float], now: float) -> bool:
-        return len(self.recent_flips(flips, now)) >= self.flap_threshold
+        return len(flips) >= self.flap_threshold and len(self.recent_flips(flips, now)) >= self.flap_threshold
