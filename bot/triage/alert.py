@@ -8,6 +8,8 @@ storage later (NUL bytes and lone surrogates are refused, sizes are bounded).
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -77,7 +79,7 @@ AnnotationMap = Annotated[dict[str, str], AfterValidator(check_annotations)]
 
 
 def to_epoch(value: datetime | float | int | str | None) -> float | None:
-    """RFC 3339 / epoch seconds to epoch seconds; Go's zero time ("0001-01-01T00:00:00Z") means unset."""
+    """RFC 3339 / epoch seconds (or milliseconds) to epoch seconds; Go's zero time ("0001-01-01T00:00:00Z") is unset."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -92,11 +94,15 @@ def to_epoch(value: datetime | float | int | str | None) -> float | None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value.timestamp()
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError("epoch seconds out of range") from None
+    if f > 1e11:  # milliseconds, common in generic senders (1e11 s is the year 5138)
+        f /= 1000.0
     if not math.isfinite(f) or f < 0 or f > 32503680000:  # year 3000
         raise ValueError("epoch seconds out of range")
-    # Milliseconds are common in generic senders.
-    return f / 1000.0 if f > 1e11 else (f if f > 0 else None)
+    return f if f > 0 else None
 
 
 def service_of(labels: dict[str, str]) -> str:
@@ -107,13 +113,38 @@ def service_of(labels: dict[str, str]) -> str:
     return ""
 
 
-class AlertIn(BaseModel):
-    """One alert, whatever sent it. ``fingerprint`` is the source's own identity when it has one."""
+Source = Literal["alertmanager", "grafana", "generic", "chat", "datadog", "pagerduty", "opsgenie", "sentry",
+                 "cloudwatch"]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["alertmanager", "grafana", "generic", "chat", "datadog", "pagerduty", "opsgenie", "sentry",
-                    "cloudwatch"] = "generic"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertIn:
+    """One alert, whatever sent it. ``fingerprint`` is the source's own identity when it has one.
+
+    A plain frozen dataclass: a storm builds thousands of these per second, and a pydantic model cost
+    microseconds each even unvalidated. Nothing checks its fields: build it with ``make_alert``, which
+    enforces the rules (or, like the vendor webhook models, enforce the same rules before building it).
+    """
+
+    source: Source = "generic"
+    name: str
+    status: Literal["firing", "resolved"] = "firing"
+    severity: str = "warning"
+    service: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    starts_at: float = 0.0
+    ends_at: float | None = None
+    generator_url: str = ""
+    fingerprint: str | None = None
+
+
+class _AlertRules(BaseModel):
+    """What ``make_alert`` holds unchecked input to before it builds an ``AlertIn`` (same names, same errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="AlertIn")
+
+    source: Source = "generic"
     name: SafeStr = Field(min_length=1, max_length=300)
     status: Literal["firing", "resolved"] = "firing"
     severity: str = "warning"
@@ -141,6 +172,19 @@ class AlertIn(BaseModel):
         return normalise_severity(v)
 
 
+RESOLVED_WORDS = frozenset({"resolved", "ok", "normal", "closed", "recovered"})
+
+
+def alert_name(labels: dict[str, str], annotations: dict[str, str]) -> str:
+    """The name an alert without an explicit one goes by: its alertname, else its summary, else "alert"."""
+    return labels.get("alertname") or labels.get("alert") or annotations.get("summary", "")[:300] or "alert"
+
+
+def raw_severity(labels: dict[str, str]) -> str:
+    """The severity word as the sender wrote it (``normalise_severity`` maps it to the scale)."""
+    return labels.get("severity") or labels.get("priority") or labels.get("level") or "warning"
+
+
 def make_alert(
     *,
     source: str,
@@ -160,19 +204,16 @@ def make_alert(
     """Build an ``AlertIn`` from labels, deriving name, severity and service the usual way.
 
     ``checked=True`` is for intake models that already enforced every ``AlertIn`` rule on these inputs
-    (``LabelMap``/``AnnotationMap``, ``SafeStr`` with the same lengths, times from ``to_epoch``): the
-    alert is then built without validating each string a second time. Everything else validates.
+    (labels/annotations within ``MAX_*`` with no NUL or unpaired surrogate, strings likewise and within
+    the ``_AlertRules`` lengths, times from ``to_epoch``): the alert is then built without validating each
+    string a second time. Everything else is validated by ``_AlertRules`` (a pydantic ``ValidationError``).
     """
-    import time
-
     annotations = annotations or {}
-    alert_name = name or labels.get("alertname") or labels.get("alert") or annotations.get("summary", "")[:300] or "alert"
-    sev = severity or labels.get("severity") or labels.get("priority") or labels.get("level") or "warning"
     fields: dict[str, Any] = {
         "source": source,
-        "name": alert_name[:300],
-        "status": "resolved" if status.lower() in {"resolved", "ok", "normal", "closed", "recovered"} else "firing",
-        "severity": sev,
+        "name": (name or alert_name(labels, annotations))[:300],
+        "status": "resolved" if status.lower() in RESOLVED_WORDS else "firing",
+        "severity": severity or raw_severity(labels),
         "service": (service if service is not None else service_of(labels))[:300],
         "labels": labels,
         "annotations": annotations,
@@ -182,6 +223,6 @@ def make_alert(
         "fingerprint": fingerprint or None,
     }
     if checked:
-        fields["severity"] = normalise_severity(sev)
-        return AlertIn.model_construct(**fields)
-    return AlertIn(**fields)  # type: ignore[arg-type]
+        fields["severity"] = normalise_severity(fields["severity"])
+        return AlertIn(**fields)
+    return AlertIn(**dict(_AlertRules(**fields)))

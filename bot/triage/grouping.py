@@ -159,8 +159,12 @@ class CandidateIndex:
             self.by_namespace.setdefault(ns, {})[cand.incident_id] = cand
 
     def absorb(self, cand: Candidate, ident: Identity, now: float) -> None:
+        """``absorb``, re-indexing the candidate only when the alert brought it a new service or namespace."""
+        grows = (ident.service and ident.service not in cand.services) or (
+            ident.namespace and ident.namespace not in cand.namespaces)
         absorb(cand, ident, now)
-        self._index(cand)
+        if grows:
+            self._index(cand)
 
     def get(self, incident_id: str | None) -> Candidate | None:
         return self.all.get(incident_id) if incident_id else None
