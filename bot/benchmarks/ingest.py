@@ -184,7 +184,10 @@ async def run(total: int, batch: int, concurrency: int = 4) -> dict[str, Any]:
             ctx = AppContext.for_db(settings, db)
             ctx.triage = TriageService(ctx)
             app = create_app(ctx, installers=[routes.install])
-            onwatch = await _serve(app, lambda url: _drive(url, bodies, batch, total, concurrency))
+            try:
+                onwatch = await _serve(app, lambda url: _drive(url, bodies, batch, total, concurrency))
+            finally:
+                await ctx.triage.aclose()
             async with db.session() as s:
                 stored = int((await s.exec(select(func.count()).select_from(Alert))).one())
                 incidents = int((await s.exec(select(func.count()).select_from(Incident))).one())
@@ -209,10 +212,11 @@ async def run(total: int, batch: int, concurrency: int = 4) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     total = int(getattr(args, "alerts", 5000))
     batch = int(getattr(args, "batch", 100))
-    if total < 1 or batch < 1:
-        print("onwatch bench ingest: --alerts and --batch must be positive", file=sys.stderr)
+    concurrency = int(getattr(args, "concurrency", 4))
+    if total < 1 or batch < 1 or concurrency < 1:
+        print("onwatch bench ingest: --alerts, --batch and --concurrency must be positive", file=sys.stderr)
         return 2
-    result = asyncio.run(run(total, batch))
+    result = asyncio.run(run(total, batch, concurrency))
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
     else:

@@ -28,8 +28,9 @@ from bot.audit import BOT, Actor
 from bot.chat.hub import ThreadOrigin
 from bot.errors import DatabaseError
 from bot.triage.alert import AlertIn
-from bot.triage.store import TriageRunner, runner_for
-from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, TriagePass
+from bot.triage.prepared import prepare
+from bot.triage.store import TriageRunner, TriageStore, runner_for
+from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, run_pass
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class TriageService:
         if not alerts:
             return out
         loop = asyncio.get_running_loop()
-        me = _Pending(alerts, actor or BOT, out, origin=origin)
+        me = _Pending([prepare(a) for a in alerts], actor or BOT, out, origin=origin)
         self._queue.append(me)
         while not me.done.done():
             if self._leader is not None:
@@ -138,6 +139,8 @@ class TriageService:
     async def _run_group(self, group: list[_Pending], after: list[Callable[[], Awaitable[None]]]) -> None:
         now = self.clock()
         result = await self.runner.run(functools.partial(self._pass, group, now))
+        for p, (out, touched) in zip(group, result.outcomes, strict=True):
+            p.out, p.touched = out, touched
         if any(p.out.opened for p in group):
             if self._investigation_rows is None:
                 log.warning("investigation engine not installed; incidents %s are not investigated",
@@ -149,9 +152,10 @@ class TriageService:
             p.done.set_result(None)
         after.append(functools.partial(self._after_commit, group, result))
 
-    def _pass(self, group: list[_Pending], now: float, store: Any) -> PassResult:
-        """The transaction's body (runs in the runner's thread or sync bridge, not on the event loop)."""
-        return TriagePass(store, self.settings, group, now, self._investigation_rows).run()
+    def _pass(self, group: list[_Pending], now: float, store: TriageStore) -> PassResult:
+        """The transaction's body (runs in the runner's thread or SQLAlchemy's sync bridge, off the event loop)."""
+        batches = [Batch(p.alerts, p.actor, p.out, p.touched) for p in group]
+        return run_pass(self.settings, batches, now, self._investigation_rows, store)
 
     async def open_adhoc(self, text_: str, actor: Actor, origin: ThreadOrigin | None) -> str | None:
         from bot.triage.adhoc import open_adhoc

@@ -319,17 +319,16 @@ class SqlaRunner:
         return None
 
 
-class SqliteRunner:
-    """A dedicated thread with its own ``sqlite3`` connection to the database file.
+class SqliteWriter:
+    """A plain ``sqlite3`` connection to the database file that runs triage passes, one transaction each.
 
     Each pass is one ``BEGIN IMMEDIATE`` ... ``COMMIT``: SQLite's write lock is taken up front (so two
-    writers never deadlock upgrading a read lock) and waited for off the event loop. Driver errors surface
-    as ``DatabaseError`` with the same wording as the rest of onwatch.
+    writers never deadlock upgrading a read lock) and waited for by the caller's thread. Driver errors
+    surface as ``DatabaseError`` with the same wording as the rest of onwatch. Used from one thread at a time.
     """
 
     def __init__(self, path: str):
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onwatch-triage")
         self._conn: sqlite3.Connection | None = None
 
     @staticmethod
@@ -345,11 +344,11 @@ class SqliteRunner:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL"):
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL", "wal_autocheckpoint=20000"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
-    def _pass(self, fn: Callable[[TriageStore], T]) -> T:
+    def run(self, fn: Callable[[TriageStore], T]) -> T:
         try:
             if self._conn is None:
                 self._conn = self._connect()
@@ -366,20 +365,32 @@ class SqliteRunner:
         except sqlite3.Error as exc:
             raise DatabaseError(describe_db_error(exc)) from exc
 
-    async def run(self, fn: Callable[[TriageStore], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._pass, fn)
-
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
+
+class SqliteRunner:
+    """A ``SqliteWriter`` in a dedicated thread of this process: passes run off the event loop."""
+
+    file_of = staticmethod(SqliteWriter.file_of)
+
+    def __init__(self, path: str):
+        self.path = path
+        self._writer = SqliteWriter(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onwatch-triage")
+
+    async def run(self, fn: Callable[[TriageStore], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._writer.run, fn)
+
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._writer.close)
         self._pool.shutdown(wait=False)
 
 
 def runner_for(db: Database) -> TriageRunner:
-    path = SqliteRunner.file_of(db)
-    return SqliteRunner(path) if path is not None else SqlaRunner(db)
-
+    """SQLite files get a connection of their own in a thread; PostgreSQL and in-memory SQLite go through the
+    application's engine."""
+    path = SqliteWriter.file_of(db)
+    return SqlaRunner(db) if path is None else SqliteRunner(path)

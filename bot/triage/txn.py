@@ -19,10 +19,9 @@ from typing import Any
 
 from bot.audit import BOT, Actor, AuditEntry
 from bot.store.models import Incident
-from bot.triage.alert import AlertIn
-from bot.triage.fingerprint import content_parts, fingerprint
-from bot.triage.grouping import Candidate, CandidateIndex, Identity, neighbours, parse_key
+from bot.triage.grouping import Candidate, CandidateIndex, neighbours, parse_key
 from bot.triage.noise import NoiseTally, day_of
+from bot.triage.prepared import Prepared
 from bot.triage.severity import incident_severity, is_page
 from bot.triage.store import TriageStore, dumps
 from bot.triage.suppress import Suppressor
@@ -63,7 +62,7 @@ class IngestOutcome:
 class Batch:
     """One caller's alerts in a group, and the outcome the pass fills in for that caller."""
 
-    alerts: Sequence[AlertIn]
+    alerts: Sequence[Prepared]
     actor: Actor
     out: IngestOutcome
     touched: dict[str, None] = field(default_factory=dict)
@@ -73,6 +72,7 @@ class Batch:
 class PassResult:
     updated: list[str]  # incidents (not opened by this pass) whose status, severity, count or services changed
     flap_notes: list[tuple[str, str]]  # (fingerprint, incident id) of alerts that started flapping
+    outcomes: list[tuple[IngestOutcome, dict[str, None]]]  # each batch's outcome and touched incidents, in order
 
 
 # What one alert adds to its incident's ``stats``: (incident id, service, severity, live = firing and unsuppressed).
@@ -91,10 +91,9 @@ class _State:
     suppressed: str
     duplicates: int
     first_seen: float
-    alert: AlertIn | None = None
+    alert: Prepared | None = None
     kind: str = ""  # "" untouched | new | changed | dup
     orig: _Share | None = None  # what the stored row added to its incident's stats when loaded
-    texts: tuple[str, str, str] = ("", "", "")  # content hash, labels JSON, annotations JSON of ``alert``
 
 
 @dataclass
@@ -171,8 +170,8 @@ class TriagePass:
     def run(self) -> PassResult:
         store, t, now = self.store, self.t, self.now
         store.lock()
-        prepared = [(b, a, fingerprint(a), content_parts(a)) for b in self.group for a in b.alerts]
-        self._load_states(sorted({fp for _, _, fp, _ in prepared}))
+        prepared = [(b, a) for b in self.group for a in b.alerts]
+        self._load_states(sorted({a.fingerprint for _, a in prepared}))
         suppressor = Suppressor.build(t, store.active_silences(now))
         referenced = {st.incident_id for st in self.states.values() if st.incident_id}
         for row in store.candidate_incidents(now, t.group_window_s, t.cooloff_s, referenced):
@@ -188,8 +187,8 @@ class TriagePass:
         flap_actor: dict[str, Actor] = {}
         states, incidents, tally = self.states, self.incidents, self.tally
 
-        for b, a, fp, texts in prepared:
-            ch = texts[0]
+        for b, a in prepared:
+            fp, ch = a.fingerprint, a.content_hash
             out = b.out
             st = states.get(fp)
             if st is not None and st.content_hash == ch and (
@@ -210,7 +209,7 @@ class TriagePass:
                 st.kind = "new" if st.kind == "new" else "changed"
                 if st.kind == "changed":
                     out.updated += 1
-            st.status, st.content_hash, st.alert, st.texts = a.status, ch, a, texts
+            st.status, st.content_hash, st.alert = a.status, ch, a
 
             reason = suppressor.reason(a, now)
             if not reason and suppressor.is_flapping(st.flips, now):
@@ -231,7 +230,7 @@ class TriagePass:
                 continue
             if reason:
                 continue
-            ident = Identity.of(a)
+            ident = a.identity
             cand = cands.get(st.incident_id)
             if cand is None or (cand.status == "resolved" and (cand.resolved_at or 0) < now - t.cooloff_s):
                 cand = cands.best(ident, now, t.group_window_s, t.cooloff_s)
@@ -284,7 +283,7 @@ class TriagePass:
             self.trail.extend(entries)
             store.insert("job", jobs)
         store.append_audit(self.trail)
-        return PassResult(updated, self.flap_notes)
+        return PassResult(updated, self.flap_notes, [(b.out, b.touched) for b in self.group])
 
     def _load_states(self, fps: list[str]) -> None:
         for (row_id, fp, status, content_hash, incident_id, flips, suppressed, duplicates, first_seen, service,
@@ -312,7 +311,7 @@ class TriagePass:
                     dup_rows.append((st.duplicates, now, st.id))
                 continue
             if raw:
-                labels, annotations, flips = st.texts[1], st.texts[2], dumps(st.flips) if st.flips else "[]"
+                labels, annotations, flips = a.labels_json, a.annotations_json, dumps(st.flips) if st.flips else "[]"
             else:
                 labels, annotations, flips = a.labels, a.annotations, st.flips  # type: ignore[assignment]
             if kind == "new":
@@ -428,3 +427,9 @@ class TriagePass:
         self.store.update("incident", "id", rows_out)
         self.store.update("incident", "id", phases)
         return updated
+
+
+def run_pass(settings: Any, group: Sequence[Batch], now: float, investigation_rows: InvestigationRows | None,
+             store: TriageStore) -> PassResult:
+    """One pass: ``TriagePass(...).run()``."""
+    return TriagePass(store, settings, group, now, investigation_rows).run()
