@@ -16,7 +16,7 @@ import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from bot.audit import BOT, Actor, AuditEntry, audit, audit_many
+from bot.audit import BOT, Actor, AuditEntry, audit
 from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
 from bot.errors import NotFound
@@ -241,23 +241,3 @@ def investigation_rows(incident_ids: list[str], requested_by: Actor) -> tuple[
     jobs = [{**job_row, "payload": {"investigation_id": inv["id"]}, "dedup_key": f"investigation:{inv['id']}"}
             for inv in invs]
     return invs, entries, jobs
-
-
-async def request_investigations_in(session: Any, ctx: Any, incident_ids: list[str], requested_by: Actor) -> list[str]:
-    """Queue one investigation per incident inside the caller's transaction.
-
-    The bulk form of ``request_investigation``: the investigation rows, their audit rows and their durable
-    jobs commit with the caller's transaction, in three statements. The caller sets ``ctx.jobs.wakeup``
-    after its commit. Returns the investigation ids in the order of ``incident_ids``.
-    """
-    from sqlalchemy import insert
-
-    from bot.store.models import Job
-
-    if not incident_ids:
-        return []
-    invs, entries, jobs = investigation_rows(incident_ids, requested_by)
-    await session.exec(insert(Investigation.__table__), params=invs)  # type: ignore[attr-defined]
-    await audit_many(ctx.db, session, entries)
-    await session.exec(insert(Job.__table__), params=jobs)  # type: ignore[attr-defined]
-    return [inv["id"] for inv in invs]

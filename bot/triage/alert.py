@@ -199,15 +199,10 @@ def make_alert(
     severity: str | None = None,
     service: str | None = None,
     now: float | None = None,
-    checked: bool = False,
 ) -> AlertIn:
-    """Build an ``AlertIn`` from labels, deriving name, severity and service the usual way.
-
-    ``checked=True`` is for intake models that already enforced every ``AlertIn`` rule on these inputs
-    (labels/annotations within ``MAX_*`` with no NUL or unpaired surrogate, strings likewise and within
-    the ``_AlertRules`` lengths, times from ``to_epoch``): the alert is then built without validating each
-    string a second time. Everything else is validated by ``_AlertRules`` (a pydantic ``ValidationError``).
-    """
+    """Build an ``AlertIn`` from labels, deriving name, severity and service the usual way, validated by
+    ``_AlertRules`` (a pydantic ``ValidationError``). The webhook fast path (``bot.intake.payloads``) builds
+    ``AlertIn`` itself from models that hold the same rules natively, with the same derivations."""
     annotations = annotations or {}
     fields: dict[str, Any] = {
         "source": source,
@@ -222,7 +217,4 @@ def make_alert(
         "generator_url": generator_url[:2000],
         "fingerprint": fingerprint or None,
     }
-    if checked:
-        fields["severity"] = normalise_severity(fields["severity"])
-        return AlertIn(**fields)
     return AlertIn(**dict(_AlertRules(**fields)))
