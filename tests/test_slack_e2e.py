@@ -102,6 +102,7 @@ async def test_alert_post_to_approved_runbook_run_once(world, fake, receiver):
         inv = (await s.exec(select(Investigation))).one()
         proposals = (await s.exec(select(Proposal))).all()
     assert inv.status == "done" and inv.report["causes"][0]["service"] == "orders", inv.report
+    await adapter.flush()  # the final summary replaces the live steps by a debounced edit
     in_thread = json.dumps([m.get("blocks") for m in fake.thread(ALERT_CHANNEL, alert["ts"])])
     assert "How I investigated" in in_thread and "Likely causes" in in_thread and "orders" in in_thread
     assert "git.example/orders/pull/7" in in_thread  # the deploy's link
