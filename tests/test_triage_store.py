@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.store.db import Database
@@ -74,7 +75,8 @@ async def _dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
                           "ON a.id = l.alert_id ORDER BY a.fingerprint, l.incident_id",
         "noise_counter": "SELECT day, name, value FROM noise_counter ORDER BY day, name",
         "audit_event": "SELECT actor_platform, actor_id, action, incident_id, params, result FROM audit_event ORDER BY seq",
-        "investigation": "SELECT id, incident_id, status, requested_by FROM investigation ORDER BY rowid",
+        "investigation": "SELECT i.id, i.incident_id, i.status, i.requested_by FROM investigation i JOIN incident n "
+                         "ON n.id = i.incident_id ORDER BY n.opened_at, n.group_key, n.title",
         "job": "SELECT kind, payload, status FROM job ORDER BY id",
     }
     out: dict[str, list[tuple[Any, ...]]] = {}
@@ -91,6 +93,8 @@ def _normalised(dump: dict[str, list[tuple[Any, ...]]]) -> str:
     import re
 
     def parse(v: Any) -> Any:
+        if isinstance(v, dict | list):  # PostgreSQL's driver hands JSON columns back decoded
+            return json.dumps(v, sort_keys=True)
         if isinstance(v, str) and v[:1] in "[{":
             try:
                 return json.dumps(json.loads(v), sort_keys=True)
@@ -122,6 +126,22 @@ async def test_raw_sqlite_store_and_sqlalchemy_store_write_the_same_rows(tmp_pat
         actions = {r[2] for r in raw["audit_event"]}
         assert {"incident.opened", "incident.resolved", "incident.reopened", "alert.flapping"} <= actions, actions
         assert _normalised(raw) == _normalised(sqla_dump)
+
+
+@pytest.mark.postgres
+async def test_postgres_triage_writes_what_the_raw_sqlite_store_writes(tmp_path, pg_db: Database) -> None:
+    """The production path for replicas (``SqlaStore`` on PostgreSQL, advisory locks) against the embedded one."""
+    from tests.conftest import _migrated
+
+    lite = await _migrated(f"sqlite:///{tmp_path / 'lite.db'}")
+    try:
+        await _sequence(lite, sqla=False, seed=3)
+        expected = _normalised(await _dump(lite))
+    finally:
+        await lite.dispose()
+    assert isinstance(runner_for(pg_db), SqlaRunner)
+    await _sequence(pg_db, sqla=False, seed=3)
+    assert _normalised(await _dump(pg_db)) == expected
 
 
 def test_in_memory_sqlite_uses_sqlalchemy() -> None:
