@@ -3,8 +3,8 @@
 SQLite file databases run triage passes on a raw ``sqlite3`` connection in a thread (``SqliteStore``);
 PostgreSQL and in-memory SQLite go through SQLAlchemy (``SqlaStore``). The same mixed sequence of batches
 (new alerts, re-sends, changes, resolves, flapping, a silence, reopen within the cool-off) is run through both
-on SQLite files, and every table triage writes is compared row by row, with incident and investigation ids
-(random) replaced by their order of appearance.
+on SQLite files, and through ``SqlaStore`` on PostgreSQL; every table triage writes is compared row by row, with
+incident and investigation ids (random) replaced by their order of appearance.
 """
 
 from __future__ import annotations
