@@ -35,6 +35,7 @@ from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, 
 log = logging.getLogger(__name__)
 
 _GROUP_ALERTS = 5000  # the most alerts one group commit takes (one webhook batch may be larger: it goes alone)
+_GATHER_TURNS = 3  # event-loop turns a new leader waits for more batches (see ``ingest``)
 
 __all__ = ["IngestOutcome", "TriageService"]
 
@@ -97,6 +98,12 @@ class TriageService:
             self._leader = loop.create_future()
             after: list[Callable[[], Awaitable[None]]] = []
             try:
+                # Let requests already being read and validated on this loop join the group first: without
+                # it, four senders settle into groups of one and three batches, and a one-batch transaction
+                # pays the same per-group costs (candidates, incident rewrites, commit) for a quarter of the
+                # alerts. A few loop turns cost microseconds when nothing else is waiting.
+                for _ in range(_GATHER_TURNS):
+                    await asyncio.sleep(0)
                 group: list[_Pending] = []
                 size = 0
                 while self._queue and (not group or size + len(self._queue[0].alerts) <= _GROUP_ALERTS):
