@@ -10,10 +10,10 @@ pays no event-loop round trip per statement.
 * ``SqlaStore`` on a SQLAlchemy ``Connection``, driven by ``SqlaRunner`` through ``AsyncConnection.run_sync``:
   PostgreSQL (with its advisory locks), and SQLite databases another connection cannot open (in-memory).
 
-Both write the same rows. On SQLite JSON columns hold JSON text (compact, from orjson; SQLAlchemy's JSON type
-reads any JSON back the same), and a value that is already a ``str`` in a JSON column is taken as serialised JSON (the triage pass hands
-labels and annotations over as the canonical JSON it hashed). Table and column names come from the models,
-never from input.
+Both write the same rows (``tests/test_triage_store.py`` compares them). On SQLite, JSON columns hold JSON text
+(compact, from orjson; SQLAlchemy's JSON type reads any JSON back the same), and a value that is already a
+``str`` in a JSON column is taken as serialised JSON: the triage pass hands labels and annotations over as the
+canonical JSON it hashed. Table and column names come from the models, never from input.
 """
 
 from __future__ import annotations
