@@ -30,7 +30,7 @@ from bot.errors import DatabaseError
 from bot.triage.alert import AlertIn
 from bot.triage.prepared import prepare
 from bot.triage.store import TriageRunner, TriageStore, runner_for
-from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, run_pass
+from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, TriagePass
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,6 @@ class TriageService:
     async def _run_group(self, group: list[_Pending], after: list[Callable[[], Awaitable[None]]]) -> None:
         now = self.clock()
         result = await self.runner.run(functools.partial(self._pass, group, now))
-        for p, (out, touched) in zip(group, result.outcomes, strict=True):
-            p.out, p.touched = out, touched
         if any(p.out.opened for p in group):
             if self._investigation_rows is None:
                 log.warning("investigation engine not installed; incidents %s are not investigated",
@@ -161,8 +159,7 @@ class TriageService:
 
     def _pass(self, group: list[_Pending], now: float, store: TriageStore) -> PassResult:
         """The transaction's body (runs in the runner's thread or SQLAlchemy's sync bridge, off the event loop)."""
-        batches = [Batch(p.alerts, p.actor, p.out, p.touched) for p in group]
-        return run_pass(self.settings, batches, now, self._investigation_rows, store)
+        return TriagePass(store, self.settings, group, now, self._investigation_rows).run()
 
     async def open_adhoc(self, text_: str, actor: Actor, origin: ThreadOrigin | None) -> str | None:
         from bot.triage.adhoc import open_adhoc

@@ -72,7 +72,6 @@ class Batch:
 class PassResult:
     updated: list[str]  # incidents (not opened by this pass) whose status, severity, count or services changed
     flap_notes: list[tuple[str, str]]  # (fingerprint, incident id) of alerts that started flapping
-    outcomes: list[tuple[IngestOutcome, dict[str, None]]]  # each batch's outcome and touched incidents, in order
 
 
 # What one alert adds to its incident's ``stats``: (incident id, service, severity, live = firing and unsuppressed).
@@ -283,7 +282,7 @@ class TriagePass:
             self.trail.extend(entries)
             store.insert("job", jobs)
         store.append_audit(self.trail)
-        return PassResult(updated, self.flap_notes, [(b.out, b.touched) for b in self.group])
+        return PassResult(updated, self.flap_notes)
 
     def _load_states(self, fps: list[str]) -> None:
         for (row_id, fp, status, content_hash, incident_id, flips, suppressed, duplicates, first_seen, service,
@@ -428,8 +427,3 @@ class TriagePass:
         self.store.update("incident", "id", phases)
         return updated
 
-
-def run_pass(settings: Any, group: Sequence[Batch], now: float, investigation_rows: InvestigationRows | None,
-             store: TriageStore) -> PassResult:
-    """One pass: ``TriagePass(...).run()``."""
-    return TriagePass(store, settings, group, now, investigation_rows).run()
