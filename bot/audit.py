@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, text
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -129,8 +130,8 @@ def chain_rows(prev: str, entries: Sequence[AuditEntry], at: float | None = None
     return rows
 
 
-async def audit_many(db: Database, session: AsyncSession, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
-    """Append several audit rows inside ``session``'s transaction with one read of the chain head and one insert.
+def append_entries(conn: Connection, entries: Sequence[AuditEntry], is_postgres: bool) -> list[dict[str, Any]]:
+    """Append several audit rows in ``conn``'s transaction with one read of the chain head and one insert.
 
     The chain rules are those of ``audit``: each row's hash is SHA-256(previous hash + canonical row). The
     head is read and the rows are chained in Python while the writer lock is held (the PostgreSQL advisory
@@ -139,14 +140,20 @@ async def audit_many(db: Database, session: AsyncSession, entries: Sequence[Audi
     """
     if not entries:
         return []
-    if db.is_postgres:
-        await session.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=AUDIT_LOCK_KEY))  # type: ignore[call-overload]
-    last = (await session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.seq).desc()).limit(1))).first()
-    rows = chain_rows(last or GENESIS, entries)
+    if is_postgres:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+    table = AuditEvent.__table__  # type: ignore[attr-defined]
+    head = conn.execute(select(table.c.hash).order_by(table.c.seq.desc()).limit(1)).scalar()
+    rows = chain_rows(head or GENESIS, entries)
     # One executemany without RETURNING (SQLite would fall back to a statement per row to keep the order);
     # the rows are inserted in list order, so ``seq`` follows the chain.
-    await session.exec(insert(AuditEvent.__table__), params=rows)  # type: ignore[attr-defined,call-overload]
+    conn.execute(insert(table), rows)
     return rows
+
+
+async def audit_many(db: Database, session: AsyncSession, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    """``append_entries`` inside ``session``'s transaction (a bulk change and its audit rows commit together)."""
+    return await session.run_sync(lambda sync: append_entries(sync.connection(), entries, db.is_postgres))
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,7 @@ async def test_postgres_triage_writes_what_the_raw_sqlite_store_writes(tmp_path,
 
 def test_in_memory_sqlite_uses_sqlalchemy() -> None:
     db = Database("sqlite://")
-    assert SqliteRunner.file_of(db) is None and isinstance(runner_for(db), SqlaRunner)
+    assert db.sqlite_file is None and isinstance(runner_for(db), SqlaRunner)
 
 
 async def test_a_driver_error_in_a_pass_is_a_database_error_and_rolls_back(tmp_path) -> None:

@@ -16,6 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.errors import DatabaseError
 
 DEFAULT_SQLITE = "sqlite:///onwatch.db"
+# Every SQLite connection onwatch opens (the engine's and triage's own writer) runs these first.
+SQLITE_PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL")
 
 
 def normalise_urls(url: str) -> tuple[str, str]:
@@ -63,12 +65,22 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         else:
             kwargs.update(connect_args={"timeout": 60})
-            db_path = make_url(self.sync_url).database
-            if db_path and db_path != ":memory:":
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            if self.sqlite_file is not None:
+                Path(self.sqlite_file).parent.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
         if self.is_sqlite:
             _install_sqlite_pragmas(self.engine)
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite database file, when there is one another connection can open (not in-memory databases)."""
+        if not self.is_sqlite:
+            return None
+        url = make_url(self.sync_url)
+        path = url.database
+        if not path or path == ":memory:" or url.query.get("mode") == "memory" or path.startswith("file:"):
+            return None
+        return path
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -123,10 +135,8 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -28,11 +28,11 @@ import orjson
 from sqlalchemy import JSON, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
-from bot.audit import AUDIT_LOCK_KEY, GENESIS, AuditEntry, chain_rows
+from bot.audit import GENESIS, AuditEntry, append_entries, chain_rows
 from bot.errors import DatabaseError
-from bot.store.db import Database, describe_db_error
+from bot.store.db import SQLITE_PRAGMAS, Database, describe_db_error
 from bot.store.models import (
     Alert,
     AuditEvent,
@@ -182,13 +182,7 @@ class SqlaStore:
         self.conn.execute(stmt, [{"day": day, "name": n, "value": v} for n, v in sorted(counts.items())])
 
     def append_audit(self, entries: Sequence[AuditEntry]) -> None:
-        if not entries:
-            return
-        if self.is_postgres:
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-        c = TABLES["audit_event"].c
-        head = self.conn.execute(select(c.hash).order_by(c.seq.desc()).limit(1)).scalar()
-        self.conn.execute(insert(TABLES["audit_event"]), chain_rows(head or GENESIS, entries))
+        append_entries(self.conn, entries, self.is_postgres)
 
 
 def dumps(value: Any) -> Any:
@@ -331,23 +325,11 @@ class SqliteWriter:
         self.path = path
         self._conn: sqlite3.Connection | None = None
 
-    @staticmethod
-    def file_of(db: Database) -> str | None:
-        """The database file, when a second connection can open it (not for in-memory databases)."""
-        if not db.is_sqlite:
-            return None
-        url = make_url(db.sync_url)
-        path = url.database
-        if not path or path == ":memory:" or url.query.get("mode") == "memory" or path.startswith("file:"):
-            return None
-        return path
-
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         # The application's own connections keep SQLite's default checkpoint interval (1000 pages) and take
         # the checkpoints between storms; on this one a checkpoint inside a storm's commit doubled its cost.
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL",
-                       "wal_autocheckpoint=20000"):
+        for pragma in (*SQLITE_PRAGMAS, "wal_autocheckpoint=20000"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
@@ -377,8 +359,6 @@ class SqliteWriter:
 class SqliteRunner:
     """A ``SqliteWriter`` in a dedicated thread of this process: passes run off the event loop."""
 
-    file_of = staticmethod(SqliteWriter.file_of)
-
     def __init__(self, path: str):
         self.path = path
         self._writer = SqliteWriter(path)
@@ -395,5 +375,4 @@ class SqliteRunner:
 def runner_for(db: Database) -> TriageRunner:
     """SQLite files get a connection of their own in a thread; PostgreSQL and in-memory SQLite go through the
     application's engine."""
-    path = SqliteWriter.file_of(db)
-    return SqlaRunner(db) if path is None else SqliteRunner(path)
+    return SqlaRunner(db) if db.sqlite_file is None else SqliteRunner(db.sqlite_file)
