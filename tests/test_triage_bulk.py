@@ -131,10 +131,14 @@ async def test_a_failing_batch_does_not_fail_the_batches_committed_with_it(db: D
 async def test_ingest_bench_reports_no_loss_on_a_small_storm() -> None:
     from bot.benchmarks.ingest import run
 
-    r = await run(120, 20)
+    r = await run(120, 20, onwatch_runs=2)
     assert r["lost"] == 0 and r["errors"] == 0 and r["stored"] == r["unique_alerts"] == 80
     assert r["incidents"] >= 1 and r["onwatch_alerts_per_s"] > 0 and r["baseline_alerts_per_s"] > 0
     assert r["ratio"] > 0
+    # Interleaved runs, each figure one of its own runs (the median), every run reported.
+    assert len(r["onwatch_runs_alerts_per_s"]) == 2 and len(r["baseline_runs_alerts_per_s"]) == 5
+    assert r["onwatch_alerts_per_s"] in r["onwatch_runs_alerts_per_s"]
+    assert r["baseline_alerts_per_s"] in r["baseline_runs_alerts_per_s"]
 
 
 @pytest.mark.postgres
