@@ -118,6 +118,8 @@ async def running(
     await web_runner.setup()
     site = web.TCPSite(web_runner, host or s.server.host, s.server.port if port is None else port)
     await site.start()
+    if ctx.triage is not None:
+        await ctx.triage.start()
     runner.start()
     sched = build_scheduler(ctx, runner)
     sched.start()

@@ -230,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--alerts", type=int, default=5000)
     sp.add_argument("--batch", type=int, default=100)
     sp.add_argument("--concurrency", type=int, default=4, help="webhook requests in flight (both servers)")
+    sp = add("ingest-stages", _lazy("bot.benchmarks.stages"),
+             "what each intake step costs per alert, and the ratio any design could reach here", bench)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--alerts", type=int, default=5000)
+    sp.add_argument("--batch", type=int, default=100)
+    sp.add_argument("--concurrency", type=int, default=4, help="webhook requests in flight (the small pass groups)")
+    sp.add_argument("--repeats", type=int, default=5, help="runs of each step; the median is reported")
 
     rep = sub.add_parser("replay", help="case bundle tools").add_subparsers(dest="sub", required=True)
     sp = add("export-openmetrics", _lazy("integrations.openmetrics", "main_export_openmetrics"),

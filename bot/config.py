@@ -147,6 +147,12 @@ class TriageSettings(Section):
         default_factory=dict, description="caller -> callees, used for grouping and investigation"
     )
     owners: dict[str, str] = Field(default_factory=dict, description="service -> owning team")
+    journal: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="acknowledge webhooks once journaled and triage them in a grouper process (auto: on for a "
+                    "SQLite file, off for PostgreSQL and in-memory SQLite, which acknowledge after the commit)",
+    )
+    journal_dir: str | None = Field(default=None, description="default: <SQLite file>.journal beside the database")
 
 
 class Settings(BaseSettings):

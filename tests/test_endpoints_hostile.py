@@ -35,6 +35,7 @@ from bot.web import create_app
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack, action_body, event_body, sign
 from tests.teams_fixtures import APPROVER_AAD, CHANNEL, ROOT, activity, invoke, make_incident, make_proposal
+from tests.triage_fixtures import triaged
 
 TOKEN = "hostile-webhook-token"
 HMAC_SECRET = "hostile-hmac-secret"
@@ -186,6 +187,8 @@ async def env(db: Database, sqlite_url: str) -> AsyncIterator[Env]:
             await client.close()
             if ctx.remediation is not None:
                 await ctx.remediation.aclose()
+            if ctx.triage is not None:
+                await ctx.triage.aclose()
 
 
 async def answer(resp: ClientResponse) -> tuple[int, Any]:
@@ -356,8 +359,9 @@ async def test_wrong_methods_and_paths_are_4xx(env: Env) -> None:
 async def test_replayed_alert_webhooks_open_one_incident(env: Env) -> None:
     for path in ("/webhooks/alertmanager", "/webhooks/generic"):
         body = encode(valid_bodies()[path])
-        results = [await answer(await env.client.post(path, data=body, headers={**AUTH, **JSON})) for _ in range(3)]
-        assert [s for s, _ in results] == [200, 200, 200]
+        replies = [await env.client.post(path, data=body, headers={**AUTH, **JSON}) for _ in range(3)]
+        assert [r.status for r in replies] == [202, 202, 202]  # journaled (the SQLite default), then triaged
+        results = [(r.status, await triaged(env.ctx, r)) for r in replies]
         assert len(results[0][1]["incident_ids"]) == 1
         assert all(set(b["incident_ids"]) <= set(results[0][1]["incident_ids"]) for _, b in results[1:])
     assert await env.count(Incident) == 2  # checkout (alertmanager) and db (generic); replays added none

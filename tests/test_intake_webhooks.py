@@ -17,6 +17,7 @@ from tests.triage_fixtures import (
     incidents,
     make_ctx,
     sign,
+    triaged,
 )
 
 
@@ -25,12 +26,13 @@ async def test_alertmanager_opens_one_incident_and_redelivery_is_harmless(db):
     body = am_payload(am_alert("HighLatency", "checkout"), am_alert("HighErrorRate", "checkout"))
     async with client_for(ctx) as c:
         r = await c.post("/webhooks/alertmanager", json=body, headers=auth())
-        assert r.status == 200, await r.text()
-        first = await r.json()
+        assert r.status == 202, await r.text()  # journaled on the SQLite default, then triaged by the grouper
+        first = await triaged(ctx, r)
         assert first["stored"] == 2 and len(first["opened"]) == 1
         r = await c.post("/webhooks/alertmanager", json=body, headers=auth())
-        again = await r.json()
-        assert r.status == 200 and again["duplicates"] == 2 and again["opened"] == [] and again["stored"] == 0
+        assert r.status == 202
+        again = await triaged(ctx, r)
+        assert again["duplicates"] == 2 and again["opened"] == [] and again["stored"] == 0
     incs = await incidents(db)
     assert len(incs) == 1
     inc = incs[0]
@@ -46,7 +48,7 @@ async def test_hmac_signature_is_accepted(db):
     raw = json.dumps(am_payload(am_alert())).encode()
     async with client_for(ctx) as c:
         r = await c.post("/webhooks/alertmanager", data=raw, headers={"X-Onwatch-Signature": sign(raw)})
-        assert r.status == 200
+        assert r.status == 202
         r = await c.post("/webhooks/alertmanager", data=raw, headers={"X-Onwatch-Signature": sign(raw, "wrong")})
         assert r.status == 401 and "does not match" in (await r.json())["error"]
 
@@ -141,9 +143,9 @@ async def test_grafana_and_generic_shapes(db):
                                                   "summary": "disk 99%", "starts_at": 1714557600}]}
     async with client_for(ctx) as c:
         r = await c.post("/webhooks/grafana", json=grafana, headers=auth())
-        assert r.status == 200, await r.text()
+        assert r.status == 202, await r.text()
         r = await c.post("/webhooks/generic", json=generic, headers=auth())
-        assert r.status == 200, await r.text()
+        assert r.status == 202, await r.text()
     rows = {a.source: a for a in await alerts(db)}
     g = rows["grafana"]
     assert g.fingerprint == "grafana:57c6d9296de2ad39" and g.service == "payments"
@@ -155,10 +157,11 @@ async def test_grafana_and_generic_shapes(db):
 
 
 async def test_storage_failure_is_503_not_500(db, tmp_path):
+    """Acknowledging after the commit (PostgreSQL, or ``triage.journal: off``): a failed commit is a 503."""
     from bot.store.db import Database
     from bot.triage.store import runner_for
 
-    ctx = make_ctx(db)
+    ctx = make_ctx(db, journal="off")
     unmigrated = Database(f"sqlite:///{tmp_path / 'empty.db'}")
     ctx.triage.db, ctx.triage.runner = unmigrated, runner_for(unmigrated)
     try:
@@ -167,3 +170,22 @@ async def test_storage_failure_is_503_not_500(db, tmp_path):
             assert r.status == 503 and "retry" in (await r.json())["error"]
     finally:
         await unmigrated.dispose()
+
+
+async def test_journal_write_failure_is_503_and_the_sender_retries(db, tmp_path):
+    """Journaled intake: a batch that cannot be journaled is refused (503), never acknowledged and dropped."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the journal directory should be")
+    ctx = make_ctx(db, journal_dir=str(blocker / "journal"))
+    async with client_for(ctx) as c:
+        r = await c.post("/webhooks/alertmanager", json=am_payload(am_alert()), headers=auth())
+        assert r.status == 503 and "retry" in (await r.json())["error"]
+    assert await alerts(db) == [] and await dead_letters(db) == []
+
+
+async def test_inline_mode_answers_200_with_the_outcome(db):
+    ctx = make_ctx(db, journal="off")
+    async with client_for(ctx) as c:
+        r = await c.post("/webhooks/alertmanager", json=am_payload(am_alert()), headers=auth())
+        body = await r.json()
+        assert r.status == 200 and body["status"] == "accepted" and len(body["opened"]) == 1

@@ -51,6 +51,7 @@ from tests.teams_fixtures import (
     serve,
     user,
 )
+from tests.triage_fixtures import triaged
 
 HOOK_SECRET = "rollback-hook-secret"
 WEBHOOK_TOKEN = "teams-flow-webhook-token"
@@ -103,6 +104,7 @@ async def world(receiver: tuple[Receiver, str], sqlite_url: str, db: Database,
             yield ctx, srv, runner
     finally:
         await ctx.remediation.aclose()
+        await ctx.triage.aclose()
 
 
 def body_text(call: ConnectorCall) -> str:
@@ -137,8 +139,8 @@ async def test_alert_to_approved_runbook_run_once_in_teams(
     # 1. Alertmanager posts an alert to the real webhook endpoint
     async with srv.http.post(f"{srv.url}/webhooks/alertmanager", json=alertmanager_payload(),
                              headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}) as resp:
-        assert resp.status == 200, await resp.text()
-        accepted = await resp.json()
+        assert resp.status == 202, await resp.text()  # journaled; the grouper triages it and onwatch announces it
+        accepted = await triaged(ctx, resp)
     (incident_id,) = accepted["incident_ids"]
 
     # 2. the incident is announced as a new post in the configured channel; it opens the incident's thread

@@ -157,3 +157,18 @@ async def test_two_replicas_receiving_the_same_notifications_open_one_incident(p
     assert sum(o.stored for o in outs) == 20 and sum(o.duplicates for o in outs) == 20
     assert len(await jobs(pg_db)) == 1
     assert (await verify_chain(pg_db)).ok
+
+
+async def test_ingest_stages_bench_reports_each_step_and_the_ceilings() -> None:
+    from bot.benchmarks.stages import run
+
+    r = await run(200, 20, concurrency=2, repeats=1)
+    us = r["us_per_alert"]
+    assert set(us) == {"bare_request", "empty_request", "json_loads", "read_alerts", "prepare", "pass_small",
+                       "pass_large"}
+    assert all(v > 0 for v in us.values())
+    intake = us["empty_request"] + us["read_alerts"] + us["prepare"]
+    assert r["intake_us_per_alert"] == pytest.approx(intake, abs=0.02)
+    assert r["ceiling_serial"] == pytest.approx(us["bare_request"] / (intake + us["pass_small"]), abs=0.002)
+    assert r["ceiling_overlapped"] == pytest.approx(us["bare_request"] / max(intake, us["pass_large"]), abs=0.002)
+    assert r["ceiling_overlapped"] >= r["ceiling_serial"] and r["aim"] == 0.25

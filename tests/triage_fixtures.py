@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import col, select
 
@@ -65,9 +67,29 @@ def am_payload(*alerts: dict, status: str | None = None) -> dict:
 
 @asynccontextmanager
 async def client_for(ctx: AppContext) -> AsyncIterator[TestClient]:
+    """A test client of the webhook routes; on the way out every journaled batch is triaged and the grouper
+    stopped, so what follows the block sees the incidents."""
     app = create_app(ctx, installers=[routes.install])
-    async with TestClient(TestServer(app)) as client:
-        yield client
+    try:
+        async with TestClient(TestServer(app)) as client:
+            yield client
+    finally:
+        if ctx.triage is not None:
+            async with asyncio.timeout(60):
+                await ctx.triage.drained()
+            await ctx.triage.aclose()
+
+
+async def triaged(ctx: AppContext, r: ClientResponse) -> dict[str, Any]:
+    """What triage made of an accepted webhook: the 200's outcome, or the journaled batch's once the grouper
+    has triaged it (202)."""
+    body: dict[str, Any] = await r.json()
+    if r.status != 202:
+        return body
+    assert ctx.triage is not None and ctx.triage.journal is not None
+    assert body["status"] == "queued" and isinstance(body["ticket"], int)
+    async with asyncio.timeout(60):
+        return (await ctx.triage.journal.outcome(body["ticket"])).as_dict()
 
 
 def auth() -> dict[str, str]:

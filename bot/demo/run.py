@@ -304,9 +304,16 @@ async def _ingest(ctx: AppContext, token: str, payload: dict[str, Any], say: Nar
     """The alert through the real intake: the webhook when it is installed, else triage directly."""
     async with serving(ctx) as port:
         status, body = await _post_alert(port, token, payload)
-    if status == 200:
+    if status == 202 and ctx.triage is not None and ctx.triage.journal is not None:
+        say.note(f"POST /webhooks/alertmanager → 202 {body.get('status', '')}: journaled; the grouper triages it")
+        async with asyncio.timeout(60):
+            outcome = await ctx.triage.journal.outcome(int(body["ticket"]))
+        body = outcome.as_dict()
+        say.note(f"triaged: opened {', '.join(outcome.opened) or 'nothing'}")
+    elif status == 200:
         say.note(f"POST /webhooks/alertmanager → 200 {body.get('status', '')}: "
                  f"opened {', '.join(body.get('opened') or []) or 'nothing'}")
+    if status in (200, 202):
         ids = list(body.get("opened") or body.get("incident_ids") or [])
         return ids[0] if ids else None
     if status != 404:
@@ -390,6 +397,7 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
 
     db = Database(db_url)
     adapter = TerminalAdapter(out=out, chart_dir=work / "charts", colour=palette.on)
+    ctx: AppContext | None = None
     try:
         ctx = await build_context(settings, db)
         if ctx.sources_factory is _no_sources:
@@ -443,6 +451,8 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
         else:
             say.say(palette.red(f"audit chain BROKEN at row seq={chain.bad_seq}: {chain.reason}"))
     finally:
+        if ctx is not None and ctx.triage is not None:
+            await ctx.triage.aclose()
         await controller.stop()
         await db.dispose()
 

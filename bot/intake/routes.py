@@ -11,8 +11,11 @@
   gave (400 unreadable, 422 not an object or wrong shape). Generic bodies take that stdlib path directly.
 * Every refusal is answered 4xx with the reason as JSON ``{"error": ...}`` and stored in ``dead_letter``
   (raw body capped, source, reason, selected headers, time). Credentials are never stored.
-* Accepted payloads are persisted and grouped in one transaction, then acknowledged (200). A redelivered
-  payload is deduplicated by triage, so retries are harmless. A storage failure is a 503 so the sender retries.
+* Accepted payloads on the SQLite default are written to the intake journal and acknowledged (202, with a
+  ticket); the grouper process triages them moments later (``bot.triage.journaled``). Elsewhere (PostgreSQL,
+  ``triage.journal: off``) they are persisted and grouped in one transaction, then acknowledged (200, with the
+  outcome). A redelivered payload is deduplicated by triage, so retries are harmless. A storage failure is a
+  503 so the sender retries.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.audit import Actor
 from bot.context import AppContext
 from bot.errors import DatabaseError
+from bot.intake.journal import JournalError
 from bot.intake.payloads import PAYLOADS, Payload, UnsafeText, Vendor, refuse_nul
 from bot.triage.alert import AlertIn
 from bot.web import CTX, dead_letter
@@ -207,9 +211,13 @@ def make_handler(source: str):  # type: ignore[no-untyped-def]
                 return web.json_response({"error": "storage unavailable; retry", "rejected": rej.reason}, status=503)
             log.info("webhook %s rejected (%s): %s", source, rej.status, rej.reason)
             return web.json_response({"error": rej.reason}, status=rej.status)
+        actor = Actor("webhook", source, how)
         try:
-            outcome = await ctx.triage.ingest(alerts, actor=Actor("webhook", source, how))
-        except (SQLAlchemyError, DatabaseError, OSError) as exc:
+            if ctx.triage.journal is not None:
+                ticket = await ctx.triage.enqueue(alerts, source=source, actor=actor)
+                return web.json_response({"status": "queued", "received": len(alerts), "ticket": ticket}, status=202)
+            outcome = await ctx.triage.ingest(alerts, actor=actor)
+        except (SQLAlchemyError, DatabaseError, JournalError, OSError) as exc:
             log.error("webhook %s: storage failed: %s", source, exc)
             return web.json_response({"error": "storage unavailable; retry"}, status=503)
         return web.json_response({"status": "accepted", **outcome.as_dict()})

@@ -20,17 +20,22 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import configure_mappers
 
 from bot.audit import BOT, Actor
 from bot.chat.hub import ThreadOrigin
-from bot.errors import DatabaseError
+from bot.errors import ConfigError, DatabaseError
 from bot.triage.alert import AlertIn
 from bot.triage.prepared import prepare
 from bot.triage.store import TriageRunner, TriageStore, runner_for
 from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, TriagePass
+
+if TYPE_CHECKING:
+    from bot.triage.grouper import Report
+    from bot.triage.journaled import JournaledIntake
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,48 @@ class TriageService:
         else:
             self._investigation_rows = investigation_rows
         configure_mappers()  # once here, not in the first pass (building the first model row configures them)
+        self.journal: JournaledIntake | None = None
+        journal_dir = self._journal_dir()
+        if journal_dir is not None:
+            from bot.triage.journaled import JournaledIntake
+
+            self.journal = JournaledIntake(self.db.sqlite_file, journal_dir, self.settings, self._announce_report)
+
+    def _journal_dir(self) -> Path | None:
+        """Where webhooks are journaled, or None when they are triaged before the acknowledgement."""
+        mode, db_file = self.settings.journal, self.db.sqlite_file
+        if mode == "off" or (mode == "auto" and db_file is None):
+            return None
+        if db_file is None:
+            raise ConfigError(["triage.journal is on, but the journal needs the database to be a SQLite file "
+                               "(PostgreSQL and in-memory SQLite acknowledge webhooks after the commit)"])
+        return Path(self.settings.journal_dir or f"{db_file}.journal")
+
+    async def start(self) -> None:
+        """Start what runs beside the server: the grouper process when webhooks are journaled."""
+        if self.journal is not None:
+            await self.journal.start()
+
+    async def enqueue(self, alerts: Sequence[AlertIn], *, source: str, actor: Actor) -> int:
+        """Journal a webhook's batch for the grouper; return its ticket (``JournalError`` if it cannot be written).
+
+        The caller acknowledges once this returns: the batch is on disk and will be triaged exactly once."""
+        assert self.journal is not None
+        if not self.journal.started:
+            await self.journal.start(wait_ready=False)
+        ticket = self.journal.append(source, actor, [prepare(a) for a in alerts])
+        self.ctx.metrics.alerts.labels(source).inc(len(alerts))
+        return ticket
+
+    async def drained(self) -> None:
+        """Wait until every journaled batch is triaged (at once when nothing is journaled; bound it with
+        ``asyncio.timeout``)."""
+        if self.journal is not None and self.journal.started:
+            await self.journal.drained()
 
     async def aclose(self) -> None:
+        if self.journal is not None:
+            await self.journal.aclose()
         await self.runner.aclose()
 
     # ------------------------------------------------------------------ public
@@ -169,21 +214,30 @@ class TriageService:
     # ------------------------------------------------------------------ after the commit
 
     async def _after_commit(self, group: list[_Pending], result: PassResult) -> None:
-        """Tell the chat. The investigations were queued in the batch's transaction already.
+        """Tell the chat. The investigations were queued in the batch's transaction already."""
+        await self._announce([(inc_id, p.origin) for p in group for inc_id in p.out.opened], result.updated,
+                             result.flap_notes)
 
-        With no chat adapter configured the hub would only load each incident to post it nowhere, so that is
-        skipped; with adapters, announcements run here, in order, before the ack (see docs/triage.md).
-        """
+    async def _announce_report(self, report: Report, outcomes: list[IngestOutcome]) -> None:
+        """A group the grouper committed: wake the job runner for its investigations, then tell the chat."""
+        opened: list[tuple[str, ThreadOrigin | None]] = [(inc_id, None) for out in outcomes for inc_id in out.opened]
+        if opened:
+            self.ctx.jobs.wakeup.set()
+        await self._announce(opened, report.updated, report.flap_notes)
+
+    async def _announce(self, opened: list[tuple[str, ThreadOrigin | None]], updated: list[str],
+                        flap_notes: list[tuple[str, str]]) -> None:
+        """With no chat adapter configured the hub would only load each incident to post it nowhere, so that is
+        skipped; with adapters, announcements run here, in order (see docs/triage.md)."""
         chat = self.ctx.chat
         adapters = getattr(chat, "adapters", None)
         if adapters is None or adapters:
-            for p in group:
-                for inc_id in p.out.opened:
-                    await chat.incident_opened(inc_id, p.origin)
+            for inc_id, origin in opened:
+                await chat.incident_opened(inc_id, origin)
         if adapters:
-            for inc_id in result.updated:
+            for inc_id in updated:
                 await chat.incident_updated(inc_id)
-            for fp, inc_id in result.flap_notes:
+            for fp, inc_id in flap_notes:
                 if inc_id:
                     await chat.notify(inc_id, f"Alert {fp} is flapping; onwatch suppresses it until it settles.")
 

@@ -333,7 +333,7 @@ class SqliteWriter:
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
-    def run(self, fn: Callable[[TriageStore], T]) -> T:
+    def run(self, fn: Callable[[SqliteStore], T]) -> T:
         try:
             if self._conn is None:
                 self._conn = self._connect()

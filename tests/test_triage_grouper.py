@@ -1,0 +1,189 @@
+"""Journaled triage: the grouper triages each journaled batch exactly once, survives crashes and bad records.
+
+The grouper's core (``Grouper.step``) is driven in-process against a real SQLite file; the service-level tests
+run the real grouper process started by ``TriageService``, kill it, and check nothing journaled is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.audit import Actor
+from bot.config import TriageSettings
+from bot.errors import ConfigError
+from bot.intake.journal import JournalReader, JournalWriter
+from bot.investigate.service import investigation_rows
+from bot.store.db import Database
+from bot.store.models import IntakeCursor
+from bot.triage.alert import AlertIn, make_alert
+from bot.triage.grouper import Grouper, encode_record
+from bot.triage.prepared import prepare
+from tests.triage_fixtures import alerts, dead_letters, incidents, jobs, make_ctx
+
+HOOK = Actor("webhook", "alertmanager", "token")
+
+
+def alert(name: str, service: str, status: str = "firing", **labels: str) -> AlertIn:
+    lb = {"alertname": name, "service": service, "cluster": "prod", "namespace": "shop", **labels}
+    return make_alert(source="alertmanager", labels=lb, annotations={"summary": f"{name} {service}"}, status=status,
+                      starts_at=time.time() - 60)
+
+
+def journal_dir(db: Database) -> Path:
+    assert db.sqlite_file is not None
+    return Path(f"{db.sqlite_file}.journal")
+
+
+def journal(db: Database, *batches: list[AlertIn], raw: list[bytes] | None = None) -> list[int]:
+    """Append batches the way the webhook does (and raw payloads, for bad records); return their tickets."""
+    w = JournalWriter(journal_dir(db))
+    w.open()
+    try:
+        tickets = [w.append(encode_record("alertmanager", HOOK, time.time(), [prepare(a) for a in b]))
+                   for b in batches]
+        tickets += [w.append(p) for p in raw or []]
+    finally:
+        w.close()
+    return tickets
+
+
+def grouper(db: Database) -> Grouper:
+    assert db.sqlite_file is not None
+    return Grouper(db.sqlite_file, journal_dir(db), TriageSettings(), investigation_rows)
+
+
+def drain(g: Grouper) -> list:
+    reports = []
+    while (r := g.step()) is not None:
+        reports.append(r)
+    return reports
+
+
+async def cursor(db: Database) -> int:
+    async with db.session() as s:
+        row = (await s.exec(select(IntakeCursor))).first()
+    return row.position if row else 0
+
+
+async def test_journaled_batches_are_triaged_once_with_their_own_outcomes(db: Database) -> None:
+    tickets = journal(db, [alert("HighLatency", "checkout"), alert("HighErrorRate", "checkout")],
+                      [alert("HighLatency", "checkout")],  # a re-send: a duplicate
+                      [alert("DiskFull", "billing-db")])
+    g = grouper(db)
+    try:
+        reports = await asyncio.to_thread(drain, g)
+    finally:
+        g.close()
+    outcomes = dict(o for r in reports for o in r.outcomes)
+    assert list(outcomes) == tickets
+    assert [(o["stored"], o["duplicates"], len(o["opened"])) for o in outcomes.values()] == [(2, 0, 1), (0, 1, 0),
+                                                                                            (1, 0, 1)]
+    assert len(await incidents(db)) == 2 and len(await alerts(db)) == 3
+    assert len(await jobs(db)) == 2  # one durable investigation per opened incident
+    assert await cursor(db) == tickets[-1]
+    again = grouper(db)  # as after a restart: it starts at the committed cursor and finds nothing to do
+    try:
+        assert await asyncio.to_thread(drain, again) == []
+    finally:
+        again.close()
+    assert (await alerts(db))[0].duplicates == 1
+
+
+async def test_batches_a_second_grouper_already_triaged_are_skipped(db: Database) -> None:
+    """An orphaned grouper of a crashed server re-reading what its successor committed changes nothing."""
+    tickets = journal(db, [alert("HighLatency", "checkout")], [alert("HighLatency", "checkout", pod="b")])
+    first, late = grouper(db), grouper(db)
+    try:
+        late.reader = JournalReader(journal_dir(db), 0)  # it read the journal before the other committed
+        await asyncio.to_thread(drain, first)
+        reports = await asyncio.to_thread(drain, late)
+    finally:
+        first.close()
+        late.close()
+    assert all(r.outcomes == [] for r in reports)
+    rows = await alerts(db)
+    assert len(rows) == 2 and all(a.duplicates == 0 for a in rows)
+    assert await cursor(db) == tickets[-1]
+
+
+async def test_a_bad_record_is_dead_lettered_and_the_journal_moves_on(db: Database) -> None:
+    tickets = journal(db, [alert("HighLatency", "checkout")], raw=[b"not a journal record"])
+    tickets += journal(db, [alert("DiskFull", "billing-db")])
+    g = grouper(db)
+    try:
+        reports = await asyncio.to_thread(drain, g)
+    finally:
+        g.close()
+    outcomes = dict(o for r in reports for o in r.outcomes)
+    assert "unreadable journal record" in outcomes[tickets[1]]["error"]
+    assert outcomes[tickets[0]]["stored"] == 1 and outcomes[tickets[2]]["stored"] == 1
+    (dead,) = await dead_letters(db)
+    assert dead.source == "journal" and dead.body == b"not a journal record" and "unreadable" in dead.reason
+    assert len(await alerts(db)) == 2 and await cursor(db) == tickets[-1]
+
+
+async def test_the_service_triages_what_a_crash_left_journaled(db: Database) -> None:
+    """The server acknowledged these and died before they were triaged: the next start triages them."""
+    journal(db, [alert("HighLatency", "checkout")], [alert("DiskFull", "billing-db")])
+    ctx = make_ctx(db)
+    try:
+        async with asyncio.timeout(60):
+            await ctx.triage.start()
+            await ctx.triage.drained()
+    finally:
+        await ctx.triage.aclose()
+    assert len(await incidents(db)) == 2
+
+
+async def test_a_killed_grouper_is_restarted_and_nothing_is_lost(db: Database) -> None:
+    ctx = make_ctx(db)
+    tr = ctx.triage
+    assert tr.journal is not None
+    try:
+        async with asyncio.timeout(90):
+            await tr.start()
+            first = [await tr.enqueue([alert("HighLatency", f"svc-{i}", pod=f"p{k}") for k in range(20)],
+                                      source="alertmanager", actor=HOOK) for i in range(5)]
+            proc = tr.journal._proc
+            assert proc is not None
+            proc.kill()
+            later = [await tr.enqueue([alert("HighLatency", f"svc-{i}", pod=f"q{k}") for k in range(20)],
+                                      source="alertmanager", actor=HOOK) for i in range(5)]
+            await tr.drained()
+            assert tr.journal._proc is not proc  # a new grouper took over from the committed cursor
+            outcome = await tr.journal.outcome(later[-1])
+    finally:
+        await tr.aclose()
+    assert outcome.stored == 20
+    assert len(await alerts(db)) == 200 and len(await incidents(db)) == 1  # one family in one namespace
+    assert await cursor(db) == later[-1] > first[-1]
+
+
+async def test_closing_lets_the_grouper_finish_the_backlog(db: Database) -> None:
+    ctx = make_ctx(db)
+    tr = ctx.triage
+    await tr.start()
+    for i in range(10):
+        await tr.enqueue([alert("HighLatency", "checkout", pod=f"{i}-{k}") for k in range(50)],
+                         source="alertmanager", actor=HOOK)
+    async with asyncio.timeout(60):
+        await tr.aclose()
+    assert len(await alerts(db)) == 500
+
+
+def test_journal_on_needs_a_sqlite_file() -> None:
+    from bot.config import Settings
+    from bot.context import AppContext
+    from bot.triage.service import TriageService
+
+    memory = Database("sqlite://")
+    settings = Settings(database={"url": "sqlite://"}, triage={"journal": "on"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs the database to be a SQLite file"):
+        TriageService(AppContext.for_db(settings, memory))
+    auto = Settings(database={"url": "sqlite://"})  # type: ignore[arg-type]
+    assert TriageService(AppContext.for_db(auto, memory)).journal is None  # acknowledged after the commit
