@@ -10,7 +10,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from bot.audit import Actor
@@ -21,8 +24,8 @@ from bot.investigate.service import investigation_rows
 from bot.store.db import Database
 from bot.store.models import IntakeCursor
 from bot.triage.alert import AlertIn, make_alert
-from bot.triage.grouper import Grouper, encode_record
-from bot.triage.prepared import prepare
+from bot.triage.grouper import BadRecord, Grouper, Record, encode_record
+from bot.triage.prepared import Prepared, prepare
 from tests.triage_fixtures import alerts, dead_letters, incidents, jobs, make_ctx
 
 HOOK = Actor("webhook", "alertmanager", "token")
@@ -160,6 +163,8 @@ async def test_a_killed_grouper_is_restarted_and_nothing_is_lost(db: Database) -
     finally:
         await tr.aclose()
     assert outcome.stored == 20
+    assert ctx.metrics.registry.get_sample_value("onwatch_intake_backlog_batches") == 0
+    assert (ctx.metrics.registry.get_sample_value("onwatch_triage_pass_duration_seconds_count") or 0) >= 1
     assert len(await alerts(db)) == 200 and len(await incidents(db)) == 1  # one family in one namespace
     assert await cursor(db) == later[-1] > first[-1]
 
@@ -187,3 +192,26 @@ def test_journal_on_needs_a_sqlite_file() -> None:
         TriageService(AppContext.for_db(settings, memory))
     auto = Settings(database={"url": "sqlite://"})  # type: ignore[arg-type]
     assert TriageService(AppContext.for_db(auto, memory)).journal is None  # acknowledged after the commit
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.one_of(
+    st.binary(max_size=200),
+    st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+                 | st.text(max_size=20),
+                 lambda inner: st.lists(inner, max_size=5), max_leaves=30).map(orjson.dumps),
+))
+def test_any_journal_payload_decodes_or_is_a_bad_record(payload: bytes) -> None:
+    """A damaged or foreign record is a ``BadRecord`` (dead-lettered by the grouper), never another exception."""
+    try:
+        rec = Record.decode(1, payload)
+    except BadRecord:
+        return
+    assert all(isinstance(a, Prepared) for a in rec.alerts)
+
+
+def test_a_journal_record_round_trips() -> None:
+    batch = [prepare(alert("HighLatency", "checkout")), prepare(alert("DiskFull", "db", status="resolved"))]
+    rec = Record.decode(7, encode_record("grafana", HOOK, 1714557600.5, batch))
+    assert (rec.ticket, rec.source, rec.actor, rec.received_at, rec.alerts) == (7, "grafana", HOOK, 1714557600.5,
+                                                                                batch)

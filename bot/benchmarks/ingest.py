@@ -168,8 +168,10 @@ def _bare_app() -> web.Application:
     return app
 
 
-async def _onwatch_once(bodies: list[bytes], total: int, batch: int, concurrency: int) -> tuple[Phase, int, int]:
-    """One storm through onwatch on a fresh SQLite database: the phase, alerts stored, incidents opened."""
+async def _onwatch_once(bodies: list[bytes], total: int, batch: int,
+                        concurrency: int) -> tuple[Phase, int, int, float]:
+    """One storm through onwatch on a fresh SQLite database: the phase, alerts stored, incidents opened, and
+    the seconds the grouper spent in its passes (how much of the run it was busy)."""
     from sqlmodel import func, select
 
     from bot.config import Settings
@@ -197,12 +199,13 @@ async def _onwatch_once(bodies: list[bytes], total: int, batch: int, concurrency
                                                              ctx.triage.drained))
             finally:
                 await ctx.triage.aclose()
+            busy = ctx.metrics.registry.get_sample_value("onwatch_triage_pass_duration_seconds_sum") or 0.0
             async with db.session() as s:
                 stored = int((await s.exec(select(func.count()).select_from(Alert))).one())
                 incidents = int((await s.exec(select(func.count()).select_from(Incident))).one())
         finally:
             await db.dispose()
-    return phase, stored, incidents
+    return phase, stored, incidents, busy
 
 
 def _median(phases: list[Phase]) -> Phase:
@@ -218,29 +221,31 @@ async def run(total: int, batch: int, concurrency: int = 4, onwatch_runs: int = 
 
     bodies, unique = storm(total, batch)
     bare: list[Phase] = []
-    ours: list[tuple[Phase, int, int]] = []
+    ours: list[tuple[Phase, int, int, float]] = []
     for i in range(max(BASELINE_RUNS, onwatch_runs)):
         if i < BASELINE_RUNS:
             bare.append(await _serve(_bare_app(), lambda url: _drive(url, bodies, batch, total, concurrency)))
         if i < onwatch_runs:
             ours.append(await _onwatch_once(bodies, total, batch, concurrency))
     baseline = _median(bare)
-    onwatch = _median([ph for ph, _, _ in ours])
-    _, stored, incidents = next(r for r in ours if r[0] is onwatch)
+    onwatch = _median([ph for ph, _, _, _ in ours])
+    _, stored, incidents, busy = next(r for r in ours if r[0] is onwatch)
     return {
         "database": "sqlite",
         "alerts_sent": total, "unique_alerts": unique, "batch": batch, "batches": len(bodies),
         "concurrency": concurrency,
         "onwatch_alerts_per_s": round(onwatch.alerts_per_s, 1),
         "baseline_alerts_per_s": round(baseline.alerts_per_s, 1),
-        "onwatch_runs_alerts_per_s": [round(ph.alerts_per_s, 1) for ph, _, _ in ours],
+        "onwatch_runs_alerts_per_s": [round(ph.alerts_per_s, 1) for ph, _, _, _ in ours],
         "baseline_runs_alerts_per_s": [round(ph.alerts_per_s, 1) for ph in bare],
         "ratio": round(onwatch.alerts_per_s / baseline.alerts_per_s, 3),
         "onwatch_p50_ms": round(onwatch.p50_ms, 2), "onwatch_p99_ms": round(onwatch.p99_ms, 2),
         "baseline_p50_ms": round(baseline.p50_ms, 2), "baseline_p99_ms": round(baseline.p99_ms, 2),
-        "onwatch_peak_rss_mb": max(ph.peak_rss_mb for ph, _, _ in ours), "baseline_peak_rss_mb": bare[0].peak_rss_mb,
-        "stored": stored, "incidents": incidents, "lost": max(unique - n for _, n, _ in ours),
-        "errors": sum(ph.errors for ph, _, _ in ours) + sum(ph.errors for ph in bare),
+        "onwatch_peak_rss_mb": max(ph.peak_rss_mb for ph, _, _, _ in ours), "baseline_peak_rss_mb": bare[0].peak_rss_mb,
+        "onwatch_elapsed_ms": round(total / onwatch.alerts_per_s * 1000, 1),
+        "onwatch_grouper_busy_ms": round(busy * 1000, 1),
+        "stored": stored, "incidents": incidents, "lost": max(unique - n for _, n, _, _ in ours),
+        "errors": sum(ph.errors for ph, _, _, _ in ours) + sum(ph.errors for ph in bare),
     }
 
 

@@ -14,9 +14,11 @@ one process:
 
 From those it derives two ceilings of the ratio, each an upper bound that leaves out every overhead:
 
-* ``serial``: acknowledge after the commit, as onwatch does; one process, so the steps add up;
+* ``serial``: acknowledge after the commit (onwatch on PostgreSQL, or ``triage.journal: off``); one process,
+  so the steps add up;
 * ``overlapped``: acknowledge once the prepared batch is journaled (the journal counted as free) and triage
-  the backlog in bulk in a second process on another core: the slower of the two sides bounds it.
+  the backlog in bulk in a second process on another core, as onwatch does on SQLite: the slower of the two
+  sides bounds it.
 """
 
 from __future__ import annotations

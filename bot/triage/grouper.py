@@ -46,6 +46,8 @@ GROUP_RECORDS = 64  # batches one transaction takes at most
 GROUP_ALERTS = 5000  # ... and alerts (one larger batch goes alone)
 JOURNALED_ALERT_BYTES = 700  # about what one alert of a storm takes in a record
 RETRY_PAUSE_S = 1.0
+COLLECT_EVERY = 64  # passes between collections of cyclic garbage while a storm keeps the grouper busy
+_PREPARED_FIELDS = len(Prepared._fields)
 
 
 class BadRecord(ValueError):
@@ -71,7 +73,9 @@ class Record:
             version, source, actor, received_at, alerts = orjson.loads(payload)
             if version != RECORD_VERSION:
                 raise BadRecord(f"journal record version {version} is not {RECORD_VERSION}")
-            return cls(ticket, str(source), Actor(*actor), float(received_at), [Prepared(*a) for a in alerts])
+            if type(alerts) is not list or any(type(a) is not list or len(a) != _PREPARED_FIELDS for a in alerts):
+                raise BadRecord(f"journal record alerts are not {_PREPARED_FIELDS} fields each")
+            return cls(ticket, str(source), Actor(*actor), float(received_at), [Prepared._make(a) for a in alerts])
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             raise BadRecord(f"unreadable journal record: {exc}") from None
 
@@ -84,10 +88,11 @@ class Report:
     outcomes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (ticket, outcome or {"error"})
     updated: list[str] = field(default_factory=list)
     flap_notes: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0  # the group's wall time, reading the journal to commit
 
     def to_json(self) -> bytes:
         return orjson.dumps({"through": self.through, "outcomes": self.outcomes, "updated": self.updated,
-                             "flap_notes": self.flap_notes})
+                             "flap_notes": self.flap_notes, "seconds": self.seconds})
 
 
 def outcome_dict(out: IngestOutcome) -> dict[str, Any]:
@@ -135,17 +140,20 @@ class Grouper:
         """Triage the next group; None when the journal holds nothing past the cursor.
 
         A ``DatabaseError`` leaves the group journaled (the reader starts again from the cursor next time)."""
+        started = time.perf_counter()
         raw = self._read_group()
         if not raw:
             return None
         try:
-            return self._triage(raw)
+            report = self._triage(raw)
         except DatabaseError:
             self.reader = None
             raise
         except Exception:  # noqa: BLE001 - a bug or a bad record must not stall the journal; see _one_by_one
             log.exception("a triage group of %d journaled batches failed; retrying them one by one", len(raw))
-            return self._one_by_one(raw)
+            report = self._one_by_one(raw)
+        report.seconds = time.perf_counter() - started
+        return report
 
     def _triage(self, raw: list[tuple[int, bytes]]) -> Report:
         records = [Record.decode(ticket, payload) for ticket, payload in raw]
@@ -216,9 +224,10 @@ def main() -> int:
     grouper.idle_position()  # connects and reads the cursor now rather than when the first batch waits
     gc.collect()
     gc.freeze()  # the imports above are for life: keep them out of every later collection
+    gc.disable()  # a pass's objects die by reference counting; cycles are collected when idle (below)
     stdout.write(b'{"ready": true}\n')
     stdout.flush()
-    told = -1
+    told, passes = -1, 0
     try:
         while True:
             try:
@@ -230,12 +239,16 @@ def main() -> int:
             if report is not None:
                 stdout.write(report.to_json() + b"\n")
                 stdout.flush()
+                passes += 1
+                if passes % COLLECT_EVERY == 0:
+                    gc.collect()
                 continue
             idle = grouper.idle_position()
             if idle != told:  # caught up: say where, so the parent knows nothing before it is waiting
                 stdout.write(b'{"idle": %d}\n' % idle)
                 stdout.flush()
                 told = idle
+                gc.collect()
             if not stdin.read1(65536):  # end of input: the backlog is done, so exit
                 return 0
     except BrokenPipeError:  # the parent is gone; what is left stays journaled for the next grouper

@@ -57,6 +57,7 @@ class JournaledIntake:
         self.settings = settings
         self.on_report = on_report
         self.through = -1  # the grouper's cursor as last reported (-1: not heard yet)
+        self.backlog = 0  # batches this process journaled that no report has covered yet
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -96,6 +97,7 @@ class JournaledIntake:
     def append(self, source: str, actor: Actor, alerts: list[Prepared]) -> int:
         """Journal one batch (raises ``JournalError``); returns its ticket. Blocking for one ``write`` only."""
         ticket = self.writer.append(encode_record(source, actor, time.time(), alerts))
+        self.backlog += 1
         proc = self._proc
         if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
             proc.stdin.write(b".")
@@ -104,7 +106,13 @@ class JournaledIntake:
     async def _read_reports(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[None]) -> None:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
-            msg = orjson.loads(line)
+            try:
+                msg = orjson.loads(line)
+                if not isinstance(msg, dict):
+                    raise TypeError(type(msg).__name__)
+            except (orjson.JSONDecodeError, TypeError) as exc:  # something in the grouper printed to stdout
+                log.warning("ignoring a line from the grouper that is not a report (%s): %r", exc, line[:200])
+                continue
             if msg.get("ready"):
                 if not ready.done():
                     ready.set_result(None)
@@ -114,7 +122,7 @@ class JournaledIntake:
                 await self._advance(int(msg["idle"]))
                 continue
             report = Report(msg["through"], [(t, o) for t, o in msg["outcomes"]], msg["updated"],
-                            [(fp, i) for fp, i in msg["flap_notes"]])
+                            [(fp, i) for fp, i in msg["flap_notes"]], float(msg.get("seconds", 0.0)))
             await self._heard(report)
         rc = await proc.wait()
         if not ready.done():
@@ -137,6 +145,7 @@ class JournaledIntake:
 
     async def _heard(self, report: Report) -> None:
         outcomes = []
+        self.backlog = max(0, self.backlog - len(report.outcomes))
         for ticket, d in report.outcomes:
             self._recent[ticket] = d
             if "error" not in d:

@@ -9,6 +9,10 @@ does), so two deliveries of one storm can never open two incidents for the same 
 
 After the commit, opened incidents are announced through the chat hub (skipped when no adapter is
 configured); flapping alerts are reported once in their incident's thread.
+
+Webhooks on the SQLite default take another way in (``enqueue``): the prepared batch is journaled and the
+sender acknowledged, and a grouper process runs the same pass over the backlog (``journaled.py``,
+``grouper.py``); its reports come back to ``_announce_report``.
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ class TriageService:
             await self.journal.start(wait_ready=False)
         ticket = self.journal.append(source, actor, [prepare(a) for a in alerts])
         self.ctx.metrics.alerts.labels(source).inc(len(alerts))
+        self.ctx.metrics.intake_backlog.set(self.journal.backlog)
         return ticket
 
     async def drained(self) -> None:
@@ -220,6 +225,9 @@ class TriageService:
 
     async def _announce_report(self, report: Report, outcomes: list[IngestOutcome]) -> None:
         """A group the grouper committed: wake the job runner for its investigations, then tell the chat."""
+        self.ctx.metrics.triage_pass_seconds.observe(report.seconds)
+        if self.journal is not None:
+            self.ctx.metrics.intake_backlog.set(self.journal.backlog)
         opened: list[tuple[str, ThreadOrigin | None]] = [(inc_id, None) for out in outcomes for inc_id in out.opened]
         if opened:
             self.ctx.jobs.wakeup.set()

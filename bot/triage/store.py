@@ -88,8 +88,8 @@ class TriageStore(Protocol):
     def update(self, table: str, key_col: str, rows: list[dict[str, Any]]) -> None:
         """``UPDATE table SET <every key but b_id> WHERE key_col = row["b_id"]`` for each row."""
 
-    def link(self, rows: list[dict[str, Any]]) -> None:
-        """Insert ``incident_alert`` rows, ignoring links that exist already."""
+    def link(self, rows: list[tuple[str, int, float]]) -> None:
+        """Insert ``incident_alert`` rows ``(incident_id, alert_id, attached_at)``, ignoring links that exist."""
 
     def alert_aggregates(self, incident_ids: Sequence[str]) -> list[tuple[str, str, str, str, bool, int]]:
         """``(incident_id, service, severity, status, suppressed, count)`` over those incidents' alerts."""
@@ -159,10 +159,11 @@ class SqlaStore:
         self.conn.execute(update(t).where(t.c[key_col] == bindparam("b_id")).values({k: bindparam(k) for k in cols}),
                           rows)
 
-    def link(self, rows: list[dict[str, Any]]) -> None:
+    def link(self, rows: list[tuple[str, int, float]]) -> None:
         if rows:
             ins: Any = pg_insert(TABLES["incident_alert"]) if self.is_postgres else sqlite_insert(TABLES["incident_alert"])
-            self.conn.execute(ins.on_conflict_do_nothing(), rows)
+            self.conn.execute(ins.on_conflict_do_nothing(),
+                              [{"incident_id": i, "alert_id": a, "attached_at": t} for i, a, t in rows])
 
     def alert_aggregates(self, incident_ids: Sequence[str]) -> list[tuple[str, str, str, str, bool, int]]:
         c = TABLES["alert"].c
@@ -268,11 +269,10 @@ class SqliteStore:
         sql = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {key_col} = ?"
         self.conn.executemany(sql, self._params(table, [*cols, "b_id"], rows))
 
-    def link(self, rows: list[dict[str, Any]]) -> None:
+    def link(self, rows: list[tuple[str, int, float]]) -> None:
         if rows:
             self.conn.executemany("INSERT INTO incident_alert (incident_id, alert_id, attached_at) VALUES (?, ?, ?) "
-                                  "ON CONFLICT DO NOTHING",
-                                  [(r["incident_id"], r["alert_id"], r["attached_at"]) for r in rows])
+                                  "ON CONFLICT DO NOTHING", rows)
 
     def alert_aggregates(self, incident_ids: Sequence[str]) -> list[tuple[str, str, str, str, bool, int]]:
         rows = self._in("SELECT incident_id, service, severity, status, suppressed != '' AS supp, count(*) FROM alert "

@@ -13,6 +13,7 @@ alert, so a batch never re-reads the alerts of the incidents it touches.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,7 @@ class PassResult:
 _Share = tuple[str | None, str, str, bool]
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     """A stored alert as the pass sees and changes it."""
 
@@ -185,18 +186,25 @@ class TriagePass:
         touched: dict[str, None] = {}
         flap_actor: dict[str, Actor] = {}
         states, incidents, tally = self.states, self.incidents, self.tally
+        # The loop runs once per alert of a storm: rule checks are skipped when no rule exists, and the
+        # methods it calls are looked up once.
+        rules = bool(suppressor.windows or suppressor.noisy)
+        rule_reason, is_flapping = suppressor.reason, suppressor.is_flapping
+        cand_of, best, absorb = cands.get, cands.best, cands.absorb
+        window_s, cooloff_s = t.group_window_s, t.cooloff_s
+        duplicates = suppressed = 0
 
         for b, a in prepared:
             fp, ch = a.fingerprint, a.content_hash
             out = b.out
             st = states.get(fp)
             if st is not None and st.content_hash == ch and (
-                not st.suppressed or suppressor.reason(a, now) or suppressor.is_flapping(st.flips, now)
+                not st.suppressed or (rules and rule_reason(a, now)) or (st.flips and is_flapping(st.flips, now))
             ):
                 st.duplicates += 1
                 st.kind = st.kind or "dup"
                 out.duplicates += 1
-                tally.add("duplicates")
+                duplicates += 1
                 continue
             if st is None:
                 st = _State(None, a.status, ch, None, [], "", 0, now, kind="new")
@@ -210,8 +218,8 @@ class TriagePass:
                     out.updated += 1
             st.status, st.content_hash, st.alert = a.status, ch, a
 
-            reason = suppressor.reason(a, now)
-            if not reason and suppressor.is_flapping(st.flips, now):
+            reason = rule_reason(a, now) if rules else ""
+            if not reason and st.flips and is_flapping(st.flips, now):
                 reason = f"flapping: {len(suppressor.recent_flips(st.flips, now))} state changes in {t.flap_window_s}s"
                 if not st.suppressed.startswith("flapping"):
                     out.flapping.append(fp)
@@ -220,7 +228,7 @@ class TriagePass:
             st.suppressed = reason[:300]
             if reason:
                 out.suppressed += 1
-                tally.add("suppressed")
+                suppressed += 1
 
             if a.status == "resolved":
                 if st.incident_id:
@@ -229,11 +237,11 @@ class TriagePass:
                 continue
             if reason:
                 continue
-            ident = a.identity
-            cand = cands.get(st.incident_id)
-            if cand is None or (cand.status == "resolved" and (cand.resolved_at or 0) < now - t.cooloff_s):
-                cand = cands.best(ident, now, t.group_window_s, t.cooloff_s)
+            cand = cand_of(st.incident_id)
+            if cand is None or (cand.status == "resolved" and (cand.resolved_at or 0) < now - cooloff_s):
+                cand = best(a, now, window_s, cooloff_s)  # a prepared alert carries its identity
             if cand is None:
+                ident = a.identity
                 inc_id = _NEW_INCIDENT_ID()
                 while inc_id in incidents:
                     inc_id = _NEW_INCIDENT_ID()
@@ -254,18 +262,26 @@ class TriagePass:
                 cand.status = "open"
                 out.reopened.append(cand.incident_id)
                 self.reopened[cand.incident_id] = b.actor
-            cands.absorb(cand, ident, now)
+            absorb(cand, a, now)
             if st.incident_id != cand.incident_id:
                 st.incident_id = cand.incident_id
                 attach.append((cand.incident_id, fp))
             touched[cand.incident_id] = b.touched[cand.incident_id] = None
 
+        if duplicates:
+            tally.add("duplicates", duplicates)
+        if suppressed:
+            tally.add("suppressed", suppressed)
         store.insert("incident", list(new_incidents.values()))
         restats = self._apply_shares()
         self._write_alerts()
         if attach:
-            store.link([{"incident_id": i, "alert_id": states[fp].id, "attached_at": now}
-                        for i, fp in dict.fromkeys(attach)])
+            links: list[tuple[str, int, float]] = []
+            for inc_id, fp in dict.fromkeys(attach):
+                row_id = states[fp].id
+                assert row_id is not None  # _write_alerts gave every new alert its id
+                links.append((inc_id, row_id, now))
+            store.link(links)
         self._recount([i for i in {**touched, **restats} if i in unstated])
         updated = self._refresh_incidents([i for i in touched if i in incidents],
                                           [i for i in restats if i not in touched and i in incidents])
@@ -332,9 +348,11 @@ class TriagePass:
 
         Returns the incidents whose ``stats`` changed. Every incident an alert pointed at when loaded is in
         ``incidents`` (``candidate_incidents`` loads the referenced ones), and so is every incident it now joins.
+        A storm's alerts repeat a few shares, so the moves are summed per share and applied once each.
         """
         changed: dict[str, None] = {}
         incidents = self.incidents
+        moves: Counter[_Share] = Counter()
         for st in self.states.values():
             a = st.alert
             if a is None or st.kind not in ("new", "changed"):
@@ -342,11 +360,16 @@ class TriagePass:
             share: _Share = (st.incident_id, a.service, a.severity, st.status == "firing" and not st.suppressed)
             if share == st.orig:
                 continue
-            for old_or_new, sign in ((st.orig, -1), (share, 1)):
-                if old_or_new is not None and old_or_new[0] and old_or_new[0] in incidents:
-                    share_stats(incidents[old_or_new[0]].stats, old_or_new, sign)
-                    changed[old_or_new[0]] = None
+            if st.orig is not None:
+                moves[st.orig] -= 1
+            moves[share] += 1
             st.orig = share
+        for share, n in moves.items():
+            inc_id = share[0]
+            if inc_id and inc_id in incidents:
+                changed[inc_id] = None
+                if n:
+                    share_stats(incidents[inc_id].stats, share, n)
         return changed
 
     def _recount(self, ids: list[str]) -> None:
