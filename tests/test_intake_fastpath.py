@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bot.intake.payloads import NUL_REASON, AlertmanagerWebhook, GrafanaWebhook, has_nul_escape
-from bot.intake.routes import Rejected, read_alerts
+from bot.intake.routes import Rejected, read_alerts, read_prepared
 from bot.triage.alert import MAX_KEY, MAX_LABELS, MAX_TEXT, MAX_VALUE, AlertIn, make_alert, to_epoch
+from bot.triage.prepared import prepare
 from tests.triage_fixtures import alerts, am_alert, am_payload, auth, client_for, dead_letters, make_ctx
 
 VENDORS = {"/webhooks/alertmanager": AlertmanagerWebhook, "/webhooks/grafana": GrafanaWebhook}
@@ -308,10 +309,15 @@ def test_fast_path_accepts_exactly_what_make_alert_accepts(labels: dict[str, str
         event(f"refused {rej.status}")
         assert 400 <= rej.status < 500 and rej.reason
         assert expected is None, (rej.reason, expected)
+        with pytest.raises(Rejected) as journaled:  # the journaled path refuses the same body the same way
+            read_prepared(model, body_of(doc))
+        assert (journaled.value.status, journaled.value.reason) == (rej.status, rej.reason)
         return
     event("accepted")
     assert expected is not None
     assert got == expected and got.starts_at == 1714557600.0
+    # The journaled path builds the same prepared alert without the AlertIn in between.
+    assert read_prepared(model, body_of(doc)) == [prepare(got)]
 
 
 @settings(max_examples=40, deadline=None)

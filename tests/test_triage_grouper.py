@@ -150,12 +150,12 @@ async def test_a_killed_grouper_is_restarted_and_nothing_is_lost(db: Database) -
     try:
         async with asyncio.timeout(90):
             await tr.start()
-            first = [await tr.enqueue([alert("HighLatency", f"svc-{i}", pod=f"p{k}") for k in range(20)],
+            first = [await tr.enqueue([prepare(alert("HighLatency", f"svc-{i}", pod=f"p{k}")) for k in range(20)],
                                       source="alertmanager", actor=HOOK) for i in range(5)]
             proc = tr.journal._proc
             assert proc is not None
             proc.kill()
-            later = [await tr.enqueue([alert("HighLatency", f"svc-{i}", pod=f"q{k}") for k in range(20)],
+            later = [await tr.enqueue([prepare(alert("HighLatency", f"svc-{i}", pod=f"q{k}")) for k in range(20)],
                                       source="alertmanager", actor=HOOK) for i in range(5)]
             await tr.drained()
             assert tr.journal._proc is not proc  # a new grouper took over from the committed cursor
@@ -174,7 +174,7 @@ async def test_closing_lets_the_grouper_finish_the_backlog(db: Database) -> None
     tr = ctx.triage
     await tr.start()
     for i in range(10):
-        await tr.enqueue([alert("HighLatency", "checkout", pod=f"{i}-{k}") for k in range(50)],
+        await tr.enqueue([prepare(alert("HighLatency", "checkout", pod=f"{i}-{k}")) for k in range(50)],
                          source="alertmanager", actor=HOOK)
     async with asyncio.timeout(60):
         await tr.aclose()

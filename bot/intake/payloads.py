@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -49,6 +49,7 @@ from bot.triage.alert import (
     service_of,
     to_epoch,
 )
+from bot.triage.prepared import Prepared, prepare, prepared_from
 from bot.triage.severity import normalise_severity
 
 MAX_ALERTS = 5000
@@ -182,6 +183,10 @@ class Vendor(_Ignoring):
     def to_alerts(self) -> list[AlertIn]:
         raise NotImplementedError
 
+    def to_prepared(self) -> list[Prepared]:
+        """What ``prepare`` makes of ``to_alerts()``, without the ``AlertIn``s in between (the journaled path)."""
+        raise NotImplementedError
+
 
 class AMAlert(_Ignoring):
     """One alert, held natively to ``AlertIn``'s limits (see ``to_alerts``)."""
@@ -198,8 +203,22 @@ class AMAlert(_Ignoring):
         return self.annotations
 
 
-def _vendor_alerts(source: Source, alerts: Sequence[AMAlert], title: str) -> list[AlertIn]:
-    """``AlertIn``s with ``make_alert``'s derivations, built directly: ``make_alert`` costs more per call.
+T = TypeVar("T")
+# Builds one normalised alert from (source, name, status, severity, service, labels, annotations, starts_at,
+# ends_at, generator_url, own fingerprint): ``AlertIn`` (``_alert_in``) or a ``Prepared`` (``prepared_from``).
+Build = Callable[[Source, str, str, str, str, dict[str, str], dict[str, str], float, float | None, str, str | None], T]
+
+
+def _alert_in(source: Source, name: str, status: str, severity: str, service: str, labels: dict[str, str],
+              annotations: dict[str, str], starts_at: float, ends_at: float | None, generator_url: str,
+              fingerprint: str | None) -> AlertIn:
+    return AlertIn(source=source, name=name, status=status, severity=severity,  # type: ignore[arg-type]
+                   service=service, labels=labels, annotations=annotations, starts_at=starts_at, ends_at=ends_at,
+                   generator_url=generator_url, fingerprint=fingerprint)
+
+
+def _vendor_alerts(source: Source, alerts: Sequence[AMAlert], title: str, build: Build[T]) -> list[T]:
+    """Normalised alerts with ``make_alert``'s derivations, built directly: ``make_alert`` costs more per call.
 
     The model and ``Vendor.from_json`` already held every string to ``AlertIn``'s rules, and the status
     is one of the two words. Times are converted here; a bad one is a ``ValidationError`` at its location
@@ -218,12 +237,9 @@ def _vendor_alerts(source: Source, alerts: Sequence[AMAlert], title: str) -> lis
         level = levels.get(word)
         if level is None:
             level = levels[word] = normalise_severity(word)
-        out.append(AlertIn(
-            source=source, name=alert_name(labels, annotations)[:300], status=status, severity=level,
-            service=service_of(labels)[:300], labels=labels, annotations=annotations, starts_at=starts or now,
-            ends_at=ends if status == "resolved" else None, generator_url=a.generatorURL,
-            fingerprint=a.fingerprint or None,
-        ))
+        out.append(build(source, alert_name(labels, annotations)[:300], status, level, service_of(labels)[:300],
+                         labels, annotations, starts or now, ends if status == "resolved" else None, a.generatorURL,
+                         a.fingerprint or None))
     if epochs.errors:
         raise ValidationError.from_exception_data(title, epochs.errors)
     return out
@@ -242,7 +258,10 @@ class AlertmanagerWebhook(Vendor):
     alerts: list[AMAlert] = Field(min_length=1, max_length=MAX_ALERTS)
 
     def to_alerts(self) -> list[AlertIn]:
-        return _vendor_alerts("alertmanager", self.alerts, type(self).__name__)
+        return _vendor_alerts("alertmanager", self.alerts, type(self).__name__, _alert_in)
+
+    def to_prepared(self) -> list[Prepared]:
+        return _vendor_alerts("alertmanager", self.alerts, type(self).__name__, prepared_from)
 
 
 class GrafanaAlert(AMAlert):
@@ -280,7 +299,10 @@ class GrafanaWebhook(Vendor):
     message: str = ""
 
     def to_alerts(self) -> list[AlertIn]:
-        return _vendor_alerts("grafana", self.alerts, type(self).__name__)
+        return _vendor_alerts("grafana", self.alerts, type(self).__name__, _alert_in)
+
+    def to_prepared(self) -> list[Prepared]:
+        return _vendor_alerts("grafana", self.alerts, type(self).__name__, prepared_from)
 
 
 class GenericAlert(BaseModel):
@@ -327,6 +349,9 @@ class GenericWebhook(BaseModel):
                                   generator_url=a.url, fingerprint=a.fingerprint, name=a.name,
                                   severity=a.severity or None, service=a.service or None, now=now))
         return out
+
+    def to_prepared(self) -> list[Prepared]:
+        return [prepare(a) for a in self.to_alerts()]
 
 
 Payload = type[AlertmanagerWebhook] | type[GrafanaWebhook] | type[GenericWebhook]

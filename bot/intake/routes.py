@@ -34,8 +34,9 @@ from bot.audit import Actor
 from bot.context import AppContext
 from bot.errors import DatabaseError
 from bot.intake.journal import JournalError
-from bot.intake.payloads import PAYLOADS, Payload, UnsafeText, Vendor, refuse_nul
+from bot.intake.payloads import PAYLOADS, GenericWebhook, Payload, UnsafeText, Vendor, refuse_nul
 from bot.triage.alert import AlertIn
+from bot.triage.prepared import Prepared
 from bot.web import CTX, dead_letter
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,21 @@ def read_vendor(model: type[Vendor], body: bytes) -> Vendor:
 def read_alerts(model: Payload, body: bytes) -> list[AlertIn]:
     """Parse, validate and normalise a body, or raise ``Rejected`` (400 unreadable, 422 wrong shape)."""
     try:
-        payload = read_vendor(model, body) if issubclass(model, Vendor) else model.model_validate(json_object(body))
-        return payload.to_alerts()
+        return _read_payload(model, body).to_alerts()
     except ValidationError as exc:
         raise Rejected(422, describe_validation(exc)) from None
+
+
+def read_prepared(model: Payload, body: bytes) -> list[Prepared]:
+    """``read_alerts`` as the triage pass takes them: fingerprinted, hashed, identified (the journaled path)."""
+    try:
+        return _read_payload(model, body).to_prepared()
+    except ValidationError as exc:
+        raise Rejected(422, describe_validation(exc)) from None
+
+
+def _read_payload(model: Payload, body: bytes) -> Vendor | GenericWebhook:
+    return read_vendor(model, body) if issubclass(model, Vendor) else model.model_validate(json_object(body))
 
 
 def _safe_headers(request: web.Request) -> dict[str, str]:
@@ -201,7 +213,10 @@ def make_handler(source: str):  # type: ignore[no-untyped-def]
         try:
             body = await read_limited(request, ctx.settings.webhooks.max_body_bytes)
             how = check_auth(ctx, request.headers, body)
-            alerts = read_alerts(model, body)
+            if ctx.triage.journal is not None:
+                prepared, alerts = read_prepared(model, body), None
+            else:
+                prepared, alerts = None, read_alerts(model, body)
         except Rejected as rej:
             kept = (body or rej.partial)[: rej.body_cap]
             try:
@@ -213,9 +228,11 @@ def make_handler(source: str):  # type: ignore[no-untyped-def]
             return web.json_response({"error": rej.reason}, status=rej.status)
         actor = Actor("webhook", source, how)
         try:
-            if ctx.triage.journal is not None:
-                ticket = await ctx.triage.enqueue(alerts, source=source, actor=actor)
-                return web.json_response({"status": "queued", "received": len(alerts), "ticket": ticket}, status=202)
+            if prepared is not None:
+                ticket = await ctx.triage.enqueue(prepared, source=source, actor=actor)
+                return web.json_response({"status": "queued", "received": len(prepared), "ticket": ticket},
+                                         status=202)
+            assert alerts is not None
             outcome = await ctx.triage.ingest(alerts, actor=actor)
         except (SQLAlchemyError, DatabaseError, JournalError, OSError) as exc:
             log.error("webhook %s: storage failed: %s", source, exc)

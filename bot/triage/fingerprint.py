@@ -39,15 +39,20 @@ def label_hash(labels: dict[str, str]) -> str:
 
 def fingerprint(alert: AlertIn) -> str:
     """``<source>:<own id>`` or ``<source>:h:<label hash>``, at most 128 characters."""
-    if alert.fingerprint:
-        fp = f"{alert.source}:{alert.fingerprint}"
+    return fingerprint_of(alert.source, alert.fingerprint, alert.labels, alert.name, alert.service)
+
+
+def fingerprint_of(source: str, own: str | None, labels: dict[str, str], name: str, service: str) -> str:
+    """``fingerprint`` from an alert's fields (the webhook fast path has no ``AlertIn`` to pass)."""
+    if own:
+        fp = f"{source}:{own}"
         if len(fp) <= MAX_FINGERPRINT:
             return fp
-        return f"{alert.source}:x:{hashlib.sha256(alert.fingerprint.encode()).hexdigest()}"
-    labels = alert.labels or {"alertname": alert.name, "service": alert.service}
+        return f"{source}:x:{hashlib.sha256(own.encode()).hexdigest()}"
+    labels = labels or {"alertname": name, "service": service}
     if "alertname" not in labels:
-        labels = {**labels, "alertname": alert.name}
-    return f"{alert.source}:h:{label_hash(labels)}"
+        labels = {**labels, "alertname": name}
+    return f"{source}:h:{label_hash(labels)}"
 
 
 # The JSON of the statuses and severity levels every alert has (plain ASCII words: just quoted).
@@ -60,11 +65,16 @@ def content_parts(alert: AlertIn) -> tuple[str, str, str]:
     The hash is that of ``[status, labels, annotations, severity]`` in canonical JSON (sorted keys, no
     spaces); triage stores the two JSON texts as they are, so a storm serialises each mapping once.
     """
-    labels, annotations = _canonical(alert.labels), _canonical(alert.annotations)
-    status, severity = _PLAIN.get(alert.status) or _canonical(alert.status), \
-        _PLAIN.get(alert.severity) or _canonical(alert.severity)
-    blob = f"[{status},{labels},{annotations},{severity}]"
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest(), labels, annotations
+    return content_parts_of(alert.status, alert.labels, alert.annotations, alert.severity)
+
+
+def content_parts_of(status: str, labels: dict[str, str], annotations: dict[str, str],
+                     severity: str) -> tuple[str, str, str]:
+    """``content_parts`` from an alert's fields."""
+    labels_json, annotations_json = _canonical(labels), _canonical(annotations)
+    blob = f"[{_PLAIN.get(status) or _canonical(status)},{labels_json},{annotations_json}," \
+           f"{_PLAIN.get(severity) or _canonical(severity)}]"
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest(), labels_json, annotations_json
 
 
 def content_hash(alert: AlertIn) -> str:

@@ -28,6 +28,12 @@ _FAMILY_SUFFIX = re.compile(
 )
 
 
+def placement(labels: Mapping[str, str]) -> tuple[str, str]:
+    """The cluster and namespace an alert's labels place it in ("" when they do not say)."""
+    return (labels.get("cluster") or labels.get("k8s_cluster") or labels.get("region") or "",
+            labels.get("namespace") or labels.get("kubernetes_namespace") or labels.get("env") or "")
+
+
 @lru_cache(maxsize=4096)
 def alert_family(name: str) -> str:
     """``DiskSpaceLowCritical`` and ``DiskSpaceLow`` share a family; so do ``HighLatency_p1`` and ``HighLatency``.
@@ -62,13 +68,8 @@ class Identity:
 
     @classmethod
     def of(cls, alert: AlertIn) -> Identity:
-        lb = alert.labels
-        return cls(
-            service=alert.service,
-            cluster=lb.get("cluster") or lb.get("k8s_cluster") or lb.get("region") or "",
-            namespace=lb.get("namespace") or lb.get("kubernetes_namespace") or lb.get("env") or "",
-            family=alert_family(alert.name),
-        )
+        cluster, namespace = placement(alert.labels)
+        return cls(service=alert.service, cluster=cluster, namespace=namespace, family=alert_family(alert.name))
 
     def key(self) -> str:
         """The ``Incident.group_key`` of an incident this alert opens."""

@@ -13,8 +13,8 @@ from typing import NamedTuple
 import orjson
 
 from bot.triage.alert import AlertIn
-from bot.triage.fingerprint import content_parts, fingerprint
-from bot.triage.grouping import Identity
+from bot.triage.fingerprint import content_parts_of, fingerprint_of
+from bot.triage.grouping import Identity, alert_family, placement
 
 
 class Prepared(NamedTuple):
@@ -51,8 +51,17 @@ class Prepared(NamedTuple):
 
 
 def prepare(alert: AlertIn) -> Prepared:
-    content_hash, labels_json, annotations_json = content_parts(alert)
-    ident = Identity.of(alert)
-    return Prepared(fingerprint(alert), content_hash, labels_json, annotations_json, alert.source, alert.name,
-                    alert.status, alert.severity, alert.service, alert.starts_at, alert.ends_at, alert.generator_url,
-                    ident.cluster, ident.namespace, ident.family)
+    return prepared_from(alert.source, alert.name, alert.status, alert.severity, alert.service, alert.labels,
+                         alert.annotations, alert.starts_at, alert.ends_at, alert.generator_url, alert.fingerprint)
+
+
+def prepared_from(source: str, name: str, status: str, severity: str, service: str, labels: dict[str, str],
+                  annotations: dict[str, str], starts_at: float, ends_at: float | None, generator_url: str,
+                  own_fingerprint: str | None) -> Prepared:
+    """``prepare`` from an alert's fields, already held to ``AlertIn``'s rules: the webhook fast path builds
+    these straight from the validated payload, without an ``AlertIn`` in between."""
+    content_hash, labels_json, annotations_json = content_parts_of(status, labels, annotations, severity)
+    cluster, namespace = placement(labels)
+    return Prepared(fingerprint_of(source, own_fingerprint, labels, name, service), content_hash, labels_json,
+                    annotations_json, source, name, status, severity, service, starts_at, ends_at, generator_url,
+                    cluster, namespace, alert_family(name))

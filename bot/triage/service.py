@@ -33,7 +33,7 @@ from bot.audit import BOT, Actor
 from bot.chat.hub import ThreadOrigin
 from bot.errors import ConfigError, DatabaseError
 from bot.triage.alert import AlertIn
-from bot.triage.prepared import prepare
+from bot.triage.prepared import Prepared, prepare
 from bot.triage.store import TriageRunner, TriageStore, runner_for
 from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, TriagePass
 
@@ -102,14 +102,13 @@ class TriageService:
         if self.journal is not None:
             await self.journal.start()
 
-    async def enqueue(self, alerts: Sequence[AlertIn], *, source: str, actor: Actor) -> int:
-        """Journal a webhook's batch for the grouper; return its ticket (``JournalError`` if it cannot be written).
-
-        The caller acknowledges once this returns: the batch is on disk and will be triaged exactly once."""
+    async def enqueue(self, alerts: list[Prepared], *, source: str, actor: Actor) -> int:
+        """Journal a webhook's prepared batch for the grouper; return its ticket (``JournalError`` if it cannot be
+        written). The caller acknowledges once this returns: the batch is on disk and will be triaged exactly once."""
         assert self.journal is not None
         if not self.journal.started:
             await self.journal.start(wait_ready=False)
-        ticket = self.journal.append(source, actor, [prepare(a) for a in alerts])
+        ticket = self.journal.append(source, actor, alerts)
         self.ctx.metrics.alerts.labels(source).inc(len(alerts))
         self.ctx.metrics.intake_backlog.set(self.journal.backlog)
         return ticket
