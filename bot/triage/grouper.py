@@ -37,7 +37,7 @@ from bot.errors import DatabaseError
 from bot.intake.journal import JournalReader
 from bot.triage.prepared import Prepared
 from bot.triage.store import SqliteStore, SqliteWriter
-from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, TriagePass
+from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, StateCache, TriagePass
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ class Grouper:
         self.settings = settings
         self.investigation_rows = investigation_rows
         self.reader: JournalReader | None = None
+        self.known = StateCache()
+        self._data_version: int | None = None
 
     def close(self) -> None:
         self.writer.close()
@@ -159,20 +161,33 @@ class Grouper:
         records = [Record.decode(ticket, payload) for ticket, payload in raw]
         through = raw[-1][0]
 
+        passes: list[TriagePass] = []
+
         def run(store: SqliteStore) -> Report:
+            version = store.conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:  # another connection committed: what we remember may be stale
+                self.known.clear()
+                self._data_version = version
             done = read_cursor(store)
             todo = [r for r in records if r.ticket > done]  # another grouper (an orphan of a crash) got there first
             batches = [Batch(r.alerts, r.actor, IngestOutcome(received=len(r.alerts))) for r in todo]
             report = Report(through=max(through, done))
             if batches:
                 now = max(r.received_at for r in todo)
-                result = TriagePass(store, self.settings, batches, now, self.investigation_rows).run()
+                passes.append(TriagePass(store, self.settings, batches, now, self.investigation_rows, self.known))
+                result = passes[-1].run()
                 report.updated, report.flap_notes = result.updated, result.flap_notes
                 report.outcomes = [(r.ticket, outcome_dict(b.out)) for r, b in zip(todo, batches, strict=True)]
             write_cursor(store, report.through)
             return report
 
-        report = self.writer.run(run)
+        try:
+            report = self.writer.run(run)
+        except BaseException:
+            self.known.clear()  # the failed pass changed remembered states in place
+            raise
+        for p in passes:
+            self.known.keep(p.states)
         self._reader().prune(report.through)
         return report
 

@@ -77,7 +77,9 @@ class Identity:
         return ";".join(p.replace(";", ",") for p in parts)[:200]
 
 
+@lru_cache(maxsize=4096)
 def parse_key(key: str) -> Identity:
+    """The identity an incident's ``group_key`` records (cached: every pass re-reads the open incidents' keys)."""
     d: dict[str, str] = {}
     for part in key.split(";"):
         k, _, v = part.partition("=")

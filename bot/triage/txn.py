@@ -148,12 +148,50 @@ def with_count(base: str, count: int) -> str:
     return base[: 500 - len(suffix)] + suffix
 
 
+class StateCache:
+    """Stored alerts' states as the last committed passes left them, for a writer that is the database's only
+    one (the grouper): a pass then reads only the fingerprints it has not seen. Valid while SQLite's
+    ``data_version`` says no other connection committed; the owner clears it when one did, and when a pass
+    fails (its states were changed in place)."""
+
+    def __init__(self, limit: int = 50_000):
+        self.limit = limit
+        self._states: dict[str, _State] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def clear(self) -> None:
+        self._states.clear()
+
+    def take(self, fps: list[str], into: dict[str, _State]) -> list[str]:
+        """Put the known states of ``fps`` in ``into``; return the fingerprints still to be read."""
+        missing = []
+        cached = self._states
+        for fp in fps:
+            st = cached.get(fp)
+            if st is None:
+                missing.append(fp)
+            else:
+                st.kind, st.alert = "", None
+                into[fp] = st
+        return missing
+
+    def keep(self, states: dict[str, _State]) -> None:
+        """Remember a committed pass's states (every one is what its row now holds)."""
+        if len(self._states) + len(states) > self.limit:
+            self._states.clear()
+        if len(states) <= self.limit:
+            self._states.update(states)
+
+
 class TriagePass:
     """Triage ``group`` at time ``now`` against ``store``; ``run`` returns what the caller announces after commit."""
 
     def __init__(self, store: TriageStore, settings: Any, group: Sequence[Batch], now: float,
-                 investigation_rows: InvestigationRows | None):
+                 investigation_rows: InvestigationRows | None, known: StateCache | None = None):
         self.store = store
+        self.known = known
         self.t = settings
         self.group = group
         self.now = now
@@ -301,6 +339,9 @@ class TriagePass:
         return PassResult(updated, self.flap_notes)
 
     def _load_states(self, fps: list[str]) -> None:
+        known = self.known
+        if known is not None:
+            fps = known.take(fps, self.states)
         for (row_id, fp, status, content_hash, incident_id, flips, suppressed, duplicates, first_seen, service,
              severity) in self.store.load_states(fps):
             self.states[fp] = _State(
