@@ -148,6 +148,25 @@ def choose(ident: Identifies, candidates: Iterable[Candidate], adj: Mapping[str,
     return chosen
 
 
+def _same_service(ident: Identifies, candidates: Iterable[Candidate], now: float, window_s: float,
+                  cooloff_s: float) -> Candidate | None:
+    """``choose`` over candidates that all hold the alert's service: each scores 3, or 0 across clusters, so
+    only the cluster check and the recency tie-break are left (the loop a storm runs once per alert)."""
+    chosen: Candidate | None = None
+    cluster = ident.cluster
+    for c in candidates:
+        if c.status == "resolved":
+            if c.resolved_at is None or now - c.resolved_at > cooloff_s:
+                continue
+        elif now - c.last_activity > window_s:
+            continue
+        if cluster and c.identity.cluster and cluster != c.identity.cluster:
+            continue
+        if chosen is None or c.last_activity > chosen.last_activity:
+            chosen = c
+    return chosen
+
+
 def absorb(cand: Candidate, ident: Identifies, now: float) -> None:
     """Record that an alert joined ``cand`` so later alerts of the same batch see it."""
     if ident.service:
@@ -198,7 +217,7 @@ class CandidateIndex:
         if ident.service:
             same = self.by_service.get(ident.service)
             if same:
-                found = choose(ident, same.values(), self.adj, now, window_s, cooloff_s)
+                found = _same_service(ident, same.values(), now, window_s, cooloff_s)
                 if found is not None:
                     return found
         return choose(ident, self.near(ident), self.adj, now, window_s, cooloff_s)
