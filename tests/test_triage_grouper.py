@@ -277,3 +277,23 @@ async def test_a_write_by_another_connection_is_seen_by_the_next_pass(db: Databa
         g.close()
     (row,) = await alerts(db)
     assert row.duplicates == 42  # counted on from what the other connection wrote, not from the cache
+
+
+async def test_a_grouper_that_cannot_start_is_retried_and_closing_does_not_wait_for_it(tmp_path: Path) -> None:
+    """The database is not migrated: the grouper dies at start, is started again, and closing ends that."""
+    unmigrated = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    ctx = make_ctx(unmigrated)
+    tr = ctx.triage
+    assert tr.journal is not None
+    try:
+        await tr.journal.start(wait_ready=False)
+        first = tr.journal._proc
+        async with asyncio.timeout(30):
+            while tr.journal._proc is first or tr.journal._restarts < 2:
+                await asyncio.sleep(0.05)
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            await tr.aclose()
+        assert time.monotonic() - started < 3  # not the 5 s restart pause
+    finally:
+        await unmigrated.dispose()

@@ -65,6 +65,7 @@ class JournaledIntake:
         self._recent: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._opened = False
         self._closing = False
+        self._closed = asyncio.Event()  # set by ``aclose``: a restart pause ends at once
         self._restarts = 0
 
     @property
@@ -74,6 +75,7 @@ class JournaledIntake:
     async def start(self, wait_ready: bool = True) -> None:
         """Open the journal and start the grouper (which first triages whatever a crash left journaled)."""
         self._closing = False
+        self._closed.clear()
         if not self._opened:
             self.writer.open()
             self._opened = True
@@ -118,26 +120,41 @@ class JournaledIntake:
                     ready.set_result(None)
                 self._restarts = 0
                 continue
-            if "idle" in msg:
-                await self._advance(int(msg["idle"]))
+            try:
+                if "idle" in msg:
+                    await self._advance(int(msg["idle"]))
+                    continue
+                report = Report(int(msg["through"]), [(int(t), o) for t, o in msg["outcomes"]], list(msg["updated"]),
+                                [(fp, i) for fp, i in msg["flap_notes"]], float(msg.get("seconds", 0.0)))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring a malformed report from the grouper (%s): %r", exc, line[:200])
                 continue
-            report = Report(msg["through"], [(t, o) for t, o in msg["outcomes"]], msg["updated"],
-                            [(fp, i) for fp, i in msg["flap_notes"]], float(msg.get("seconds", 0.0)))
             await self._heard(report)
         rc = await proc.wait()
         if not ready.done():
             ready.set_exception(RuntimeError(f"the grouper process exited ({rc}) before it was ready"))
             ready.exception()  # retrieved here: a lazy start does not wait for it
-        if self._closing:
-            return
-        pause = RESTART_PAUSES_S[min(self._restarts, len(RESTART_PAUSES_S) - 1)]
-        self._restarts += 1
-        log.error("the grouper process exited (%s); starting it again in %ss (journaled alerts wait for it)", rc, pause)
-        await asyncio.sleep(pause)
-        if not self._closing:
+        await self._restart(rc)
+
+    async def _restart(self, rc: int) -> None:
+        """Start the grouper again after it died, pausing longer each time it dies before it is ready."""
+        while not self._closing:
+            pause = RESTART_PAUSES_S[min(self._restarts, len(RESTART_PAUSES_S) - 1)]
+            self._restarts += 1
+            log.error("the grouper process exited (%s); starting it again in %ss (journaled alerts wait for it)",
+                      rc, pause)
+            with contextlib.suppress(TimeoutError):  # ``aclose`` ends the pause
+                await asyncio.wait_for(self._closed.wait(), pause)
+            if self._closing:
+                return
             self._proc = None
-            await self._spawn()
+            try:
+                await self._spawn()
+            except OSError as exc:
+                log.error("cannot start the grouper process: %s", exc)
+                continue
             self._nudge()
+            return
 
     def _nudge(self) -> None:
         if self._proc is not None and self._proc.stdin is not None:
@@ -186,6 +203,7 @@ class JournaledIntake:
     async def aclose(self) -> None:
         """Let the grouper finish the backlog (up to ``EXIT_TIMEOUT_S``), then stop it and close the journal."""
         self._closing = True
+        self._closed.set()
         proc = self._proc
         if proc is not None:
             if proc.stdin is not None:
@@ -198,8 +216,7 @@ class JournaledIntake:
                 proc.kill()
                 await proc.wait()
         if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await self._reader  # the last reports, read to the end of the grouper's output
         self.writer.close()
         self._opened = False
         self._proc = None
