@@ -26,6 +26,7 @@ from bot.store.models import IntakeCursor
 from bot.triage.alert import AlertIn, make_alert
 from bot.triage.grouper import BadRecord, Grouper, Record, encode_record
 from bot.triage.prepared import Prepared, prepare
+from tests.slack_fixtures import eventually
 from tests.triage_fixtures import alerts, dead_letters, incidents, jobs, make_ctx
 
 HOOK = Actor("webhook", "alertmanager", "token")
@@ -288,9 +289,7 @@ async def test_a_grouper_that_cannot_start_is_retried_and_closing_does_not_wait_
     try:
         await tr.journal.start(wait_ready=False)
         first = tr.journal._proc
-        async with asyncio.timeout(30):
-            while tr.journal._proc is first or tr.journal._restarts < 2:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: tr.journal._proc is not first and tr.journal._restarts >= 2, within=30)
         started = time.monotonic()
         async with asyncio.timeout(10):
             await tr.aclose()
