@@ -47,7 +47,6 @@ GROUP_ALERTS = 5000  # ... and alerts (one larger batch goes alone)
 JOURNALED_ALERT_BYTES = 700  # about what one alert of a storm takes in a record
 RETRY_PAUSE_S = 1.0
 COLLECT_EVERY = 64  # passes between collections of cyclic garbage while a storm keeps the grouper busy
-_PREPARED_FIELDS = len(Prepared._fields)
 
 
 class BadRecord(ValueError):
@@ -73,9 +72,10 @@ class Record:
             version, source, actor, received_at, alerts = orjson.loads(payload)
             if version != RECORD_VERSION:
                 raise BadRecord(f"journal record version {version} is not {RECORD_VERSION}")
-            if type(alerts) is not list or any(type(a) is not list or len(a) != _PREPARED_FIELDS for a in alerts):
-                raise BadRecord(f"journal record alerts are not {_PREPARED_FIELDS} fields each")
-            return cls(ticket, str(source), Actor(*actor), float(received_at), [Prepared._make(a) for a in alerts])
+            if type(alerts) is not list or not all(type(a) is list for a in alerts):
+                raise BadRecord("journal record alerts are not lists of fields")
+            # ``_make`` refuses a wrong number of fields (TypeError, below)
+            return cls(ticket, str(source), Actor(*actor), float(received_at), list(map(Prepared._make, alerts)))
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             raise BadRecord(f"unreadable journal record: {exc}") from None
 

@@ -247,16 +247,18 @@ class SqliteStore:
                                   self._params(table, cols, rows))
 
     def insert_alerts(self, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> list[int]:
-        """Ids are given out here, after the highest stored one: the pass holds SQLite's write lock, so no
-        other writer can take them, and a plain ``executemany`` needs no ``RETURNING`` round per row. The
-        rows arrive with their JSON columns serialised (``raw_json``)."""
+        """SQLite numbers the rows after the highest stored id (``alert.id`` is the rowid), and the pass holds the
+        write lock, so the ids are known without a ``RETURNING`` round per row; they are checked once after.
+        The rows arrive with their JSON columns serialised (``raw_json``)."""
         if not rows:
             return []
-        first = (self.conn.execute("SELECT coalesce(max(id), 0) FROM alert").fetchone() or (0,))[0] + 1
-        ids = list(range(first, first + len(rows)))
-        self.conn.executemany(f"INSERT INTO alert (id, {', '.join(cols)}) VALUES ({','.join('?' * (len(cols) + 1))})",
-                              [(i, *r) for i, r in zip(ids, rows, strict=True)])
-        return ids
+        highest = "SELECT coalesce(max(id), 0) FROM alert"
+        first = (self.conn.execute(highest).fetchone() or (0,))[0] + 1
+        self.conn.executemany(f"INSERT INTO alert ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})", rows)
+        last = (self.conn.execute(highest).fetchone() or (0,))[0]
+        if last != first + len(rows) - 1:
+            raise DatabaseError(f"alert ids {first}..{last} are not the {len(rows)} consecutive ids expected")
+        return list(range(first, last + 1))
 
     def update_alerts(self, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         if rows:
