@@ -68,6 +68,15 @@ def drain(g: Grouper) -> list:
     return reports
 
 
+async def drained(db: Database) -> list:
+    """Every report of a fresh grouper run until the journal is triaged (the grouper closed after)."""
+    g = grouper(db)
+    try:
+        return await asyncio.to_thread(drain, g)
+    finally:
+        g.close()
+
+
 async def cursor(db: Database) -> int:
     async with db.session() as s:
         row = (await s.exec(select(IntakeCursor))).first()
@@ -78,11 +87,7 @@ async def test_journaled_batches_are_triaged_once_with_their_own_outcomes(db: Da
     tickets = journal(db, [alert("HighLatency", "checkout"), alert("HighErrorRate", "checkout")],
                       [alert("HighLatency", "checkout")],  # a re-send: a duplicate
                       [alert("DiskFull", "billing-db")])
-    g = grouper(db)
-    try:
-        reports = await asyncio.to_thread(drain, g)
-    finally:
-        g.close()
+    reports = await drained(db)
     outcomes = dict(o for r in reports for o in r.outcomes)
     assert list(outcomes) == tickets
     assert [(o["stored"], o["duplicates"], len(o["opened"])) for o in outcomes.values()] == [(2, 0, 1), (0, 1, 0),
@@ -90,11 +95,7 @@ async def test_journaled_batches_are_triaged_once_with_their_own_outcomes(db: Da
     assert len(await incidents(db)) == 2 and len(await alerts(db)) == 3
     assert len(await jobs(db)) == 2  # one durable investigation per opened incident
     assert await cursor(db) == tickets[-1]
-    again = grouper(db)  # as after a restart: it starts at the committed cursor and finds nothing to do
-    try:
-        assert await asyncio.to_thread(drain, again) == []
-    finally:
-        again.close()
+    assert await drained(db) == []  # as after a restart: it starts at the committed cursor, finds nothing to do
     assert (await alerts(db))[0].duplicates == 1
 
 
@@ -118,11 +119,7 @@ async def test_batches_a_second_grouper_already_triaged_are_skipped(db: Database
 async def test_a_bad_record_is_dead_lettered_and_the_journal_moves_on(db: Database) -> None:
     tickets = journal(db, [alert("HighLatency", "checkout")], raw=[b"not a journal record"])
     tickets += journal(db, [alert("DiskFull", "billing-db")])
-    g = grouper(db)
-    try:
-        reports = await asyncio.to_thread(drain, g)
-    finally:
-        g.close()
+    reports = await drained(db)
     outcomes = dict(o for r in reports for o in r.outcomes)
     assert "unreadable journal record" in outcomes[tickets[1]]["error"]
     assert outcomes[tickets[0]]["stored"] == 1 and outcomes[tickets[2]]["stored"] == 1

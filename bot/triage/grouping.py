@@ -128,16 +128,21 @@ def score(ident: Identifies, cand: Candidate, adj: Mapping[str, set[str]]) -> in
     return 0
 
 
+def live(c: Candidate, now: float, window_s: float, cooloff_s: float) -> bool:
+    """Whether ``c`` can take an alert at ``now``: open and active within the window, or resolved within the
+    cool-off (it would reopen)."""
+    if c.status == "resolved":
+        return c.resolved_at is not None and now - c.resolved_at <= cooloff_s
+    return now - c.last_activity <= window_s
+
+
 def choose(ident: Identifies, candidates: Iterable[Candidate], adj: Mapping[str, set[str]], now: float,
            window_s: float, cooloff_s: float) -> Candidate | None:
     """The incident this alert joins, or None (it opens a new one)."""
     best: tuple[int, float] | None = None
     chosen: Candidate | None = None
     for c in candidates:
-        if c.status == "resolved":
-            if c.resolved_at is None or now - c.resolved_at > cooloff_s:
-                continue
-        elif now - c.last_activity > window_s:
+        if not live(c, now, window_s, cooloff_s):
             continue
         s = score(ident, c, adj)
         if s == 0:
@@ -155,10 +160,7 @@ def _same_service(ident: Identifies, candidates: Iterable[Candidate], now: float
     chosen: Candidate | None = None
     cluster = ident.cluster
     for c in candidates:
-        if c.status == "resolved":
-            if c.resolved_at is None or now - c.resolved_at > cooloff_s:
-                continue
-        elif now - c.last_activity > window_s:
+        if not live(c, now, window_s, cooloff_s):
             continue
         if cluster and c.identity.cluster and cluster != c.identity.cluster:
             continue
