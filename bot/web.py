@@ -84,6 +84,10 @@ async def readyz(request: web.Request) -> web.Response:
         await ctx.db.check_schema()
     except DatabaseError as exc:
         return web.json_response({"status": "not ready", "reason": str(exc)}, status=503)
+    journal = getattr(ctx.triage, "journal", None)
+    if journal is not None:
+        # Still ready while the grouper restarts: webhooks are journaled and nothing acknowledged is lost.
+        return web.json_response({"status": "ready", "intake": {"journal": "on", **journal.status()}})
     return web.json_response({"status": "ready"})
 
 

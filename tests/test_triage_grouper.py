@@ -293,3 +293,25 @@ async def test_a_grouper_that_cannot_start_is_retried_and_closing_does_not_wait_
         assert time.monotonic() - started < 3  # not the 5 s restart pause
     finally:
         await unmigrated.dispose()
+
+
+async def test_readyz_says_whether_the_grouper_runs_and_what_waits_for_it(db: Database) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import create_app
+
+    ctx = make_ctx(db)
+    async with TestClient(TestServer(create_app(ctx, installers=[]))) as client:
+        body = await (await client.get("/readyz")).json()
+        assert body == {"status": "ready", "intake": {"journal": "on", "grouper": "not started",
+                                                      "backlog_batches": 0, "restarts": 0}}
+        try:
+            async with asyncio.timeout(60):
+                await ctx.triage.start()
+            await ctx.triage.enqueue([prepare(alert("HighLatency", "checkout"))], source="alertmanager", actor=HOOK)
+            async with asyncio.timeout(60):
+                await ctx.triage.drained()
+            body = await (await client.get("/readyz")).json()
+            assert body["intake"] == {"journal": "on", "grouper": "running", "backlog_batches": 0, "restarts": 0}
+        finally:
+            await ctx.triage.aclose()

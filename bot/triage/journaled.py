@@ -72,6 +72,18 @@ class JournaledIntake:
     def started(self) -> bool:
         return self._proc is not None
 
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: whether the grouper runs, and how many acknowledged batches wait for it."""
+        if self._proc is None:
+            state = "restarting" if self._restarts and not self._closing else "not started"
+        elif self._proc.returncode is not None:
+            state = "restarting"
+        elif self._ready is None or not self._ready.done():
+            state = "starting"
+        else:
+            state = "running"
+        return {"grouper": state, "backlog_batches": self.backlog, "restarts": self._restarts}
+
     async def start(self, wait_ready: bool = True) -> None:
         """Open the journal and start the grouper (which first triages whatever a crash left journaled)."""
         self._closing = False
