@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import select
 
 from bot.audit import verify_chain
-from bot.store.models import AuditEvent, IncidentAlert, Silence
+from bot.store.models import AuditEvent, Silence
+from bot.store.queries import incident_alerts
 from bot.triage.alert import AlertIn, make_alert
 from bot.triage.noise import noise_report
 from tests.triage_fixtures import alerts, incidents, jobs, make_ctx
@@ -70,8 +71,7 @@ async def storm_scenario(db) -> None:
     assert inc.severity == "critical"
     assert inc.title == "HighLatency on checkout (+3 alerts)"
     async with db.session() as s:
-        links = (await s.exec(select(IncidentAlert).where(IncidentAlert.incident_id == inc_id))).all()
-    assert len(links) == 4
+        assert len(await incident_alerts(s, inc_id)) == 4
     # Resolving all four resolves the incident; the other stays open.
     clock.t += 60
     resolved = [alert(a.name, a.service, status="resolved") for a in burst]
@@ -242,3 +242,23 @@ async def test_adhoc_incident_for_named_services(db):
     # Alerts on that service join the ad-hoc incident.
     out = await ctx.triage.ingest([alert("HighLatency", "checkout")])
     assert out.incident_ids == [inc_id] and out.opened == []
+
+
+async def test_an_alert_that_fires_again_later_joins_a_new_incident_and_stays_in_the_first(db) -> None:
+    """Long after its incident resolved, an alert fires again: a new incident opens, and both count it."""
+    from bot.store.models import IncidentAlert
+
+    ctx, clock = ctx_with_clock(db, group_window_s=900, cooloff_s=600)
+    tr = ctx.triage
+    first = (await tr.ingest([alert("DiskFull", "billing-db")])).opened[0]
+    await tr.ingest([alert("DiskFull", "billing-db", status="resolved")])
+    clock.t += 10_000  # past the window and the cool-off
+    second = (await tr.ingest([alert("DiskFull", "billing-db")])).opened[0]
+    assert second != first
+    (row,) = await alerts(db)
+    assert row.incident_id == second
+    async with db.session() as s:
+        assert [a.id for a in await incident_alerts(s, first)] == [row.id]
+        assert [a.id for a in await incident_alerts(s, second)] == [row.id]
+        links = (await s.exec(select(IncidentAlert))).all()
+    assert [(link.incident_id, link.alert_id) for link in links] == [(first, row.id)]  # only the departure

@@ -61,6 +61,8 @@ async def _sequence(db: Database, *, sqla: bool, seed: int) -> None:
     clock.t += 60
     a = sent[-1]
     await ctx.triage.ingest([_again(a)])  # reopens within the cool-off
+    clock.t += 100_000
+    await ctx.triage.ingest([_again(sent[1])])  # long after: a new incident, and a link keeps it in its first one
     await ctx.triage.aclose()
 
 

@@ -74,12 +74,15 @@ class Alert(SQLModel, table=True):
 
 
 class IncidentAlert(SQLModel, table=True):
-    """Which alerts an incident holds (an alert may be re-attached when an incident is reopened)."""
+    """Incidents an alert was part of before the one it points at now (``Alert.incident_id``): an alert that
+    fires again after its incident went quiet joins another one and stays part of the first. An incident's
+    alerts are both kinds (``bot.store.queries.incident_alerts``). Rows written before triage kept links
+    for current attachments too, which changes nothing about that union."""
 
     __tablename__ = "incident_alert"
     incident_id: str = Field(foreign_key="incident.id", primary_key=True, max_length=32)
     alert_id: int = Field(foreign_key="alert.id", primary_key=True)
-    attached_at: float = Field(default_factory=now)
+    attached_at: float = Field(default_factory=now)  # when the link was recorded
 
 
 class Investigation(SQLModel, table=True):

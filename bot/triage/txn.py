@@ -220,7 +220,7 @@ class TriagePass:
             cands.add(Candidate(i.id, parse_key(i.group_key), set(i.services), i.status, i.updated_at, i.resolved_at))
         self.tally.add("received", len(prepared))
         new_incidents: dict[str, dict[str, Any]] = {}
-        attach: list[tuple[str, str]] = []  # (incident_id, fingerprint)
+        departed: list[tuple[str, str]] = []  # (incident_id, fingerprint) of alerts re-attached elsewhere
         touched: dict[str, None] = {}
         flap_actor: dict[str, Actor] = {}
         states, incidents, tally = self.states, self.incidents, self.tally
@@ -302,8 +302,9 @@ class TriagePass:
                 self.reopened[cand.incident_id] = b.actor
             absorb(cand, a, now)
             if st.incident_id != cand.incident_id:
+                if st.incident_id:  # it leaves an incident it stays part of: the link keeps it there
+                    departed.append((st.incident_id, fp))
                 st.incident_id = cand.incident_id
-                attach.append((cand.incident_id, fp))
             touched[cand.incident_id] = b.touched[cand.incident_id] = None
 
         if duplicates:
@@ -313,9 +314,9 @@ class TriagePass:
         store.insert("incident", list(new_incidents.values()))
         restats = self._apply_shares()
         self._write_alerts()
-        if attach:
+        if departed:
             links: list[tuple[str, int, float]] = []
-            for inc_id, fp in dict.fromkeys(attach):
+            for inc_id, fp in dict.fromkeys(departed):
                 row_id = states[fp].id
                 assert row_id is not None  # _write_alerts gave every new alert its id
                 links.append((inc_id, row_id, now))
