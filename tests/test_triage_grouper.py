@@ -10,7 +10,7 @@ import asyncio
 import time
 from pathlib import Path
 
-import orjson
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -197,7 +197,7 @@ def test_journal_on_needs_a_sqlite_file() -> None:
     st.binary(max_size=200),
     st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
                  | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=5), max_leaves=30).map(orjson.dumps),
+                 lambda inner: st.lists(inner, max_size=5), max_leaves=30).map(msgpack.packb),
 ))
 def test_any_journal_payload_decodes_or_is_a_bad_record(payload: bytes) -> None:
     """A damaged or foreign record is a ``BadRecord`` (dead-lettered by the grouper), never another exception."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import orjson
 from sqlalchemy.orm import configure_mappers
 
@@ -54,8 +55,9 @@ class BadRecord(ValueError):
 
 
 def encode_record(source: str, actor: Actor, received_at: float, alerts: list[Prepared]) -> bytes:
-    return orjson.dumps([RECORD_VERSION, source, [actor.platform, actor.id, actor.name], received_at, alerts],
-                        default=tuple)  # a ``Prepared`` (a named tuple) goes as its fields, in order
+    """A journal record: MessagePack, a stable format that holds the alerts' JSON texts without escaping them
+    (with JSON the grouper spent twice as long reading records back). A ``Prepared`` goes as its fields."""
+    return msgpack.packb([RECORD_VERSION, source, [actor.platform, actor.id, actor.name], received_at, alerts])
 
 
 @dataclass
@@ -69,15 +71,15 @@ class Record:
     @classmethod
     def decode(cls, ticket: int, payload: bytes) -> Record:
         try:
-            version, source, actor, received_at, alerts = orjson.loads(payload)
+            version, source, actor, received_at, alerts = msgpack.unpackb(payload, use_list=False)
             if version != RECORD_VERSION:
                 raise BadRecord(f"journal record version {version} is not {RECORD_VERSION}")
-            if type(alerts) is not list or not all(type(a) is list for a in alerts):
-                raise BadRecord("journal record alerts are not lists of fields")
+            if type(alerts) is not tuple or not all(type(a) is tuple for a in alerts):
+                raise BadRecord("journal record alerts are not arrays of fields")
             # ``_make`` refuses a wrong number of fields (TypeError, below)
             return cls(ticket, str(source), Actor(*actor), float(received_at), list(map(Prepared._make, alerts)))
-        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-            raise BadRecord(f"unreadable journal record: {exc}") from None
+        except (msgpack.UnpackException, TypeError, ValueError) as exc:
+            raise BadRecord(f"unreadable journal record: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass
