@@ -262,3 +262,16 @@ async def test_an_alert_that_fires_again_later_joins_a_new_incident_and_stays_in
         assert [a.id for a in await incident_alerts(s, second)] == [row.id]
         links = (await s.exec(select(IncidentAlert))).all()
     assert [(link.incident_id, link.alert_id) for link in links] == [(first, row.id)]  # only the departure
+
+
+async def test_adhoc_knows_the_services_of_past_incidents(db):
+    """A service no setting names is known once an incident has held one of its alerts."""
+    from bot.audit import Actor
+
+    ctx, _ = ctx_with_clock(db)
+    actor = Actor("slack", "U1", "ana")
+    assert await ctx.triage.open_adhoc("ledger-db is slow", actor, None) is None
+    await ctx.triage.ingest([alert("DiskFull", "ledger-db")])
+    inc_id = await ctx.triage.open_adhoc("ledger-db is slow again", actor, None)
+    inc = next(i for i in await incidents(db) if i.id == inc_id)
+    assert inc.services == ["ledger-db"] and inc.source == "adhoc"

@@ -58,7 +58,7 @@ class Alert(SQLModel, table=True):
     name: str = Field(max_length=300)
     status: str = Field(max_length=16)  # firing | resolved
     severity: str = Field(default="warning", max_length=16)
-    service: str = Field(default="", max_length=300, index=True)
+    service: str = Field(default="", max_length=300)  # not indexed: every storm's insert paid for it (0004)
     labels: dict[str, str] = json_col()
     annotations: dict[str, str] = json_col()
     starts_at: float

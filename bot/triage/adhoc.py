@@ -1,7 +1,8 @@
 """Ad-hoc incidents: "investigate checkout is slow" opens an incident for the services the text names.
 
 Known services come from the configuration (topology, user-facing list, owners, runbook deployments) and
-from services seen on stored alerts. A text that names none opens nothing (the caller says so).
+from the services of the latest incidents (every alert an incident holds adds its service to the incident's).
+A text that names none opens nothing (the caller says so).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from sqlmodel import col
 
 from bot.audit import Actor, audit
 from bot.chat.hub import ThreadOrigin
-from bot.store.models import Alert, Incident
+from bot.store.models import Incident
 from bot.triage.grouping import Identity
 from bot.triage.severity import incident_severity
 
 if TYPE_CHECKING:
     from bot.triage.service import TriageService
 
-_MAX_SEEN = 2000
+_MAX_SEEN = 2000  # incidents, newest first
 
 
 async def known_services(svc: TriageService) -> set[str]:
@@ -31,8 +32,10 @@ async def known_services(svc: TriageService) -> set[str]:
         names.add(caller)
         names.update(callees)
     async with svc.db.session() as s:
-        rows = (await s.exec(select(Alert.service).where(col(Alert.service) != "").distinct().limit(_MAX_SEEN))).all()  # type: ignore[call-overload]
-    names.update(r[0] for r in rows)
+        rows = (await s.exec(select(Incident.services).order_by(col(Incident.opened_at).desc())  # type: ignore[call-overload]
+                             .limit(_MAX_SEEN))).all()
+    for (services,) in rows:
+        names.update(services or [])
     return {n for n in names if n}
 
 
