@@ -173,15 +173,17 @@ class StateCache:
             if st is None:
                 missing.append(fp)
             else:
-                st.kind, st.alert = "", None
+                st.kind = ""
                 into[fp] = st
         return missing
 
     def keep(self, states: dict[str, _State]) -> None:
-        """Remember a committed pass's states (every one is what its row now holds)."""
+        """Remember a committed pass's states (every one is what its row now holds), without their alerts."""
         if len(self._states) + len(states) > self.limit:
             self._states.clear()
         if len(states) <= self.limit:
+            for st in states.values():
+                st.alert = None  # the labels and annotations a cached state would otherwise keep alive
             self._states.update(states)
 
 
