@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.errors import OnwatchError
+
 SEGMENT_BYTES = 64 * 1024 * 1024  # a new segment starts once the current one is past this
 _HEADER = 8
 _OFFSET_BITS = 40
@@ -28,7 +30,7 @@ _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 _SUFFIX = ".log"
 
 
-class JournalError(Exception):
+class JournalError(OnwatchError):
     """The journal cannot be opened or written (another writer holds it, a file cannot be written)."""
 
 
