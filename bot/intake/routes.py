@@ -24,7 +24,8 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ from bot.triage.prepared import Prepared
 from bot.web import CTX, dead_letter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SIGNATURE_HEADER = "X-Onwatch-Signature"
 AUTH_FAILURE_BODY_CAP = 4096
@@ -181,22 +183,21 @@ def read_vendor(model: type[Vendor], body: bytes) -> Vendor:
 
 def read_alerts(model: Payload, body: bytes) -> list[AlertIn]:
     """Parse, validate and normalise a body, or raise ``Rejected`` (400 unreadable, 422 wrong shape)."""
-    try:
-        return _read_payload(model, body).to_alerts()
-    except ValidationError as exc:
-        raise Rejected(422, describe_validation(exc)) from None
+    return _read(model, body, lambda payload: payload.to_alerts())
 
 
 def read_prepared(model: Payload, body: bytes) -> list[Prepared]:
     """``read_alerts`` as the triage pass takes them: fingerprinted, hashed, identified (the journaled path)."""
+    return _read(model, body, lambda payload: payload.to_prepared())
+
+
+def _read(model: Payload, body: bytes, normalise: Callable[[Vendor | GenericWebhook], list[T]]) -> list[T]:
+    """The body parsed and validated, then normalised; a refusal at either step is ``Rejected``."""
     try:
-        return _read_payload(model, body).to_prepared()
+        payload = read_vendor(model, body) if issubclass(model, Vendor) else model.model_validate(json_object(body))
+        return normalise(payload)
     except ValidationError as exc:
         raise Rejected(422, describe_validation(exc)) from None
-
-
-def _read_payload(model: Payload, body: bytes) -> Vendor | GenericWebhook:
-    return read_vendor(model, body) if issubclass(model, Vendor) else model.model_validate(json_object(body))
 
 
 def _safe_headers(request: web.Request) -> dict[str, str]:

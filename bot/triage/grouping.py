@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-from bot.triage.alert import AlertIn
-
 _FAMILY_SUFFIX = re.compile(
     r"(?:[_\-\s]?(?:critical|crit|warning|warn|info|page|ticket|major|minor|high|low|p\d|sev\d|\d+))+$",
     re.IGNORECASE,
@@ -65,11 +63,6 @@ class Identity:
     cluster: str
     namespace: str
     family: str
-
-    @classmethod
-    def of(cls, alert: AlertIn) -> Identity:
-        cluster, namespace = placement(alert.labels)
-        return cls(service=alert.service, cluster=cluster, namespace=namespace, family=alert_family(alert.name))
 
     def key(self) -> str:
         """The ``Incident.group_key`` of an incident this alert opens."""

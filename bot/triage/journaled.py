@@ -112,9 +112,7 @@ class JournaledIntake:
         """Journal one batch (raises ``JournalError``); returns its ticket. Blocking for one ``write`` only."""
         ticket = self.writer.append(encode_record(source, actor, time.time(), alerts))
         self.backlog += 1
-        proc = self._proc
-        if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.write(b".")
+        self._nudge()
         return ticket
 
     async def _read_reports(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[None]) -> None:
@@ -169,8 +167,10 @@ class JournaledIntake:
             return
 
     def _nudge(self) -> None:
-        if self._proc is not None and self._proc.stdin is not None:
-            self._proc.stdin.write(b".")
+        """Tell the grouper there is more to read (a byte on its stdin; it reads all pending ones at once)."""
+        proc = self._proc
+        if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.write(b".")
 
     async def _heard(self, report: Report) -> None:
         outcomes = []
