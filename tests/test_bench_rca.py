@@ -25,6 +25,17 @@ def test_summary_figures() -> None:
     assert s["onwatch"]["avg5"] == round((1 / 3 + 1 / 3 + 2 / 3 * 3) / 5, 4)
 
 
+def test_breakdown_per_fault_type_and_root_cause() -> None:
+    rs = [CaseResult("a", "x", ["x"], False, 0.8, 0.1, fault_type="cpu"),
+          CaseResult("b", "y", ["x", "y"], True, 0.2, 0.1, fault_type="cpu"),
+          CaseResult("c", "y", ["y"], False, 0.7, 0.1, fault_type="exception")]
+    s = summarise(rs, False)
+    assert s["by_fault_type"]["cpu"] == {"cases": 2, "ac1": 0.5, "ac3": 1.0, "abstain_rate": 0.5, "ac1_answered": 1.0}
+    assert s["by_fault_type"]["exception"]["ac1"] == 1.0
+    assert s["by_root_cause"]["y"]["cases"] == 2 and s["by_root_cause"]["y"]["ac1"] == 0.5
+    assert s["by_root_cause"]["x"]["ac1_answered"] == 1.0
+
+
 @pytest.mark.datasets
 def test_bench_on_two_cases(capsys: pytest.CaptureFixture[str]) -> None:
     ds = DATASETS / "sockshop"

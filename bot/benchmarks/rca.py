@@ -40,6 +40,7 @@ class CaseResult:
     seconds: float
     baro_ranked: list[str] | None = None
     error: str = ""
+    fault_type: str = ""
 
     def rank(self, ranked: list[str] | None) -> int | None:
         if ranked is None or self.root_cause not in ranked:
@@ -112,6 +113,26 @@ def _ac(results: list[CaseResult], k: int, baro: bool = False) -> float:
     return hits / len(results)
 
 
+def breakdown(results: list[CaseResult], key: str) -> dict[str, dict[str, Any]]:
+    """AC@1, AC@3, abstention and AC@1 among answered per fault type or per root-cause service, so weak
+    kinds are visible (the labels say which; the engine never sees them)."""
+    groups: dict[str, list[CaseResult]] = {}
+    for r in results:
+        groups.setdefault(r.fault_type if key == "fault_type" else r.root_cause, []).append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(groups):
+        rs = groups[name]
+        answered = [r for r in rs if not r.abstained]
+        out[name] = {
+            "cases": len(rs),
+            "ac1": round(_ac(rs, 1), 4),
+            "ac3": round(_ac(rs, 3), 4),
+            "abstain_rate": round(1 - len(answered) / len(rs), 4),
+            "ac1_answered": round(_ac(answered, 1), 4) if answered else None,
+        }
+    return out
+
+
 def summarise(results: list[CaseResult], with_baro: bool) -> dict[str, Any]:
     answered = [r for r in results if not r.abstained]
     out: dict[str, Any] = {
@@ -131,10 +152,13 @@ def summarise(results: list[CaseResult], with_baro: bool) -> dict[str, Any]:
             "ac3": round(_ac(results, 3, True), 4),
             "avg5": round(sum(_ac(results, k, True) for k in range(1, 6)) / 5, 4),
         }
+    out["by_fault_type"] = breakdown(results, "fault_type")
+    out["by_root_cause"] = breakdown(results, "root_cause")
     out["per_case"] = [
         {
             "case": r.case,
             "root_cause": r.root_cause,
+            "fault_type": r.fault_type,
             "onwatch_rank": r.rank(r.ranked),
             "onwatch_top": r.ranked[:3],
             "abstained": r.abstained,
@@ -170,7 +194,8 @@ def run_dataset(dataset: Path, with_baro: bool = True, limit: int | None = None)
             report = asyncio.run(run_case(d))
         except BundleError as exc:
             results.append(CaseResult(d.name, label["root_cause_service"], [], True, 0.0,
-                                      time.perf_counter() - started, error=str(exc)))
+                                      time.perf_counter() - started, error=str(exc),
+                                      fault_type=str(label.get("fault_type", ""))))
             continue
         elapsed = time.perf_counter() - started
         res = CaseResult(
@@ -180,6 +205,7 @@ def run_dataset(dataset: Path, with_baro: bool = True, limit: int | None = None)
             abstained=report.abstained,
             confidence=report.causes[0].confidence if report.causes else 0.0,
             seconds=elapsed,
+            fault_type=str(label.get("fault_type", "")),
         )
         if with_baro:
             res.baro_ranked = run_baro(ReplayCase(d))
@@ -198,6 +224,14 @@ def format_table(name: str, s: dict[str, Any]) -> str:
     return line
 
 
+def format_breakdown(title: str, table: dict[str, dict[str, Any]]) -> str:
+    lines = [f"  {title:<44} cases   ac1   ac3  abstain  ac1_answered"]
+    for name, r in table.items():
+        ans = f"{r['ac1_answered']:.3f}" if r["ac1_answered"] is not None else "-"
+        lines.append(f"  {name[:44]:<44} {r['cases']:>5} {r['ac1']:.3f} {r['ac3']:.3f}  {r['abstain_rate']:.3f}    {ans}")
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     dataset = Path(args.dataset)
     try:
@@ -209,8 +243,10 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_table(dataset.name, summary))
+        print(format_breakdown("fault type", summary["by_fault_type"]))
+        print(format_breakdown("root-cause service", summary["by_root_cause"]))
         for r in summary["per_case"]:
             print(f"  {r['case']:<20} truth {r['root_cause']:<40} onwatch #{r['onwatch_rank'] or '-'}"
-                  f"{' (abstained)' if r['abstained'] else ''}"
+                  f"{' (abstained)' if r['abstained'] else ''} [{r['fault_type']}] top {r['onwatch_top'][:3]}"
                   + (f"  BARO #{r['baro_rank'] or '-'}" if "baro_rank" in r else ""))
     return 0
