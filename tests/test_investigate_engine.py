@@ -207,13 +207,13 @@ async def test_memory_prior_from_a_past_incident_is_small_and_named(tmp_path: Pa
     case = ReplayCase(make_case(tmp_path, chain(up_on("payment", "cpu", 4.5), SYMPTOM)))
     scope = scope_from_alertmanager(case.alert_payload, now=case.now)
     plain = await investigate(scope, replay_sources(case))
-    past = [PastIncident("INC-OLD", ("frontend",), "payment", "cpu_saturation", "frontend slow")]
+    past = [PastIncident("INC-OLD", ("frontend",), "payment", "cpu_saturation", "frontend slow", grade="confirmed")]
     recalled = await investigate(scope, replay_sources(case), past)
     assert _top(plain) == _top(recalled) == ("payment", "cpu_saturation")
     assert recalled.causes[0].confidence >= plain.causes[0].confidence
     assert recalled.to_dict()["similar"][0]["incident_id"] == "INC-OLD" and "similar" not in plain.to_dict()
     # a past incident never invents a cause the present data does not show
-    unrelated = [PastIncident("INC-X", ("frontend",), "cache", "network_saturation", "")]
+    unrelated = [PastIncident("INC-X", ("frontend",), "cache", "network_saturation", "", grade="confirmed")]
     other = await investigate(scope, replay_sources(case), unrelated)
     assert all(c.service != "cache" or c.kind != "network_saturation" for c in other.causes[:1])
 

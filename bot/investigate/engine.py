@@ -44,6 +44,12 @@ class PastIncident:
     cause_kind: str
     title: str = ""
     fix: str = ""
+    # confirmed (by a person) | verified (its fix held) | unconfirmed (the engine's own guess): only the first
+    # two may act as a prior; an unconfirmed memory is context only, so a wrong guess cannot reinforce itself
+    grade: str = "unconfirmed"
+
+
+PRIOR_GRADES = frozenset({"confirmed", "verified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,7 @@ def _fmt_t(t: float, ref: float) -> str:
 def _memory_prior(scope: Scope, past: Sequence[PastIncident]) -> dict[tuple[str, str], float]:
     prior: dict[tuple[str, str], float] = {}
     for p in past:
-        if set(p.services) & set(scope.symptoms) and p.cause_service:
+        if p.grade in PRIOR_GRADES and set(p.services) & set(scope.symptoms) and p.cause_service:
             prior[(p.cause_service, p.cause_kind)] = 1.15
             prior.setdefault((p.cause_service, "*"), 1.05)
     return prior
