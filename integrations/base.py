@@ -159,6 +159,29 @@ class Edge:
     callee: str
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileInventory:
+    """How much of one catalog profile the metrics store holds: ``found`` of its ``signals`` exist."""
+
+    profile: str
+    service_label: str
+    signals: tuple[str, ...]
+    found: tuple[str, ...]
+    fallback: bool = False  # every metric name is a signal of this profile
+
+
+@dataclass(frozen=True, slots=True)
+class SignalInventory:
+    """What a metrics source can answer, and the facts behind it, so an investigation can say why a
+    signal is absent ("0 of 14 catalog signals found for profile kubernetes; these exist: ...")."""
+
+    signals: tuple[str, ...]  # the signals to query
+    catalog: str = ""
+    profiles: tuple[ProfileInventory, ...] = ()
+    names: tuple[str, ...] = ()  # metric names in the store (the store's own internals left out)
+    labels: dict[str, str] = field(default_factory=dict)  # signal -> the label that names its service
+
+
 # ---------------------------------------------------------------- interfaces
 
 
@@ -175,6 +198,13 @@ class MetricsSource(Protocol):
     async def available_signals(self) -> list[str]: ...
 
     def link(self, signal: str, window: TimeWindow) -> str: ...
+
+
+@runtime_checkable
+class InventorySource(Protocol):
+    """A metrics source that can also say which catalog signals exist and which metric names it holds."""
+
+    async def inventory(self) -> SignalInventory: ...
 
 
 @runtime_checkable

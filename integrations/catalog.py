@@ -103,21 +103,45 @@ def pod_matcher(services: Sequence[str] | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Profile:
+    """One loaded profile as the user named it: its own service label and its own signals."""
+
+    name: str
+    service_label: str
+    signals: tuple[str, ...]
+    fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
-    """A merged set of profiles: what each signal's PromQL is and which label names the service."""
+    """A merged set of profiles: what each signal's PromQL is and which label names its service.
+
+    Each signal keeps the service label of the profile it came from (``labels``), so with
+    ``kubernetes,otel`` CPU is grouped by ``container`` and latency by ``job``; ``service_label`` (the last
+    profile's) serves settings overrides and signals nobody labelled.
+    """
 
     name: str
     service_label: str
     signals: Mapping[str, SignalSpec] = field(default_factory=dict)
     fallback: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    profiles: tuple[Profile, ...] = ()
+    fallback_label: str | None = None
 
     def knows(self, signal: str) -> bool:
         return signal in self.signals or (self.fallback is not None and bool(SIGNAL_RE.match(signal)))
 
+    def label_for(self, signal: str) -> str:
+        """The service label ``signal`` is grouped by: its own profile's."""
+        if signal in self.signals:
+            return self.labels.get(signal, self.service_label)
+        return self.fallback_label or self.service_label
+
     def render(
         self, signal: str, services: Sequence[str] | None = None, *, rate_s: int = 120, by: str | None = None
     ) -> str:
-        """The PromQL for ``signal`` (grouped by ``by`` or the catalog's service label)."""
+        """The PromQL for ``signal`` (grouped by ``by`` or the signal's own service label)."""
         spec = self.signals.get(signal)
         if spec is not None:
             template = spec.query
@@ -125,7 +149,7 @@ class Catalog:
             template = self.fallback
         else:
             raise KeyError(f"signal {signal!r} is not in the {self.name} catalog")
-        label = by or self.service_label
+        label = by or self.label_for(signal)
         text = Template(template).safe_substitute(
             by=label,
             sel=service_matcher(label, services),
@@ -143,8 +167,12 @@ class Catalog:
             raise ConfigError(["sources.metrics.catalog: empty"])
         files = [_read_profile(p) for p in parts]
         signals: dict[str, SignalSpec] = {}
+        labels: dict[str, str] = {}
         for f in files:
             signals.update(f.signals)
+            labels.update(dict.fromkeys(f.signals, f.service_label))
+        profiles = [Profile(f.name, f.service_label, tuple(sorted(f.signals)), f.fallback is not None) for f in files]
+        last = files[-1].service_label
         for name, query in (overrides or {}).items():
             try:
                 if not SIGNAL_RE.match(name):
@@ -153,9 +181,13 @@ class Catalog:
             except ValueError as exc:
                 raise ConfigError([f"sources.metrics.signals: {exc}"]) from None
             signals[name] = SignalSpec(query=query)
-        fallback = next((f.fallback for f in reversed(files) if f.fallback), None)
-        return cls(name="+".join(f.name for f in files), service_label=files[-1].service_label,
-                   signals=signals, fallback=fallback)
+            labels[name] = last
+        if overrides:
+            profiles.append(Profile("sources.metrics.signals", last, tuple(sorted(overrides))))
+        with_fallback = next((f for f in reversed(files) if f.fallback), None)
+        return cls(name="+".join(f.name for f in files), service_label=last, signals=signals,
+                   fallback=with_fallback.fallback if with_fallback else None, labels=labels,
+                   profiles=tuple(profiles), fallback_label=with_fallback.service_label if with_fallback else None)
 
 
 def profile_names() -> list[str]:

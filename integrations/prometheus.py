@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from integrations.base import Series, SourceRejected, TimeWindow
+from integrations.base import ProfileInventory, Series, SignalInventory, SourceRejected, TimeWindow
 from integrations.catalog import Catalog
 from integrations.grafana import GrafanaLinks
 from integrations.http import HttpSource, expect
@@ -163,7 +163,7 @@ class PrometheusSource:
         self.max_points = max_points
         self.min_step_s = min_step_s
         self.rate_window_s = rate_window_s
-        self.service_label = service_label or catalog.service_label
+        self.service_label = service_label  # a settings override for every signal; None: each signal's own
         self.grafana = grafana
 
     async def aclose(self) -> None:
@@ -174,10 +174,14 @@ class PrometheusSource:
         step = choose_step(window, self.max_points, self.min_step_s)
         rate = max(self.rate_window_s, int(math.ceil(2 * step)))
         try:
-            expr = self.catalog.render(signal, services, rate_s=rate, by=self.service_label)
+            expr = self.catalog.render(signal, services, rate_s=rate, by=self.label_for(signal))
         except KeyError as exc:
             raise SourceRejected(self.name, str(exc.args[0])) from None
         return expr, step
+
+    def label_for(self, signal: str) -> str:
+        """The label naming the service in ``signal``'s results: the override, else the signal's profile's."""
+        return self.service_label or self.catalog.label_for(signal)
 
     async def signal(self, signal: str, window: TimeWindow, services: Sequence[str] | None = None) -> list[Series]:
         expr, step = self.plan(signal, window, services)
@@ -186,24 +190,23 @@ class PrometheusSource:
         if start > window.end:
             return []
         raw = await self.client.query_range(expr, start, window.end, step)
+        label = self.label_for(signal)
         out: list[Series] = []
         for s in raw:
             pts = [(t, v) for t, v in s.points if math.isfinite(v)]
-            if pts:
-                out.append(Series(s.labels.get(self.service_label, ""), signal, pts, query=expr))
+            if pts:  # a series without the label comes back with service "": the investigation counts and drops it
+                out.append(Series(s.labels.get(label, ""), signal, pts, query=expr))
         out.sort(key=lambda s: s.service)
         return out
 
     async def available_signals(self) -> list[str]:
         """Catalog signals whose metrics exist in the TSDB, or every metric name for a fallback catalog."""
+        return list((await self.inventory()).signals)
+
+    async def inventory(self) -> SignalInventory:
+        """One listing of the metric names, read against every profile of the catalog."""
         names = set(await self.client.label_values("__name__"))
-        found = {n for n in names if not _INTERNAL.match(n) and self.catalog.fallback is not None
-                 and self.catalog.knows(n)}
-        for signal, spec in self.catalog.signals.items():
-            metrics = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", spec.query))
-            if metrics and metrics <= names:
-                found.add(signal)
-        return sorted(found)
+        return inventory_of(self.catalog, names, self.service_label)
 
     def link(self, signal: str, window: TimeWindow) -> str:
         expr, step = self.plan(signal, window)
@@ -217,6 +220,34 @@ class PrometheusSource:
             "g0.step_input": _fmt_time(step),
         }
         return f"{self.base_url}/graph?{urlencode(params)}"
+
+
+def metrics_of(query: str) -> set[str]:
+    """The metric names a PromQL template selects (``name{...}``)."""
+    return set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", query))
+
+
+def inventory_of(catalog: Catalog, names: set[str], service_label: str | None = None) -> SignalInventory:
+    """Which signals of ``catalog`` the metric ``names`` can answer, profile by profile.
+
+    A signal exists when every metric its template selects exists; a fallback profile turns each
+    metric name into a signal.
+    """
+    own = sorted(n for n in names if not _INTERNAL.match(n))
+    exists = {sig for sig, spec in catalog.signals.items() if (m := metrics_of(spec.query)) and m <= names}
+    found = set(exists)
+    if catalog.fallback is not None:
+        found |= {n for n in own if catalog.knows(n)}
+    profiles = []
+    for p in catalog.profiles:
+        if p.fallback:
+            hits = tuple(n for n in own if catalog.knows(n))
+            profiles.append(ProfileInventory(p.name, service_label or p.service_label, hits, hits, fallback=True))
+        else:
+            profiles.append(ProfileInventory(p.name, service_label or p.service_label, p.signals,
+                                             tuple(s for s in p.signals if s in exists)))
+    labels = {sig: service_label or catalog.label_for(sig) for sig in found}
+    return SignalInventory(tuple(sorted(found)), catalog.name, tuple(profiles), tuple(own), labels)
 
 
 def _iso(t: float) -> str:

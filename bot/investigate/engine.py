@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.investigate.catalog import classify
 from bot.investigate.chart import build_chart
+from bot.investigate.coverage import measure, refusal
 from bot.investigate.findings import (
     Finding,
     MetricFrame,
@@ -25,7 +26,7 @@ from bot.investigate.findings import (
     trace_findings,
 )
 from bot.investigate.hypotheses import Hypothesis, failure_class, form
-from bot.investigate.look import Gathered, Limits, gather
+from bot.investigate.look import Gathered, Limits, gather, named
 from bot.investigate.planner import DeterministicPlanner, Look, Planner
 from bot.investigate.report import Cause, EvidenceItem, Report, Step
 from bot.investigate.scope import Scope
@@ -165,6 +166,7 @@ async def investigate(
     window = TimeWindow(scope.incident.start - history, scope.now)
     change_window = TimeWindow(scope.onset - cfg.weights.change_horizon_s, scope.now)
     g = await gather(sources, window, limits, change_window=change_window)
+    coverage = measure(g, sources, {"baseline": scope.baseline, "incident": scope.incident})
 
     # context: topology, changes, memory
     edges = set(g.edges) | _settings_edges(scope)
@@ -262,7 +264,7 @@ async def investigate(
             h.refuted = "far weaker than the leading cause"
         if h.refuted:
             dropped.append(f"{h.service} {h.kind} ({h.refuted})")
-    alive = [h for h in ranked if not h.refuted and h.raw > 0]
+    alive = [h for h in ranked if not h.refuted and h.raw > 0 and named(h.service)]
     if dropped:
         steps.add(f"Narrow: tested {len(ranked)} hypotheses", f"dropped {len(dropped)}: " + "; ".join(dropped[:5]),
                   "tested")
@@ -339,8 +341,11 @@ async def investigate(
         causes.append(Cause(h.service, kind, round(confidence(h), 4), ev, summary, h.raw))
 
     abstained = True
-    reason = ""
-    if not causes:
+    reason = refusal(coverage)  # the sources' coverage first: no ranking over what they did not cover
+    missing += coverage.missing
+    if reason:
+        pass
+    elif not causes:
         reason = "nothing moved clearly away from its baseline"
     elif per_service[0].factors.get("strength", 0.0) < cfg.min_strength:
         reason = f"the strongest anomaly ({causes[0].service}) is weak"
@@ -379,4 +384,5 @@ async def investigate(
         separation=separation,
         similar=[{"incident_id": p.incident_id, "title": p.title, "cause_service": p.cause_service,
                   "cause_kind": p.cause_kind, "fix": p.fix} for p in past],
+        coverage=coverage.to_dict(),
     )

@@ -2,6 +2,9 @@
 
 A failing source never fails the investigation: its ``ToolResult`` error becomes a line of ``missing``
 ("replay-logs timed out after 10 s") and the engine reasons over what did come back.
+
+This is also the boundary where data without a service name stops: a series, line, span, change or event
+whose service is empty is counted in ``unnamed`` and dropped, so nothing downstream can blame "".
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from integrations.base import (
     ChangeEvent,
     ClusterEvent,
     Edge,
+    InventorySource,
     LogLine,
     Series,
+    SignalInventory,
     Sources,
     Span,
     TimeWindow,
@@ -46,6 +51,21 @@ class Gathered:
     cluster: list[ClusterEvent] | None = None
     missing: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    inventory: SignalInventory | None = None  # what the metrics source says it holds, when it can say
+    unnamed: dict[str, int] = field(default_factory=dict)  # source kind -> items dropped for an empty service
+    unnamed_signals: set[str] = field(default_factory=set)  # signals that returned a series without a service
+
+
+def named(service: str) -> bool:
+    """A service name that can be ranked: not empty, not blank."""
+    return bool(service and service.strip())
+
+
+def _keep_named(g: Gathered, kind: str, items: Sequence[T], service: Callable[[T], str]) -> list[T]:
+    out = [x for x in items if named(service(x))]
+    if len(out) < len(items):
+        g.unnamed[kind] = g.unnamed.get(kind, 0) + len(items) - len(out)
+    return out
 
 
 class Limits:
@@ -93,10 +113,17 @@ async def gather(
         if m is None:
             g.missing.append("metrics: no metrics source configured")
             return
-        res = await limits.call(m, "available signals", m.available_signals)
-        if not _record(g, res) or res.data is None:
-            return
-        sigs = sorted(set(res.data))
+        if isinstance(m, InventorySource):
+            inv = await limits.call(m, "available signals", m.inventory)
+            if not _record(g, inv) or inv.data is None:
+                return
+            g.inventory = inv.data
+            sigs = sorted(set(inv.data.signals))
+        else:
+            res = await limits.call(m, "available signals", m.available_signals)
+            if not _record(g, res) or res.data is None:
+                return
+            sigs = sorted(set(res.data))
 
         async def one(sig: str) -> None:
             r = await limits.call(m, f"{sig} by (service)", lambda: m.signal(sig, window, services))
@@ -116,7 +143,8 @@ async def gather(
             return
         res = await limits.call(src, "log lines", lambda: src.lines(window, services, log_limit))
         if _record(g, res) and res.data is not None:
-            g.logs = sorted(res.data, key=lambda ln: (ln.time, ln.service, ln.message))
+            lines = _keep_named(g, "logs", res.data, lambda ln: ln.service)
+            g.logs = sorted(lines, key=lambda ln: (ln.time, ln.service, ln.message))
             g.logs_link = src.link
 
     async def traces() -> None:
@@ -126,7 +154,8 @@ async def gather(
             return
         res = await limits.call(src, "spans", lambda: src.spans(window, services, span_limit))
         if _record(g, res) and res.data is not None:
-            g.spans = sorted(res.data, key=lambda s: (s.start_time, s.trace_id, s.span_id))
+            spans = _keep_named(g, "traces", res.data, lambda s: s.service)
+            g.spans = sorted(spans, key=lambda s: (s.start_time, s.trace_id, s.span_id))
 
     async def changes() -> None:
         if not sources.changes:
@@ -137,7 +166,7 @@ async def gather(
             res = await limits.call(src, "changes", lambda src=src: src.changes(cw, services))  # type: ignore[misc]
             if _record(g, res) and res.data is not None:
                 g.change_sources += 1
-                g.changes.extend(res.data)
+                g.changes.extend(_keep_named(g, "changes", res.data, lambda c: c.service))
         g.changes.sort(key=lambda c: (c.time, c.service, c.kind, c.version))
 
     async def topology() -> None:
@@ -145,7 +174,8 @@ async def gather(
             res = await limits.call(src, "edges", src.edges)
             if _record(g, res) and res.data is not None:
                 g.topology_sources += 1
-                g.edges.update(res.data)
+                g.edges.update(_keep_named(g, "topology", res.data,
+                                           lambda e: e.caller if named(e.callee) else ""))
 
     async def cluster() -> None:
         src = sources.cluster
@@ -153,7 +183,8 @@ async def gather(
             return
         res = await limits.call(src, "events", lambda: src.events(window, services))
         if _record(g, res) and res.data is not None:
-            g.cluster = sorted(res.data, key=lambda e: (e.time, e.service, e.reason))
+            events = _keep_named(g, "cluster", res.data, lambda e: e.service)
+            g.cluster = sorted(events, key=lambda e: (e.time, e.service, e.reason))
 
     async with asyncio.TaskGroup() as tg:
         for fn in (metrics, logs, traces, changes, topology, cluster):
@@ -165,6 +196,10 @@ async def gather(
 
 def add_series(g: Gathered, s: Series) -> None:
     if not s.points:
+        return
+    if not named(s.service):
+        g.unnamed["metrics"] = g.unnamed.get("metrics", 0) + 1
+        g.unnamed_signals.add(s.signal)
         return
     arr = np.asarray(s.points, dtype=np.float64)
     t, v = arr[:, 0], arr[:, 1]

@@ -79,6 +79,7 @@ class Report:
     chart: dict[str, Any] | None = None
     separation: float = 0.0  # 1 - (best rival / leading cause): how clearly the leader stands out
     similar: list[dict[str, str]] = field(default_factory=list)  # remembered look-alikes, shown as context
+    coverage: dict[str, Any] = field(default_factory=dict)  # what the sources covered (bot.investigate.coverage)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -96,6 +97,8 @@ class Report:
             out["chart"] = self.chart
         if self.similar:
             out["similar"] = self.similar
+        if self.coverage:
+            out["coverage"] = self.coverage
         return out
 
 
