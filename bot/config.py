@@ -3,14 +3,19 @@
 Sources, highest priority first: environment variables ``ONWATCH_<SECTION>__<KEY>``, then the YAML file
 (``--config FILE`` or ``ONWATCH_CONFIG``), then defaults. Secrets come from the environment, from a
 ``<key>_file`` path (mounted secrets), or from the YAML only when ``allow_plaintext_secrets: true``.
+A key written twice in one mapping of the YAML is refused (YAML would keep the last one silently), and
+relative paths written in the YAML are taken relative to the file's folder, not the working directory.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -32,6 +37,7 @@ SECRET_KEYS = frozenset(
         "password",
         "bearer_token",
         "client_secret",
+        "viewer_token",
     }
 )
 
@@ -57,6 +63,9 @@ class ServerSettings(Section):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     workers: int = Field(default=2, ge=0, le=64, description="concurrent durable-job workers per replica")
     lease_s: float = Field(default=60.0, ge=1)
+    public_url: str | None = Field(
+        default=None, description="how people reach this server, e.g. https://onwatch.acme.internal; chat "
+                                  "messages link to the incident page under it when the web view is on")
 
 
 class WebhookSettings(Section):
@@ -155,6 +164,63 @@ class TriageSettings(Section):
     journal_dir: str | None = Field(default=None, description="default: <SQLite file>.journal beside the database")
 
 
+class WebSettings(Section):
+    """The read-only web view under ``/ui/`` (docs/web.md). Off unless enabled with a way to tell who views."""
+
+    enabled: bool = False
+    viewer_token: SecretStr | None = Field(default=None, description="shared viewer token (env or _file)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or CIDRs of the authenticating reverse proxy")
+    user_header: str = Field(default="X-Forwarded-Email", description="the proxy's user header")
+    groups_header: str = Field(default="X-Forwarded-Groups", description="the proxy's comma-separated groups")
+    allow: list[str] = Field(
+        default_factory=list, description='users ("ana@acme.com") or groups ("group:sre") the proxy may pass')
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, description="lifetime of the login form's cookie")
+
+    @model_validator(mode="after")
+    def _needs_a_way_in(self) -> WebSettings:
+        for net in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"web.trusted_proxies: {net!r} is not an address or CIDR") from None
+        if self.enabled and self.viewer_token is None and not self.trusted_proxies:
+            raise ValueError("web.enabled is true but neither web.viewer_token (ONWATCH_WEB__VIEWER_TOKEN) "
+                             "nor web.trusted_proxies is set")
+        if self.trusted_proxies and not self.allow:
+            raise ValueError("web.trusted_proxies is set but web.allow is empty: list the users or groups "
+                             "(group:NAME) the proxy may let in")
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,100}", self.user_header):
+            raise ValueError(f"web.user_header: {self.user_header!r} is not a header name")
+        return self
+
+
+class ReportSettings(Section):
+    """Reliability reports (docs/reports.md): on-call shifts and the weekly post."""
+
+    timezone: str = Field(default="UTC", description="IANA zone of shift boundaries and report weeks")
+    shift_starts: list[str] = Field(
+        default_factory=lambda: ["08:00", "20:00"], description="local HH:MM each on-call shift begins")
+    weekly: bool = Field(default=True, description="post the weekly report to the incident channel")
+    weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    weekly_time: str = Field(default="09:00", description="local HH:MM of the weekly post")
+
+    @model_validator(mode="after")
+    def _check(self) -> ReportSettings:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"reports.timezone: {self.timezone!r} is not an IANA time zone") from None
+        if not self.shift_starts:
+            raise ValueError("reports.shift_starts: give at least one HH:MM")
+        for hm in [*self.shift_starts, self.weekly_time]:
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", hm):
+                raise ValueError(f"reports: {hm!r} is not a time of day HH:MM")
+        if len(set(self.shift_starts)) != len(self.shift_starts):
+            raise ValueError("reports.shift_starts: each boundary once")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one onwatch process."""
 
@@ -173,6 +239,8 @@ class Settings(BaseSettings):
     teams: TeamsSettings = Field(default_factory=TeamsSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")
     def _contradictions(self) -> Settings:
@@ -225,6 +293,66 @@ def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: 
     return out
 
 
+# Keys whose values are file or folder paths (a relative one in the YAML is relative to the YAML's folder).
+PATH_KEYS = frozenset({"dir", "path", "journal_dir", "kubeconfig", "write_kubeconfig"})
+
+
+def _is_path_key(key: str) -> bool:
+    return key in PATH_KEYS or key.endswith("_file")
+
+
+def _absolute(value: str, base: Path) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _sqlite_url_against(url: str, base: Path) -> str:
+    """``sqlite:///rel.db`` → ``sqlite:////<base>/rel.db``; absolute, in-memory and other URLs unchanged."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or not scheme.startswith("sqlite") or not rest or rest.startswith(("/", ":memory:", "file:")):
+        return url
+    path, q, query = rest.partition("?")
+    return f"{scheme}:///{_absolute(path, base)}{q}{query}"
+
+
+def _resolve_paths(tree: Any, base: Path, key: str = "") -> Any:
+    """Make the YAML's relative paths absolute against ``base`` (the YAML file's folder)."""
+    if isinstance(tree, list):
+        return [_resolve_paths(v, base, key) for v in tree]
+    if isinstance(tree, Mapping):
+        return {k: _resolve_paths(v, base, str(k)) for k, v in tree.items()}
+    if isinstance(tree, str) and tree:
+        if _is_path_key(key):
+            return _absolute(tree, base)
+        if key == "catalog" and (tree.endswith((".yaml", ".yml")) or "/" in tree):
+            return ",".join(_absolute(part.strip(), base) if part.strip().endswith((".yaml", ".yml")) else part
+                            for part in tree.split(","))
+        if key == "url":
+            return _sqlite_url_against(tree, base)
+    return tree
+
+
+def _duplicate_keys(node: yaml.Node, where: str = "") -> list[str]:
+    """Every key written twice in one mapping, as ``path: key 'x' is written twice (lines a and b)``."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            here = f"{where}.{key}" if where else key
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                problems.append(f"{here}: the key {key!r} is written twice (lines {seen[key]} and {line}); "
+                                "keep one")
+            else:
+                seen[key] = line
+            problems.extend(_duplicate_keys(value_node, here))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems.extend(_duplicate_keys(item, f"{where}[{i}]"))
+    return problems
+
+
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
@@ -252,7 +380,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if path:
         p = Path(path)
         try:
-            raw = yaml.safe_load(p.read_text()) if p.exists() else None
+            content = p.read_text() if p.exists() else ""
+            node = yaml.compose(content, Loader=yaml.SafeLoader)
+            duplicates = _duplicate_keys(node) if node is not None else []
+            if duplicates:
+                raise ConfigError([f"{p}: {d}" for d in duplicates])
+            raw = yaml.safe_load(content) if p.exists() else None
         except yaml.YAMLError as exc:
             raise ConfigError([f"{p}: not valid YAML: {exc}"]) from None
         except OSError as exc:
@@ -263,6 +396,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError([f"{p}: the top level must be a mapping of sections"])
+        raw = _resolve_paths(raw, p.resolve().parent)
         data = _resolve_secret_files(raw, "", errors, bool(raw.get("allow_plaintext_secrets")))
     # The environment may hold secrets (that is where they belong) and ``<key>_FILE`` paths to them.
     env_data = EnvSettingsSource(Settings, env_prefix="ONWATCH_", env_nested_delimiter="__")()

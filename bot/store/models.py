@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -260,17 +260,48 @@ class ConversationRef(SQLModel, table=True):
 
 
 class Memory(SQLModel, table=True):
-    """A resolved incident remembered: its cause, its fix, and a signature to find look-alikes."""
+    """A resolved incident (or an imported postmortem) remembered: its cause, its fix, a signature and text to
+    find look-alikes, and a grade saying how far its cause can be trusted (``bot.memory.grade``)."""
 
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: str = Field(foreign_key="incident.id", unique=True, max_length=32)
+    ref: str = Field(max_length=200, unique=True)  # what people name it by: the incident id, or PM-<file stem>
+    incident_id: str | None = Field(default=None, foreign_key="incident.id", unique=True, max_length=32)
+    source: str = Field(default="incident", max_length=16)  # incident | postmortem
     title: str = Field(default="", max_length=500)
     services: list[str] = json_list_col()
     cause_service: str = Field(default="", max_length=300)
     cause_kind: str = Field(default="", max_length=64)
+    cause_text: str = Field(default="", max_length=2000)  # the cause in a sentence (the engine's or a person's)
     fix: str = Field(default="", max_length=2000)
-    signature: dict[str, Any] = json_col()
+    signature: dict[str, Any] = json_col()  # alertnames, failure_classes, signal_kinds, log_templates, severity
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))  # postmortem free text
+    tags: list[str] = json_list_col()
+    grade: str = Field(default="unconfirmed", max_length=16)  # unconfirmed | confirmed | verified
+    graded_by: str = Field(default="", max_length=200)
+    graded_at: float | None = None
+    grade_note: str = Field(default="", max_length=500)
     resolved_at: float = Field(default_factory=now)
+
+
+class IncidentFeedback(SQLModel, table=True):
+    """What people said about an incident's cause and fix (``bot.memory.feedback``): one row per incident,
+    edited in place until the incident is closed; every edit is also an audit row."""
+
+    __tablename__ = "incident_feedback"
+    incident_id: str = Field(foreign_key="incident.id", primary_key=True, max_length=32)
+    cause_service: str = Field(default="", max_length=300)
+    cause_kind: str = Field(default="", max_length=64)
+    cause_choice: str = Field(default="", max_length=16)  # "" | confirmed | ranked | free
+    cause_note: str = Field(default="", max_length=2000)
+    cause_by: str = Field(default="", max_length=200)
+    cause_by_name: str = Field(default="", max_length=200)
+    cause_at: float | None = None
+    fix: str = Field(default="", max_length=2000)
+    fix_proposal_id: str = Field(default="", max_length=64)
+    fix_by: str = Field(default="", max_length=200)
+    fix_by_name: str = Field(default="", max_length=200)
+    fix_at: float | None = None
+    updated_at: float = Field(default_factory=now)
 
 
 class Job(SQLModel, table=True):
@@ -330,3 +361,16 @@ class RuntimeFlag(SQLModel, table=True):
     value: str = Field(max_length=200)
     updated_by: str = Field(default="", max_length=200)
     updated_at: float = Field(default_factory=now)
+
+
+class Acknowledgement(SQLModel, table=True):
+    """A person saying "I'm on it" for an incident (the Acknowledge button or ``ack`` command). The first one
+    ends the incident's time to acknowledge (docs/reports.md); later ones are kept, once per person."""
+
+    __tablename__ = "incident_ack"
+    __table_args__ = (UniqueConstraint("incident_id", "actor", name="uq_incident_ack_actor"),)
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True, max_length=32)
+    actor: str = Field(max_length=200)  # platform:user_id
+    actor_name: str = Field(default="", max_length=200)
+    at: float = Field(default_factory=now, index=True)
