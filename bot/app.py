@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.context import AppContext
+from bot.errors import ListenError
 from bot.jobs import Handler, JobRunner, LostHook
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
@@ -116,8 +117,13 @@ async def running(
     app = create_app(ctx)
     web_runner = web.AppRunner(app, access_log=None)
     await web_runner.setup()
-    site = web.TCPSite(web_runner, host or s.server.host, s.server.port if port is None else port)
-    await site.start()
+    bind_host, bind_port = host or s.server.host, s.server.port if port is None else port
+    site = web.TCPSite(web_runner, bind_host, bind_port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await web_runner.cleanup()
+        raise ListenError(f"cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}") from None
     if ctx.triage is not None:
         await ctx.triage.start()
     runner.start()

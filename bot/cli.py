@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.errors import ConfigError, DatabaseError, OnwatchError
+from bot.errors import ConfigError, DatabaseError, ListenError, OnwatchError
+from bot.masking import mask
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -217,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("investigate", _lazy("bot.investigate.cli"), "investigate a case bundle or an alert on live sources")
     sp.add_argument("--case", type=Path, help="case bundle directory (replay source)")
     sp.add_argument("--alert", type=Path, help="Alertmanager webhook JSON file (live sources from --config)")
+    sp.add_argument("--at", metavar="TIME", help="end the incident window here (RFC 3339 or Unix seconds); "
+                    "default: the alert's start + 15 min, never past the clock")
+    sp.add_argument("--json", action="store_true")
+
+    srcs = sub.add_parser("sources", help="telemetry source tools").add_subparsers(dest="sub", required=True)
+    sp = add("check", _lazy("bot.investigate.sources_check"),
+             "show what the configured sources cover (catalog signals, named services, samples) and what to fix", srcs)
+    sp.add_argument("--window", type=float, default=3600.0, help="seconds to look back (default 3600)")
+    sp.add_argument("--at", metavar="TIME", help="end of the window (RFC 3339 or Unix seconds; default: now)")
     sp.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="sub", required=True)
@@ -225,18 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--no-baro", action="store_true")
     sp.add_argument("--limit", type=int, default=None, help="only the first N cases")
-    sp = add("ingest", _lazy("bot.benchmarks.ingest"), "alert-storm ingest throughput vs a bare aiohttp handler", bench)
+    sp = add("ingest", _lazy("bot.benchmarks.ingest"), "an alert storm through the webhook, SQLite and PostgreSQL", bench)
     sp.add_argument("--json", action="store_true")
-    sp.add_argument("--alerts", type=int, default=5000)
+    sp.add_argument("--alerts", type=int, default=10_000)
     sp.add_argument("--batch", type=int, default=100)
-    sp.add_argument("--concurrency", type=int, default=4, help="webhook requests in flight (both servers)")
-    sp = add("ingest-stages", _lazy("bot.benchmarks.stages"),
-             "what each intake step costs per alert, and the ratio any design could reach here", bench)
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--alerts", type=int, default=5000)
-    sp.add_argument("--batch", type=int, default=100)
-    sp.add_argument("--concurrency", type=int, default=4, help="webhook requests in flight (the small pass groups)")
-    sp.add_argument("--repeats", type=int, default=5, help="runs of each step; the median is reported")
+    sp.add_argument("--concurrency", type=int, default=4, help="senders, each with one request in flight")
+    sp.add_argument("--postgres", default=None, help="PostgreSQL admin URL (default: ONWATCH_BENCH_PG or "
+                                                     "postgresql://postgres@127.0.0.1:5432/postgres)")
 
     rep = sub.add_parser("replay", help="case bundle tools").add_subparsers(dest="sub", required=True)
     sp = add("export-openmetrics", _lazy("integrations.openmetrics", "main_export_openmetrics"),
@@ -258,13 +263,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"onwatch: {exc}", file=sys.stderr)
+        print(mask(f"onwatch: {exc}"), file=sys.stderr)
         return 2
     except DatabaseError as exc:
-        print(f"onwatch: database: {exc}", file=sys.stderr)
+        print(mask(f"onwatch: database: {exc}"), file=sys.stderr)
         return 3
+    except ListenError as exc:
+        print(mask(f"onwatch: {exc}"), file=sys.stderr)
+        return 4
     except OnwatchError as exc:
-        print(f"onwatch: {exc}", file=sys.stderr)
+        print(mask(f"onwatch: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

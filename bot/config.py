@@ -72,6 +72,11 @@ class WebhookSettings(Section):
     token: SecretStr | None = None
     hmac_secret: SecretStr | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    body_timeout_s: float = Field(default=10.0, gt=0, description="time allowed to send a request body (408)")
+    dead_letter_rate_per_s: float = Field(default=20.0, gt=0, description="refusals stored per second (bucket)")
+    dead_letter_burst: int = Field(default=200, ge=1, description="refusals stored at once before the rate holds")
+    dead_letter_max_rows: int = Field(default=10_000, ge=10, description="oldest dead letters dropped past this")
+    dead_letter_max_bytes: int = Field(default=64 * 1_048_576, ge=1_048_576, description="... or past this")
 
 
 class RunbookSettings(Section):
@@ -124,12 +129,21 @@ class TeamsSettings(Section):
 
 
 class LlmSettings(Section):
+    """The optional LLM investigator (docs/llm.md): off unless ``enabled`` with a ``base_url``."""
+
     enabled: bool = False
     base_url: str | None = Field(default=None, description="any OpenAI-compatible endpoint")
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="per model call")
     redact: bool = True
+    max_steps: int = Field(default=8, ge=1, le=50, description="model calls per investigation")
+    max_tokens: int = Field(default=60_000, ge=1000, description="prompt + completion tokens per investigation")
+    max_seconds: float = Field(default=120.0, gt=0, description="wall time per investigation")
+    context_tokens: int = Field(default=32_768, ge=2048, description="the model's context window")
+    tool_result_share: float = Field(default=0.25, gt=0, le=0.9, description="of the context, per tool result")
+    max_diff_file_chars: int = Field(default=6_000, ge=200, description="patch characters per file")
+    max_diff_chars: int = Field(default=24_000, ge=500, description="patch characters per diff")
 
     @model_validator(mode="after")
     def _needs_endpoint(self) -> LlmSettings:
@@ -156,12 +170,6 @@ class TriageSettings(Section):
         default_factory=dict, description="caller -> callees, used for grouping and investigation"
     )
     owners: dict[str, str] = Field(default_factory=dict, description="service -> owning team")
-    journal: Literal["auto", "on", "off"] = Field(
-        default="auto",
-        description="acknowledge webhooks once journaled and triage them in a grouper process (auto: on for a "
-                    "SQLite file, off for PostgreSQL and in-memory SQLite, which acknowledge after the commit)",
-    )
-    journal_dir: str | None = Field(default=None, description="default: <SQLite file>.journal beside the database")
 
 
 class WebSettings(Section):
@@ -221,6 +229,24 @@ class ReportSettings(Section):
         return self
 
 
+class MemorySettings(Section):
+    """Memory (docs/memory.md): who may confirm causes and fixes, how outcomes grade a memory, recall."""
+
+    feedback_groups: list[str] = Field(
+        default_factory=list,
+        description="approvals.groups whose members may confirm or correct a cause and record a fix in chat; "
+                    "empty: a member of any approvals group")
+    edit_window_s: int = Field(default=7 * 86400, ge=0,
+                               description="feedback stays editable this long after the incident resolved")
+    verify_quiet_s: int = Field(default=86400, ge=0,
+                                description="a verified fix grades its memory 'verified' once the symptom has "
+                                            "not come back for this long")
+    recall_limit: int = Field(default=3, ge=1, le=20)
+    min_score: float = Field(default=0.3, ge=0.0, le=1.0, description="recall threshold of the combined score")
+    text_weight: float = Field(default=0.3, ge=0.0, le=1.0,
+                               description="share of the text similarity in the combined score")
+
+
 class Settings(BaseSettings):
     """The whole configuration of one onwatch process."""
 
@@ -239,6 +265,7 @@ class Settings(BaseSettings):
     teams: TeamsSettings = Field(default_factory=TeamsSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
 

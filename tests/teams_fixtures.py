@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -148,3 +149,8 @@ def remediation_for(ctx: AppContext, tmp_path: Path) -> Any:
     from bot.remediate.service import RemediationService
 
     return RemediationService(ctx, catalog=load_catalog(write_runbooks(tmp_path), ctx.settings))
+
+
+def shown(text: str) -> str:
+    """What Teams shows for escaped Markdown text (``cards.escape``): backslash escapes removed."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)

@@ -23,6 +23,7 @@ from tests.teams_fixtures import (
     make_incident,
     make_proposal,
     remediation_for,
+    shown,
     teams_settings,
 )
 
@@ -114,7 +115,7 @@ async def test_unknown_verb_gets_the_help(tctx: AppContext) -> None:
     adapter = adapter_for()
     await adapter.process_activity(mention("deploy everything"), OnwatchTeamsBot(tctx).on_turn)
     (reply,) = [a for a in adapter.activity_buffer if a.type == "message"]
-    assert "I don't know `deploy`" in reply.text
+    assert "I don't know `deploy`" in shown(reply.text)
 
 
 async def test_conversation_update_stores_a_reference(tctx: AppContext) -> None:

@@ -23,6 +23,7 @@ from bot.chat.model import (
 )
 from bot.chat.teams import cards
 from bot.chat.teams.adapter import message_activity
+from tests.teams_fixtures import shown
 
 AAD = "11111111-2222-3333-4444-555555555555"
 ELEMENTS = {"TextBlock", "FactSet", "Container", "ColumnSet", "Column", "Image", "ActionSet"}
@@ -142,7 +143,7 @@ def test_reasoning_evidence_causes_and_chart() -> None:
     ), fallback="likely cause checkout", attachments=())
     card = cards.render_message(msg)
     assert_valid(card)
-    text = json.dumps(card, ensure_ascii=False)
+    text = shown(json.dumps(card, ensure_ascii=False).replace("\\\\", "\\"))
     assert "#1 checkout — deploy regression" in text and "confidence 82%" in text
     assert "evidence: e1, e3" in text and "before 0.01 → after 0.4" in text
     assert "ERROR NullPointerException" in text and "sum(rate(x[5m]))" in text

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import DatabaseError
+from bot.masking import mask
 
 DEFAULT_SQLITE = "sqlite:///onwatch.db"
 # Every SQLite connection onwatch opens (the engine's and triage's own writer) runs these first.
@@ -25,7 +26,7 @@ def normalise_urls(url: str) -> tuple[str, str]:
     try:
         u = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise DatabaseError(f"database.url is not a valid URL: {url!r} ({exc})") from None
+        raise DatabaseError(f"database.url is not a valid URL: {mask(url)!r} ({mask(str(exc))})") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
         return str(u.set(drivername="sqlite")), str(u.set(drivername="sqlite+aiosqlite"))

@@ -31,7 +31,7 @@ from sqlmodel import col, select
 
 from bot.chat.hub import ThreadOrigin, card_for
 from bot.chat.model import IncidentCard, Message
-from bot.chat.slack.render import FileOut, Rendered, render_card, render_message
+from bot.chat.slack.render import FileOut, Rendered, render_card, render_message, render_text
 from bot.config import Settings
 from bot.store.db import Database
 from bot.store.models import ChatMessageRef, ChatThread, Incident
@@ -198,8 +198,7 @@ class SlackAdapter:
 
     async def ephemeral(self, channel: str, user: str, content: Rendered | str, thread_ts: str | None = None) -> None:
         """A reply only ``user`` sees (errors they caused, refusals, command results)."""
-        rendered = content if isinstance(content, Rendered) else Rendered(
-            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": content[:3000]}}], text=content[:3000])
+        rendered = content if isinstance(content, Rendered) else render_text(content)
         try:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=rendered.text,
                                                  blocks=rendered.blocks, thread_ts=thread_ts)
@@ -207,8 +206,7 @@ class SlackAdapter:
             self._failed("chat.postEphemeral", exc)
 
     async def say(self, channel: str, content: Rendered | str, thread_ts: str | None = None) -> str | None:
-        rendered = content if isinstance(content, Rendered) else Rendered(
-            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": content[:3000]}}], text=content[:3000])
+        rendered = content if isinstance(content, Rendered) else render_text(content)
         return await self._post(channel, rendered, thread_ts=thread_ts)
 
     async def upload(self, channel: str, thread_ts: str | None, f: FileOut) -> str | None:

@@ -5,8 +5,12 @@ Limits kept: 50 blocks per message, 3000 characters per section text, 150 per he
 fallback ``text`` of at most 3000 characters. What does not fit (a long log excerpt, a long list of
 evidence) is cut with a note and attached in full as a text file in the thread.
 
-Every piece of text that came from outside (alert text, log lines, diffs) is escaped for mrkdwn, so a
-log line cannot ping ``@channel`` or forge a link.
+Every string of the neutral model may hold outside text (alert names, labels, log lines, diffs), so ``esc``
+is applied to every one of them that Slack parses: each mrkdwn text and the ``text`` fallback of
+``chat.postMessage`` / ``chat.update`` / ``chat.postEphemeral``. A log line cannot ping ``<!channel>``,
+mention ``<@U…>`` or ``<#C…>``, or forge ``<http://x|y>``. ``plain_text`` objects (headers, buttons) are not
+parsed for mentions or links, so they carry the text as it is. Links onwatch itself makes (``link``) are the
+only ``<…>`` in a message.
 """
 
 from __future__ import annotations
@@ -110,8 +114,18 @@ def render_card(card: IncidentCard) -> Rendered:
     if card.summary:
         blocks.append(section(cut(esc(card.summary), SECTION_TEXT)))
     blocks.append(context(f"onwatch · incident {esc(card.incident_id)} · follow the thread for the investigation"))
-    text = cut(f"{card.incident_id} [{card.severity}] {card.title} — {card.phase_label}", FALLBACK_TEXT)
+    text = fallback_text(f"{card.incident_id} [{card.severity}] {card.title} — {card.phase_label}")
     return Rendered(blocks=blocks, text=text)
+
+
+def fallback_text(text: str) -> str:
+    """The ``text`` argument of a post or update (shown in notifications, parsed as mrkdwn): escaped, cut."""
+    return cut(esc(text), FALLBACK_TEXT)
+
+
+def render_text(text: str) -> Rendered:
+    """A one-line reply (a command's answer, a refusal): one escaped section and the same fallback."""
+    return Rendered(blocks=[section(cut(esc(text), SECTION_TEXT))], text=fallback_text(text))
 
 
 # ----------------------------------------------------------------- message blocks
@@ -233,7 +247,7 @@ def render_message(message: Message) -> Rendered:
         full = "\n\n".join(_block_text(b) for b in overflow)
         files.append(FileOut("onwatch-more.txt", full.encode(), "The rest of this message"))
         blocks = blocks[: MAX_BLOCKS - 1] + [context(f"…{len(overflow)} more blocks in onwatch-more.txt below")]
-    return Rendered(blocks=blocks, text=cut(message.fallback, FALLBACK_TEXT), files=files)
+    return Rendered(blocks=blocks, text=fallback_text(message.fallback), files=files)
 
 
 def _block(b: Block, files: list[FileOut]) -> list[dict[str, Any]]:

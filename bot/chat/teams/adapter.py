@@ -58,7 +58,7 @@ def card_activity(card: cards.Card, summary: str = "") -> Activity:
     return Activity(
         type=ActivityTypes.message,
         attachments=[Attachment(content_type=cards.CARD_CONTENT_TYPE, content=card)],
-        summary=summary[:300] or None,
+        summary=cards.escape(summary[:300]) or None,
     )
 
 

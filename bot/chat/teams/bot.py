@@ -143,7 +143,7 @@ class OnwatchTeamsBot(ActivityHandler):
         if reply.message is not None:
             await turn_context.send_activity(message_activity(reply.message))
         else:
-            await turn_context.send_activity(Activity(type=ActivityTypes.message, text=reply.text,
+            await turn_context.send_activity(Activity(type=ActivityTypes.message, text=cards.escape(reply.text),
                                                       text_format="markdown"))
 
     # ---- decisions

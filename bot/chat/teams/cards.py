@@ -9,11 +9,17 @@ Decisions worth knowing:
   The refresh answer (``render_message(..., viewer=...)``) keeps the buttons for approvers and shows
   everyone else a read-only view naming who may decide. The server checks every decision anyway.
 - Charts are ``Image`` elements with a ``data:image/png;base64`` URL (Teams renders them inline).
+- Every string of the neutral model may hold outside text (alert names, labels, log lines), and Teams reads
+  ``TextBlock.text``, ``Fact.title``/``value``, ``fallbackText`` and message text as Markdown (and message
+  text as some HTML). ``escape`` is applied to all of them: ``[x](y)`` cannot render as a link, ``<at>`` or
+  ``<a>`` as markup, ``**``/``_`` as emphasis, a leading ``1.`` or ``-`` as a list. The only links in a card
+  are ``Action.OpenUrl`` buttons onwatch makes for http(s) evidence links.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from bot.chat.format import clip, fmt_num, utc_time
@@ -49,12 +55,26 @@ _STEP_ICON = {"looked": "🔎", "hypothesised": "💡", "tested": "🧪", "concl
 _ACTION_STYLE = {"primary": "positive", "danger": "destructive", "default": "default"}
 
 
+# CommonMark's backslash-escapable punctuation that means something to Teams' Markdown or HTML.
+_MARKUP = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
+_LINE_START = re.compile(r"(?m)^(\s*)([-+=]|\d+(?=[.)]))")
+
+
+def escape(text: str) -> str:
+    """Outside text made inert for Teams Markdown: markup characters backslash-escaped (they still show)."""
+    text = _MARKUP.sub(r"\\\1", text)
+    return _LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if not m.group(2).isdigit()
+                                                   else m.group(2) + "\\"), text)
+
+
 def text_block(text: str, **props: Any) -> Card:
-    return {"type": "TextBlock", "text": clip(text, MAX_TEXT), "wrap": True, **props}
+    """A TextBlock whose text is shown literally (escaped), whatever it holds."""
+    return {"type": "TextBlock", "text": escape(clip(text, MAX_TEXT)), "wrap": True, **props}
 
 
 def fact_set(items: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Card:
-    return {"type": "FactSet", "facts": [{"title": str(k), "value": clip(str(v) or "–", 1000)} for k, v in items]}
+    return {"type": "FactSet", "facts": [{"title": escape(str(k)), "value": escape(clip(str(v) or "–", 1000))}
+                                         for k, v in items]}
 
 
 def envelope(body: list[Card], *, fallback_text: str = "", refresh: Card | None = None) -> Card:
@@ -67,7 +87,7 @@ def envelope(body: list[Card], *, fallback_text: str = "", refresh: Card | None 
         "body": body,
     }
     if fallback_text:
-        card["fallbackText"] = clip(fallback_text, 1000)
+        card["fallbackText"] = escape(clip(fallback_text, 1000))
     if refresh is not None:
         card["refresh"] = refresh
     return card
@@ -294,7 +314,8 @@ def is_plain(message: Message) -> bool:
 
 
 def plain_text(message: Message) -> str:
-    return "\n\n".join(b.text for b in message.blocks if isinstance(b, Text)) or message.fallback
+    """The Markdown text of a text-only message, escaped (see ``escape``)."""
+    return escape("\n\n".join(b.text for b in message.blocks if isinstance(b, Text)) or message.fallback)
 
 
 def error_card(title: str, detail: str) -> Card:
