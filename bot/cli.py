@@ -58,8 +58,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from bot.config import exposure_problems
+
     settings = _settings(args)
-    problems: list[str] = []
+    problems: list[str] = exposure_problems(settings)
     try:
         from bot.remediate.catalog import load_catalog
 
@@ -125,14 +127,17 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def cmd_incidents_list(args: argparse.Namespace) -> int:
     from sqlmodel import col, select
 
+    from bot.reports.times import iso, zone
     from bot.store.models import Incident
+
+    tz = zone(_settings(args).reports.timezone)
 
     async def _list(db) -> list[dict]:  # type: ignore[no-untyped-def]
         async with db.session() as s:
             rows = (await s.exec(select(Incident).order_by(col(Incident.opened_at).desc()).limit(args.limit))).all()
         return [
             {"id": r.id, "title": r.title, "status": r.status, "severity": r.severity, "services": r.services,
-             "alert_count": r.alert_count, "opened_at": r.opened_at}
+             "alert_count": r.alert_count, "opened_at": r.opened_at, "opened": iso(r.opened_at, tz)}
             for r in rows
         ]
 
@@ -142,7 +147,7 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['id']:<12} {r['severity']:<9} {r['status']:<10} {r['alert_count']:>4}  {r['title']}")
+            print(f"{r['id']:<12} {r['opened']}  {r['severity']:<9} {r['status']:<10} {r['alert_count']:>4}  {r['title']}")
     return 0
 
 
@@ -210,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("list", cmd_incidents_list, "list incidents, newest first", inc)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--limit", type=int, default=100)
+    sp = add("show", _lazy("bot.reports.cli", "show_main"), "one incident's full timeline (the web page, in text)", inc)
+    sp.add_argument("id", help="incident id, e.g. INC-1A2B3C")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("report", _lazy("bot.reports.cli", "report_main"),
+             "time to detect / acknowledge / mitigate / resolve, change fail rate, pages per shift (docs/reports.md)")
+    sp.add_argument("--days", type=int, default=7)
+    sp.add_argument("--json", action="store_true")
 
     sp = add("noise", cmd_noise, "daily triage noise: received, duplicates, suppressed, incidents, pages per shift")
     sp.add_argument("--days", type=int, default=7)

@@ -33,6 +33,9 @@ def feature_installers() -> list[Installer]:
     from bot.chat.teams import routes as teams_routes  # mounts /api/messages only when teams.enabled
 
     installers.append(teams_routes.install)
+    from bot.web_ui import views as web_ui  # mounts /ui/ only when web.enabled
+
+    installers.append(web_ui.install)
     return installers
 
 

@@ -93,7 +93,8 @@ def test_incidents_list_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
 
     rows = json.loads(capsys.readouterr().out)
     assert rows == [{"id": "INC-1", "title": "Latency on checkout", "status": "open", "severity": "high",
-                     "services": ["checkout"], "alert_count": 2, "opened_at": 1700000000.0}]
+                     "services": ["checkout"], "alert_count": 2, "opened_at": 1700000000.0,
+                     "opened": "2023-11-14T22:13:20+00:00"}]
 
 
 def test_serve_starts_and_stops_gracefully(tmp_path: Path) -> None:

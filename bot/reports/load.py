@@ -73,8 +73,9 @@ async def load_facts(db: Database, start: float, end: float) -> tuple[list[Incid
                                                        Execution.verification == "recovered"))).all():
             if e.verified_at is not None:
                 fixed[e.incident_id] = min(e.verified_at, fixed.get(e.incident_id, e.verified_at))
-        remembered = {m.incident_id: m for m in
-                      (await s.exec(select(Memory).where(col(Memory.incident_id).in_(ids)))).all()}
+        remembered = {m_id: (svc, kind) for m_id, svc, kind in (await s.exec(
+            select(Memory.incident_id, Memory.cause_service, Memory.cause_kind)
+            .where(col(Memory.incident_id).in_(ids)))).all()}
         invs: dict[str, Investigation] = {}
         for inv in (await s.exec(select(Investigation).where(col(Investigation.incident_id).in_(ids),
                                                              Investigation.status == "done"))).all():
@@ -101,8 +102,8 @@ async def load_facts(db: Database, start: float, end: float) -> tuple[list[Incid
         cause_service, cause_kind, change_at = "", "", None
         mem = remembered.get(i.id)
         done = invs.get(i.id)
-        if mem is not None and mem.cause_service:
-            cause_service, cause_kind = mem.cause_service, mem.cause_kind
+        if mem is not None and mem[0]:
+            cause_service, cause_kind = mem
         elif done is not None and not done.abstained:
             causes = (done.report or {}).get("causes") or []
             top = causes[0] if causes and isinstance(causes[0], Mapping) else {}

@@ -1,0 +1,126 @@
+"""``onwatch incidents show ID [--json]`` and ``onwatch report [--days N] [--json]``: the web view's timeline
+and reports in a terminal. Times are ISO 8601 in the reports' zone (``reports.timezone``, UTC by default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+from typing import Any
+
+from bot.chat.format import fmt_num
+from bot.config import Settings, load_settings
+from bot.errors import NotFound, OnwatchError
+from bot.reports.figures import DURATIONS, Report
+from bot.reports.load import build_report
+from bot.reports.timeline import IncidentTimeline, incident_timeline, timeline_dict
+from bot.reports.times import iso, zone
+from bot.store.db import Database, open_database
+
+
+async def _with_db(settings: Settings, fn: Any) -> Any:
+    db: Database = await open_database(settings.database.url)
+    try:
+        await db.check_schema()
+        return await fn(db)
+    finally:
+        await db.dispose()
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+
+
+def render_timeline(t: IncidentTimeline, tz: dt.tzinfo) -> str:
+    inc = t.incident
+    out = [f"{inc.id}  {inc.title}",
+           f"  status {inc.status} ({inc.phase}) · severity {inc.severity} · services {', '.join(inc.services) or '–'}",
+           f"  opened {iso(inc.opened_at, tz)}" + (f" · resolved {iso(inc.resolved_at, tz)}" if inc.resolved_at else ""),
+           "  acknowledged " + ("; ".join(f"{a.actor_name or a.actor} at {iso(a.at, tz)}" for a in t.acks) or "not yet")]
+    v = t.latest
+    if v is not None:
+        out.append("")
+        if v.status == "failed":
+            out.append(f"Investigation {v.id} failed: {v.error or 'no reason recorded'}")
+        elif v.abstained:
+            out.append("Not enough evidence to name a cause." + (f" {v.reason}" if v.reason else ""))
+        out.append("Ranked causes:" if v.causes else "No cause ranked.")
+        for c in v.causes[:5]:
+            out.append(f"  {c.rank}. {c.service} — {c.kind} (confidence {c.confidence:.0%}) evidence {', '.join(c.evidence)}")
+        if v.reading is not None:
+            out += ["", "The model's reading:", f"  {v.reading.text}"]
+        out += ["", "Evidence:"]
+        for e in v.evidence:
+            out.append(f"  [{e.key}] {e.summary} (before {fmt_num(e.before)}, after {fmt_num(e.after)})"
+                       + (f" {e.link}" if e.link else ""))
+        if v.missing:
+            out.append("  could not check: " + "; ".join(v.missing))
+    for p in t.proposals:
+        out += ["", f"Proposal {p.title} ({p.runbook_id}, risk {p.risk}): {p.status}"]
+        for d in p.decisions:
+            out.append(f"  {d.actor}: {d.decision} at {iso(d.at, tz)}")
+        if p.execution is not None:
+            x = p.execution
+            out.append(f"  execution {x.status} at {iso(x.started_at, tz)}" + (f": {x.error}" if x.error else ""))
+            out.append(f"  verification {x.verification or '–'}" + (f" at {iso(x.verified_at, tz)}" if x.verified_at else ""))
+    out += ["", "Timeline:"]
+    for entry in t.entries:
+        out.append(f"  {iso(entry.at, tz)}  {entry.action:<24} {entry.actor:<16} {entry.text}")
+    return "\n".join(out)
+
+
+def render_report(r: Report, tz: dt.tzinfo) -> str:
+    d = r.as_dict(lambda ts: iso(ts, tz))
+    out = [f"Report {d['window']['start']} → {d['window']['end']} · {r.incidents} incident(s)", "",
+           f"{'time to':<14} {'median':>10} {'p90':>10} {'n':>4}"]
+    for k in DURATIONS:
+        st = r.durations[k].overall
+        out.append(f"{k.removeprefix('time_to_'):<14} {_dur(st.median_s):>10} {_dur(st.p90_s):>10} {st.n:>4}")
+    cfr = r.change_fail_rate
+    out += ["", f"change fail rate: {'–' if cfr is None else f'{cfr:.0%}'} "
+                f"({len(r.failed_deployments)} of {r.deployments} deployments)",
+            f"failed deployment recovery: median {_dur(r.recovery.median_s)}, p90 {_dur(r.recovery.p90_s)} "
+            f"(n {r.recovery.n})",
+            f"pages per shift: {len(r.shifts)} shifts, {r.shifts_over_limit} over the limit of 2, "
+            f"busiest {d['pages_per_shift']['max']}",
+            f"alerts received {r.noise.get('received', 0)}, duplicates {r.noise.get('duplicates', 0)}, "
+            f"suppressed {r.noise.get('suppressed', 0)}"]
+    return "\n".join(out)
+
+
+def show_main(args: argparse.Namespace) -> int:
+    settings = load_settings(getattr(args, "config", None))
+    tz = zone(settings.reports.timezone)
+
+    async def _show(db: Database) -> IncidentTimeline:
+        return await incident_timeline(db, str(args.id).upper())
+
+    try:
+        t = asyncio.run(_with_db(settings, _show))
+    except NotFound as exc:
+        raise OnwatchError(str(exc)) from None
+    if args.json:
+        print(json.dumps(timeline_dict(t), indent=2, ensure_ascii=False))
+    else:
+        print(render_timeline(t, tz))
+    return 0
+
+
+def report_main(args: argparse.Namespace) -> int:
+    settings = load_settings(getattr(args, "config", None))
+    tz = zone(settings.reports.timezone)
+    if not 1 <= args.days <= 366:
+        raise OnwatchError("--days must be from 1 to 366")
+
+    async def _report(db: Database) -> Report:
+        return await build_report(db, settings.reports, args.days)
+
+    r = asyncio.run(_with_db(settings, _report))
+    if args.json:
+        print(json.dumps(r.as_dict(lambda ts: iso(ts, tz)), indent=2))
+    else:
+        print(render_report(r, tz))
+    return 0
