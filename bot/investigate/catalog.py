@@ -14,7 +14,7 @@ from functools import lru_cache
 @dataclass(frozen=True, slots=True)
 class SignalInfo:
     name: str
-    family: str  # cpu | memory | disk | network | latency | client_latency | errors | traffic | node | logs | traces | other
+    family: str  # cpu | memory | disk | network | latency | client_latency | errors | origin | traffic | node | logs | traces | other
     direction: int  # +1 up is bad, -1 down is bad, 0 either way
     weight: float  # how much an anomaly of this signal says "the cause is in this service"
     rel_floor: float  # spread floor relative to the baseline level
@@ -39,6 +39,9 @@ def classify(signal: str) -> SignalInfo:
     if s in ("log_warnings",):
         # a warning says something is odd (an empty result, a retry), not that requests fail
         return SignalInfo(signal, "logs", 1, 0.5, 0.1, 1.0, True)
+    if s == "error_origin":
+        # requests fail first here: the failure is this service's own, not one it passes on
+        return SignalInfo(signal, "origin", 1, 1.0, 0.1, 1.0, True)
     if s.startswith("trace_call_gap"):
         return SignalInfo(signal, "traces", 1, 1.0, 0.1, 1.0, True)
     if s == "callers_wait":

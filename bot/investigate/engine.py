@@ -23,6 +23,7 @@ from bot.investigate.findings import (
     log_findings,
     metric_findings,
     metric_frame,
+    origin_findings,
     trace_findings,
 )
 from bot.investigate.hypotheses import Hypothesis, failure_class, form
@@ -201,7 +202,7 @@ async def investigate(
             f"{len(anom)} series left their band" + (f"; strongest: {top}" if top else ""),
         )
     if graph.known and findings:
-        cw = caller_wait_findings(findings, graph.up, graph.down, call_waits(g, scope))
+        cw = caller_wait_findings(findings, graph.up, graph.down, call_waits(g, scope), step_s)
         findings += cw
         if cw:
             steps.add("Callers' waiting time: which services do anomalous callers wait on",
@@ -215,6 +216,12 @@ async def investigate(
             f"{len(lf)} service(s) with new or more frequent error templates"
             + (": " + ", ".join(f.service for f in sorted(lf, key=lambda f: -f.z)[:5]) if lf else ""),
         )
+    if g.spans:
+        of = origin_findings(g, scope)
+        findings += of
+        if of:
+            steps.add("Error origins: in each failing request, the service whose failure has no failing callee "
+                      "beneath it", ", ".join(f"{f.service} (z {f.z:.1f})" for f in sorted(of, key=lambda f: -f.z)[:5]))
     if g.spans is not None:
         tf, note = trace_findings(g, scope)
         if note:

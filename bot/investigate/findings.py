@@ -13,6 +13,7 @@ import numpy as np
 
 from bot.investigate.catalog import SignalInfo, classify
 from bot.investigate.look import Gathered
+from bot.investigate.origins import compare_origins, log_origins, span_origins
 from bot.investigate.scope import Scope
 from bot.investigate.spans import (
     GapShift,
@@ -23,8 +24,15 @@ from bot.investigate.spans import (
     edge_durations,
     service_spans,
 )
-from bot.investigate.stats import estimate_step, forward_fill, make_grid, shift_matrix, strength_score
-from bot.investigate.templates import mine_shifts
+from bot.investigate.stats import (
+    estimate_step,
+    forward_fill,
+    grid_phase,
+    make_grid,
+    shift_matrix,
+    strength_score,
+)
+from bot.investigate.templates import covered_seconds, mine_shifts
 from integrations.base import TimeWindow
 
 THRESHOLD = 3.0
@@ -47,6 +55,9 @@ class Finding:
     peak: float = 0.0
     id: str = ""
     breadth: float = 1.0  # share of the service's statistics of this family (p50, p90, avg...) that moved
+    # the other services whose observations this finding is made of (the callers whose wait is laid on this
+    # service, the other ends of its slow calls): such a finding cannot be used to explain those services
+    via: tuple[str, ...] = ()
 
     @property
     def family(self) -> str:
@@ -72,21 +83,26 @@ class MetricFrame:
     baseline: TimeWindow
     grid: np.ndarray
 
+    def read(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A series on this grid: each sample at the grid point nearest to it (see ``forward_fill``)."""
+        return forward_fill(times, values, self.grid, tolerance=0.5 * self.step)
+
 
 def metric_frame(g: Gathered, scope: Scope, baseline_factor: float = 1.0) -> MetricFrame | None:
     if not g.series:
         return None
-    step = estimate_step([t for t, _ in g.series.values()])
+    times = [t for t, _ in g.series.values()]
+    step = estimate_step(times)
     # a sample stamped t may summarise [t, t + step): the baseline ends one step before the incident
     cut = scope.incident.start - step
     length = max(scope.baseline.seconds, 5 * step) * baseline_factor
     bstart = max(g.window.start, cut - length)
-    # anchor the grid on the sample times, so a coarse grid reads each sample where it was taken
-    first = min(float(t[0]) for t, _ in g.series.values())
-    if first > bstart:
-        bstart = first
-    else:
-        bstart = first + np.ceil((bstart - first) / step) * step
+    # the grid sits where the samples are (their mean phase within a step), so each series' samples are
+    # read at their nearest grid points whatever their jitter and whichever pod was scraped first
+    phase = grid_phase(times, step)
+    first = min(float(t[0]) for t in times)
+    bstart = max(bstart, first - 0.5 * step)
+    bstart = phase + np.ceil((bstart - phase) / step) * step
     grid, gstep = make_grid(bstart, scope.now, step)
     return MetricFrame(gstep, cut, TimeWindow(bstart, cut), grid)
 
@@ -108,7 +124,7 @@ def metric_findings(
     # per period, so a series at zero that sees one request is not an "infinite" surge
     count_floor = 1.0 / max(frame.step, 60.0)
     abs_floors = [max(i.abs_floor, count_floor) if i.family == "traffic" else i.abs_floor for i in infos]
-    matrix = np.vstack([forward_fill(*g.series[k], grid) for k in keys])
+    matrix = np.vstack([frame.read(*g.series[k]) for k in keys])
     shifts = shift_matrix(
         grid, matrix, base_mask, inc_mask,
         np.asarray([i.direction for i in infos], dtype=np.float64),
@@ -243,8 +259,10 @@ def trace_findings(g: Gathered, scope: Scope) -> tuple[list[Finding], str]:
             service=sh.service, signal=sh.signal, info=info, source="traces", z=max(0.0, sh.z), onset=None,
             preexisting=False, before=sh.before, after=sh.after,
             query=f"{sh.signal} of spans of {sh.service}", link="",
-            summary=f"{sh.signal.replace('_', ' ')} of {sh.service}: {sh.before:.4g}{unit} -> {sh.after:.4g}{unit} "
-                    f"over {sh.n_before} / {sh.n_after} spans (z {sh.z:.1f})",
+            summary=f"{sh.signal.replace('_', ' ')} of {sh.service}"
+                    + (f" in {sh.operation}" if sh.operation else "")
+                    + f": {sh.before:.4g}{unit} -> {sh.after:.4g}{unit} over {sh.n_before} / {sh.n_after} spans "
+                      f"(z {sh.z:.1f})",
         ))
     # the cost of each call, outside the callee's own spans: a slow network to a service shows here
     gaps = compare_gaps(edge_calls(before), edge_calls(after))
@@ -293,8 +311,59 @@ def trace_findings(g: Gathered, scope: Scope) -> tuple[list[Finding], str]:
             summary=f"calls {side} {svc} slowed outside the callee's own work on {len(edges)} of "
                     f"{n_in.get(svc, 0) if side == 'into' else n_out.get(svc, 0)} edges "
                     f"(median {top.caller} -> {top.callee}: {top.before:.4g}ms -> {top.after:.4g}ms)",
+            via=tuple(sorted({gp.caller if side == "into" else gp.callee for gp in edges})),
         ))
     return out, ""
+
+
+def starved(findings: Iterable[Finding], step: float) -> dict[str, float]:
+    """Services short of CPU or memory of their own, with the time that began (their earliest clear onset).
+
+    A starved service is slow at everything, including sending its calls and reading their answers, so its
+    longer wait on a callee says nothing about the callee.
+    """
+    out: dict[str, float] = {}
+    for f in findings:
+        if f.anomalous and f.family in ("cpu", "memory") and not f.preexisting and f.onset is not None:
+            out[f.service] = min(out.get(f.service, f.onset), f.onset)
+    return out
+
+
+def origin_findings(g: Gathered, scope: Scope) -> list[Finding]:
+    """Services where failing requests start (``origins``): from span status when spans record it, else
+    from error log lines tied to spans by their trace id."""
+    if not g.spans:
+        return []
+    cut = scope.incident.start
+    origins = span_origins(g.spans)
+    if not origins and g.logs:
+        origins = log_origins(g.logs, g.spans)
+    if not origins:
+        return []
+    before = [o for o in origins if o.time < cut]
+    after = [o for o in origins if o.time >= cut]
+    # rates over the time each side actually covers: traces and logs may cover only part of a window
+    span_t = [s.start_time for s in g.spans]
+    # no requests seen before the cut: "no failures before" says nothing, weigh the count alone, modestly
+    seen_before = any(t < cut for t in span_t)
+    before_s = covered_seconds([t for t in span_t if t < cut])
+    after_s = covered_seconds([t for t in span_t if t >= cut])
+    if after_s <= 0:
+        return []
+    info = classify("error_origin")
+    out: list[Finding] = []
+    for sh in compare_origins(before, after, before_s, after_s):
+        where = f" ({sh.operation})" if sh.operation else ""
+        how = "error spans whose callees succeeded" if sh.source == "traces" else \
+            "error log lines with no error logged below it in the same request"
+        out.append(Finding(
+            service=sh.service, signal="error_origin", info=info, source=sh.source, z=sh.z if seen_before else min(sh.z, 3.0),
+            onset=sh.onset, preexisting=False, before=sh.before_rate * 60, after=sh.after_rate * 60,
+            query=f"requests whose failure starts in {sh.service}", link="",
+            summary=f"failing requests start in {sh.service}{where}: {how}; {sh.before} before, {sh.after} after "
+                    f"(per minute {sh.before_rate * 60:.3g} -> {sh.after_rate * 60:.3g})",
+        ))
+    return out
 
 
 def call_waits(g: Gathered, scope: Scope) -> dict[tuple[str, str], float]:
@@ -333,19 +402,24 @@ def caller_wait_findings(
     callers_of: dict[str, set[str]],
     callees_of: dict[str, set[str]] | None = None,
     waits: dict[tuple[str, str], float] | None = None,
+    step: float = 60.0,
 ) -> list[Finding]:
     """A service its callers wait on: most of its callers' downstream (client) latency rose.
 
     When a service's own latency is not measured, or the delay sits on the network in front of it,
     its callers' waiting time is what shows it; a service called by several waiting callers is the
-    common factor. Each caller's wait is split among its callees (``_wait_share``).
+    common factor. Each caller's wait is split among its callees (``_wait_share``). A caller starved of
+    CPU or memory from before its wait rose is slow at everything, calls included: its wait is its own and
+    is laid on no callee.
     """
     wait: dict[str, Finding] = {}
     measured: set[str] = set()
+    hungry = starved(findings, step)
     for f in findings:
         if f.family == "client_latency":
             measured.add(f.service)
-            if f.anomalous and (f.service not in wait or f.z > wait[f.service].z):
+            own_fault = f.service in hungry and (f.onset is None or hungry[f.service] <= f.onset + step)
+            if f.anomalous and not own_fault and (f.service not in wait or f.z > wait[f.service].z):
                 wait[f.service] = f
     info = classify("callers_wait")
     out: list[Finding] = []
@@ -369,5 +443,6 @@ def caller_wait_findings(
             summary=f"{len(waiting)} of {len(callers)} callers of {svc} wait longer on their calls "
                     f"({', '.join(waiting[:4])}; median z {float(np.median(zs)):.1f}, "
                     f"{frac:.0%} of their wait laid on {svc})",
+            via=tuple(waiting),
         ))
     return out

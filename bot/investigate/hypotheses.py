@@ -2,7 +2,8 @@
 
 Kinds: a deploy or config change of a service; saturation of a resource (cpu, memory, disk, network);
 failure of a dependency (its own latency or errors, which its callers then inherit); a traffic surge;
-a node problem; a new error pattern in a service's logs.
+a node problem; a new error pattern in a service's logs; a code error (failing requests start in the
+service itself: its error spans or error logs have no failing callee beneath them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from integrations.base import ChangeEvent, ClusterEvent
 
 RESOURCE_KIND = {"cpu": "cpu_saturation", "memory": "memory_saturation", "disk": "disk_saturation",
                  "network": "network_saturation"}
-PROPAGATING = ("latency", "errors", "traces", "logs", "callers_wait")
+PROPAGATING = ("latency", "errors", "traces", "logs", "callers_wait", "origin")
 _CLUSTER_KIND = {
     "oomkilled": "memory_saturation", "oomkilling": "memory_saturation",
     "evicted": "node_problem", "nodenotready": "node_problem", "nodepressure": "node_problem",
@@ -92,7 +93,7 @@ def failure_class(h: Hypothesis) -> str:
         for needle, cls in _EVENT_CLASS:
             if needle in reason:
                 return cls
-    if h.kind in ("error_pattern", "dependency_failure"):
+    if h.kind in ("error_pattern", "dependency_failure", "code_error"):
         for f in h.support:
             if f.source == "logs" and _POOL_EXHAUSTED.search(f.summary):
                 return "connection_pool_exhausted"
@@ -124,6 +125,8 @@ def form(
             get(f.service, "dependency_failure").support.append(f)
         elif fam == "logs":
             get(f.service, "error_pattern").support.append(f)
+        elif fam == "origin":
+            get(f.service, "code_error").support.append(f)
         elif fam == "traffic" and f.after > f.before:
             get(f.service, "traffic_surge").support.append(f)
         elif fam == "node":

@@ -23,6 +23,10 @@ from bot.investigate.findings import Finding
 from bot.investigate.hypotheses import PROPAGATING, Hypothesis
 from integrations.base import Edge
 
+# what a failing request shows: a caller's new errors are explained by a callee's failures (or a resource it
+# ran out of), not by a callee that only got slower
+FAILING = ("errors", "origin", "logs")
+
 
 class Graph:
     """Caller -> callee call graph with bounded-depth reachability."""
@@ -169,8 +173,12 @@ def score(
             t_mine = t_h if t_h is not None else onset
             culprits = []
             for c in sorted(graph.descendants(h.service)):
-                # a callee that slowed, failed or saturated a resource as early explains its callers
-                cf = prop(c) + [f for f in by_service.get(c, []) if f.info.resource and not f.preexisting]
+                # a callee that slowed, failed or saturated a resource as early explains its callers (their
+                # slowness; their errors only by failing itself)
+                # evidence made of this very service's own waiting or calls cannot explain it away
+                cf = [f for f in prop(c) if h.service not in f.via
+                      and (h.kind != "error_pattern" or f.family in FAILING)]
+                cf += [f for f in by_service.get(c, []) if f.info.resource and not f.preexisting]
                 if not cf:
                     continue
                 c_on = min((f.onset for f in cf if f.onset is not None), default=None)

@@ -8,7 +8,7 @@ the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,7 @@ class ServiceSpans:
     self_ms: np.ndarray  # own time per span
     errors: int
     with_status: int
+    by_operation: dict[str, np.ndarray] = field(default_factory=dict)  # own time per span, per operation
 
     @property
     def n(self) -> int:
@@ -52,6 +53,7 @@ def service_spans(spans: Sequence[Span]) -> dict[str, ServiceSpans]:
     Without this, a network delay in front of a callee would read as the caller's own slowness."""
     kids = _children(spans)
     own: dict[str, list[float]] = {}
+    ops: dict[str, dict[str, list[float]]] = {}
     errs: dict[str, int] = {}
     stat: dict[str, int] = {}
     for s in spans:
@@ -65,8 +67,10 @@ def service_spans(spans: Sequence[Span]) -> dict[str, ServiceSpans]:
             continue
         self_ms = max(0.0, s.duration_ms - sum(c.duration_ms for c in ch or ()))
         own.setdefault(s.service, []).append(self_ms)
+        ops.setdefault(s.service, {}).setdefault(s.operation, []).append(self_ms)
     return {
-        svc: ServiceSpans(svc, np.asarray(v, dtype=np.float64), errs.get(svc, 0), stat.get(svc, 0))
+        svc: ServiceSpans(svc, np.asarray(v, dtype=np.float64), errs.get(svc, 0), stat.get(svc, 0),
+                          {op: np.asarray(t, dtype=np.float64) for op, t in sorted(ops.get(svc, {}).items())})
         for svc, v in sorted(own.items())
     }
 
@@ -86,12 +90,13 @@ def edges_from_spans(spans: Sequence[Span]) -> set[Edge]:
 @dataclass(frozen=True, slots=True)
 class TraceShift:
     service: str
-    signal: str  # trace_self_time_p50 | trace_self_time_p90 | trace_error_rate
+    signal: str  # trace_self_time_p50 | trace_self_time_p90 | trace_self_time_op | trace_error_rate
     before: float
     after: float
     z: float
     n_before: int
     n_after: int
+    operation: str = ""  # for trace_self_time_op: the operation that moved
 
 
 def compare(before: dict[str, ServiceSpans], after: dict[str, ServiceSpans], min_spans: int = 5) -> list[TraceShift]:
@@ -101,18 +106,48 @@ def compare(before: dict[str, ServiceSpans], after: dict[str, ServiceSpans], min
         if b.n < min_spans or a.n < min_spans:
             continue
         for q, name in ((0.5, "trace_self_time_p50"), (0.9, "trace_self_time_p90")):
-            qb = float(np.quantile(b.self_ms, q))
-            qa = float(np.quantile(a.self_ms, q))
-            mad = float(np.median(np.abs(b.self_ms - np.median(b.self_ms)))) * 1.4826
-            # the spread of a quantile estimate shrinks with the sample; floor it at 10 % and 1 ms
-            spread = max(mad / np.sqrt(min(b.n, a.n)) * 3.0, 0.1 * qb, 1.0)
-            out.append(TraceShift(svc, name, qb, qa, (qa - qb) / spread, b.n, a.n))
+            qb, qa, z = _quantile_shift(b.self_ms, a.self_ms, q)
+            out.append(TraceShift(svc, name, qb, qa, z, b.n, a.n))
+        op = _operation_shift(b, a, min_spans)
+        if op is not None:
+            out.append(op)
         if b.with_status >= min_spans and a.with_status >= min_spans:
             rb = b.errors / b.with_status
             ra = a.errors / a.with_status
             se = np.sqrt(max(rb * (1 - rb), 0.01) / a.with_status)
             out.append(TraceShift(svc, "trace_error_rate", rb, ra, (ra - rb) / se, b.with_status, a.with_status))
     return out
+
+
+def _quantile_shift(b: np.ndarray, a: np.ndarray, q: float) -> tuple[float, float, float]:
+    qb = float(np.quantile(b, q))
+    qa = float(np.quantile(a, q))
+    mad = float(np.median(np.abs(b - np.median(b)))) * 1.4826
+    # the spread of a quantile estimate shrinks with the sample; floor it at 10 % and 1 ms
+    spread = max(mad / np.sqrt(min(len(b), len(a))) * 3.0, 0.1 * qb, 1.0)
+    return qb, qa, (qa - qb) / spread
+
+
+def _operation_shift(b: ServiceSpans, a: ServiceSpans, min_spans: int) -> TraceShift | None:
+    """The one operation (endpoint) of a service whose own time moved most.
+
+    A fault in one code path (an exception handler, a slow query behind one endpoint) moves that
+    operation only and is diluted in the service's overall own time. Taking the largest of several
+    operations' shifts would find one by chance, so the best z is reduced by the expected maximum of that
+    many standard normal draws (about sqrt(2 ln n)).
+    """
+    shifts: list[tuple[float, str, float, float, int, int]] = []
+    for op in sorted(set(b.by_operation) & set(a.by_operation)):
+        ob, oa = b.by_operation[op], a.by_operation[op]
+        if len(ob) < min_spans or len(oa) < min_spans:
+            continue
+        qb, qa, z = _quantile_shift(ob, oa, 0.5)
+        shifts.append((z, op, qb, qa, len(ob), len(oa)))
+    if len(shifts) < 2:
+        return None  # one operation: the service's own figures already say it
+    z, op, qb, qa, nb, na = max(shifts)
+    z -= float(np.sqrt(2.0 * np.log(len(shifts))))
+    return TraceShift(b.service, "trace_self_time_op", qb, qa, z, nb, na, op)
 
 
 def edge_calls(spans: Sequence[Span]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:

@@ -47,9 +47,30 @@ def make_grid(start: float, end: float, step: float, max_points: int = 4000) -> 
     return start + step * np.arange(n, dtype=np.float64), step
 
 
-def forward_fill(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Read a series as a step function on ``grid``; NaN before its first sample."""
-    idx = np.searchsorted(times, grid, side="right") - 1
+def grid_phase(times_list: list[np.ndarray], step: float) -> float:
+    """Where the samples of a set of series sit within a step: the circular mean of their phases.
+
+    Pods are scraped a few seconds apart and each scrape jitters (59, 61, 60 s gaps). A grid whose points
+    sit among the samples, rather than on the earliest one, lets every sample be read at the grid point
+    nearest to it (``read_at``), so jitter never drops one sample and reads the next one twice.
+    """
+    if step <= 0:
+        return 0.0
+    angles = [2 * math.pi * (float(t[i]) % step) / step for t in times_list for i in range(min(len(t), 50))]
+    if not angles:
+        return 0.0
+    a = math.atan2(sum(math.sin(x) for x in angles), sum(math.cos(x) for x in angles))
+    return (a / (2 * math.pi) * step) % step
+
+
+def forward_fill(times: np.ndarray, values: np.ndarray, grid: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
+    """Read a series as a step function on ``grid``; NaN before its first sample.
+
+    ``tolerance`` (at most half a step) lets a grid point take a sample stamped up to that much after it:
+    a regular series scraped with jitter then lands one sample per grid point (the nearest), instead of
+    losing a sample whenever two scrapes fall between the same two grid points.
+    """
+    idx = np.searchsorted(times, grid + tolerance, side="right") - 1
     out = np.where(idx >= 0, values[np.clip(idx, 0, len(values) - 1)], np.nan)
     return out.astype(np.float64)
 

@@ -18,8 +18,35 @@ from drain3.template_miner_config import TemplateMinerConfig  # type: ignore[imp
 
 from integrations.base import LogLine
 
-_ERRORISH = re.compile(r"(error|exception|fail|fatal|timeout|timed out|refused|unavailable|denied|panic|"
-                       r"traceback|cannot|unable|invalid|reset by peer|5\d\d\b)", re.IGNORECASE)
+# Used only for lines that carry no level of their own: whole words, so ids such as ``…-c594-…`` or
+# ``ErrorHandlerConfig`` loaded at INFO do not read as failures.
+_ERRORISH = re.compile(r"\b(error|errors|exception|failed|failure|fails|fatal|timeout|timed out|refused|unavailable|"
+                       r"denied|panic|traceback|unable|reset by peer)\b|\b5\d\d\b(?!-)", re.IGNORECASE)
+ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
+
+
+def is_errorish(level: str, text: str) -> bool:
+    """Whether a log line (or template) says something failed.
+
+    The record's own level decides when it has one: an INFO line that mentions "cannot" or an id with
+    ``594`` in it is not an error, and a WARN line is a warning whatever its words. Only a line without
+    a level is read by its words.
+    """
+    lvl = normal_level(level)
+    if lvl:
+        return lvl in ERROR_LEVELS or lvl == "WARN"
+    return bool(_ERRORISH.search(text))
+
+
+_LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "FATAL", "ALERT": "FATAL",
+                  "PANIC": "FATAL", "E": "ERROR", "W": "WARN", "I": "INFO", "D": "DEBUG", "NOTICE": "INFO",
+                  "INFORMATION": "INFO", "TRACE": "DEBUG"}
+
+
+def normal_level(level: str) -> str:
+    """A record's level in the upper-case vocabulary (DEBUG, INFO, WARN, ERROR, CRITICAL, FATAL)."""
+    lvl = level.strip().upper()
+    return _LEVEL_ALIASES.get(lvl, lvl)
 _MAX_CHARS = 400
 
 
@@ -53,10 +80,19 @@ def _config() -> TemplateMinerConfig:
     return cfg
 
 
-def coverage(lines: Sequence[LogLine]) -> float:
-    if not lines:
+def covered_seconds(times: Sequence[float], max_gap_s: float = 60.0) -> float:
+    """How long a set of records actually covers: the sum of the gaps between consecutive records,
+    each gap counted up to ``max_gap_s``. Logs and traces may be kept only for a few separate minutes
+    of a window; the silence between two kept stretches is not time in which nothing happened."""
+    if not times:
         return 0.0
-    return max(1.0, lines[-1].time - lines[0].time)
+    ts = sorted(times)
+    total = sum(min(b - a, max_gap_s) for a, b in zip(ts, ts[1:], strict=False))
+    return max(1.0, total)
+
+
+def coverage(lines: Sequence[LogLine]) -> float:
+    return covered_seconds([ln.time for ln in lines])
 
 
 def mine_shifts(
@@ -73,13 +109,14 @@ def mine_shifts(
             msg = ln.message[:_MAX_CHARS]
             res = miner.add_log_message(msg)
             cid = int(res["cluster_id"])
-            dest.append((ln.service, cid, ln.level))
+            lvl = normal_level(ln.level)
+            dest.append((ln.service, cid, lvl))
             key = (ln.service, cid)
             examples.setdefault(key, msg)
-            if ln.level in ("ERROR", "FATAL") or (ln.level == "WARN" and levels.get(key) not in ("ERROR", "FATAL")):
-                levels[key] = ln.level
+            if lvl in ERROR_LEVELS or (lvl == "WARN" and levels.get(key) not in ERROR_LEVELS):
+                levels[key] = lvl
             else:
-                levels.setdefault(key, ln.level)
+                levels.setdefault(key, lvl)
     templates = {c.cluster_id: c.get_template() for c in miner.drain.clusters}
     cb: dict[tuple[str, int], int] = {}
     ca: dict[tuple[str, int], int] = {}
@@ -102,7 +139,7 @@ def mine_shifts(
             continue
         tpl = templates.get(key[1], examples[key])
         level = levels.get(key, "")
-        errorish = level in ("ERROR", "FATAL", "WARN") or bool(_ERRORISH.search(tpl))
+        errorish = is_errorish(level, tpl)
         out.append(TemplateShift(key[0], tpl, level, n_before, n_after, rate_b, rate_a, z,
                                  new=n_before == 0 and tb > 0, errorish=errorish, example=examples[key]))
     out.sort(key=lambda s: (-s.z, s.service, s.template))
