@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(TEST_STAMP)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check bot integrations tests bench
 	$(BIN)/mypy
+
+# The README's screenshots of the web view (docs/img/web-*.png), taken by headless Chromium (Debian's chromium).
+screenshots: $(TEST_STAMP)
+	ONWATCH_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_web_ui_browser.py
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/rca.py

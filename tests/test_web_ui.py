@@ -134,8 +134,10 @@ async def test_token_mode(db: Database) -> None:
         assert (await c.get("/ui/")).status == 401
         assert (await c.get("/ui/", headers={"Authorization": "Bearer wrong"})).status == 401
         assert (await c.get("/ui/", headers={"Authorization": f"Basic {TOKEN}"})).status == 401
-        r = await c.get("/ui/audit", headers={"Accept": "text/html"})
-        assert r.status == 401 and 'name="token"' in await r.text()  # the login form
+        r = await c.get("/ui/audit?x=1", headers={"Accept": "text/html"}, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"].startswith("/ui/login?next=")
+        r = await c.get(r.headers["Location"])
+        assert r.status == 200 and 'name="token"' in await r.text() and 'value="/ui/audit?x=1"' in await r.text()
         # the proxy header means nothing without trusted proxies
         assert (await c.get("/ui/", headers={"X-Forwarded-Email": "ana@acme.com"})).status == 401
         r = await c.post("/ui/login", data={"token": "wrong", "next": "/ui/audit"}, allow_redirects=False)

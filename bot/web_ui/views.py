@@ -281,9 +281,7 @@ async def _denied(request: web.Request, exc: AccessDenied) -> web.StreamResponse
     cfg = request.app[CTX_KEY].settings.web
     wants_html = "text/html" in request.headers.get("Accept", "")
     if status == 401 and cfg.viewer_token is not None and wants_html and "Authorization" not in request.headers:
-        resp = await _render(request, "login.html", error="", next=_next(request.path_qs))
-        resp.set_status(401)
-        return resp
+        raise web.HTTPSeeOther(f"{PREFIX}/login?" + urlencode({"next": _next(request.path_qs)}))
     headers = {"WWW-Authenticate": 'Bearer realm="onwatch"'} if status == 401 else {}
     return web.Response(status=status, text=f"{status}: {exc.detail}\n", headers=headers)
 
