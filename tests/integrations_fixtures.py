@@ -43,6 +43,15 @@ def prometheus_with_case(case_dir: Path, work: Path) -> Iterator[RunningPromethe
         pytest.skip("Prometheus is not installed (Debian package `prometheus` gives /usr/bin/prometheus and promtool)")
     om = work / "case.om"
     assert main_export_openmetrics(argparse.Namespace(case_dir=str(case_dir), output=str(om))) == 0
+    with prometheus_with_openmetrics(om, work) as prom:
+        yield prom
+
+
+@contextmanager
+def prometheus_with_openmetrics(om: Path, work: Path) -> Iterator[RunningPrometheus]:
+    """Build TSDB blocks from an OpenMetrics file with promtool and start Prometheus on them."""
+    if not PROMETHEUS.exists() or not PROMTOOL.exists():
+        pytest.skip("Prometheus is not installed (Debian package `prometheus` gives /usr/bin/prometheus and promtool)")
     blocks = work / "blocks"
     subprocess.run([str(PROMTOOL), "tsdb", "create-blocks-from", "openmetrics", str(om), str(blocks)],
                    check=True, capture_output=True, timeout=120)

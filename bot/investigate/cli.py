@@ -1,4 +1,8 @@
-"""``onwatch investigate``: one investigation on a case bundle (replay) or on live sources."""
+"""``onwatch investigate``: one investigation on a case bundle (replay) or on live sources.
+
+Both paths anchor the window the same way (``bot.investigate.scope.window_end``): on the alert's start plus
+the lookahead, or on ``--at TIME``, never past the source's clock (the case's end, or the wall clock).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,22 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
 from bot.investigate.engine import investigate
 from bot.investigate.report import Report, render_text
-from bot.investigate.scope import ScopeError, scope_from_alertmanager
+from bot.investigate.scope import ScopeError, anchored_scope, parse_at
+from bot.llm import cli as llm_cli
 from integrations.base import Sources
 from integrations.replay import BundleError, ReplayCase, replay_sources
 
 
-async def run_case(case_dir: str | Path) -> Report:
+async def run_case(case_dir: str | Path, at: float | None = None) -> Report:
     """Investigate one case folder with the replay source; the clock is the end of the case."""
     case = ReplayCase(case_dir)
-    scope = scope_from_alertmanager(case.alert_payload, now=case.now, incident_id=case.id)
+    scope = anchored_scope(case.alert_payload, case.now, at=at, incident_id=case.id)
     sources = replay_sources(case)
     try:
         return await investigate(scope, sources)
@@ -29,7 +33,7 @@ async def run_case(case_dir: str | Path) -> Report:
         await sources.aclose()
 
 
-async def _run_live(alert_path: Path, config_path: Path) -> Report:
+async def _run_live(alert_path: Path, config_path: Path, at: float | None = None) -> Report:
     from bot.config import load_settings
     from integrations.registry import build_sources  # written by the integrations owner
 
@@ -37,9 +41,8 @@ async def _run_live(alert_path: Path, config_path: Path) -> Report:
     text = await asyncio.to_thread(alert_path.read_text, encoding="utf-8")
     payload: Any = json.loads(text)
     sources: Sources = build_sources(settings.sources)
-    now = sources.clock() if sources.now is not None else time.time()
-    scope = scope_from_alertmanager(payload, now=now, topology=settings.triage.topology,
-                                    owners=settings.triage.owners)
+    scope = anchored_scope(payload, sources.clock(), at=at, topology=settings.triage.topology,
+                           owners=settings.triage.owners)
     try:
         return await investigate(scope, sources)
     finally:
@@ -51,13 +54,16 @@ def main(args: argparse.Namespace) -> int:
     alert = getattr(args, "alert", None)
     config = getattr(args, "config", None)
     try:
+        at = parse_at(getattr(args, "at", None))
         if case:
-            report = asyncio.run(run_case(case))
+            report = asyncio.run(run_case(case, at))
         elif alert and config:
-            report = asyncio.run(_run_live(Path(alert), Path(config)))
+            report = asyncio.run(_run_live(Path(alert), Path(config), at))
         else:
             print("onwatch investigate: give --case DIR, or --alert FILE with --config FILE", file=sys.stderr)
             return 2
+        llm = asyncio.run(llm_cli.for_report(report, case=Path(case) if case else None,
+                                             config=Path(config) if config else None))
     except (BundleError, ScopeError, ConfigError) as exc:
         print(f"onwatch investigate: {exc}", file=sys.stderr)
         return 2
@@ -65,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"onwatch investigate: cannot read input: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(report.to_dict(), indent=2, sort_keys=False))
+        print(json.dumps({**report.to_dict(), "llm": llm.to_dict()}, indent=2, sort_keys=False))
     else:
-        print(render_text(report))
+        print(render_text(report) + llm_cli.render_text(llm))
     return 0

@@ -122,7 +122,7 @@ def measure(g: Gathered, sources: Sources, windows: Mapping[str, TimeWindow]) ->
         by_signal.setdefault(sig, set()).add(svc)
     counts, newest = _samples([t for t, _ in g.series.values()], windows)
     out.append(SourceCoverage("metrics", sources.metrics is not None,
-                              g.inventory is not None or bool(g.signal_links),
+                              g.inventory is not None or bool(g.signal_links) or bool(g.series),
                               tuple(sorted({svc for svc, _ in g.series})), g.unnamed.get("metrics", 0),
                               counts, newest))
     inv = g.inventory
@@ -137,6 +137,10 @@ def measure(g: Gathered, sources: Sources, windows: Mapping[str, TimeWindow]) ->
         label = f" `{'`, `'.join(labels)}`" if labels else ""
         missing.append(f"metrics: {len(bare)} signal(s) returned series that carry no service label{label}: "
                        f"{', '.join(bare[:10])}; set sources.metrics.service_label or the catalog's")
+
+    if inv is not None and inv.signals and not g.series and not bare and g.signal_links:
+        missing.append(f"metrics: {len(inv.signals)} catalog signal(s) exist but none has a sample between "
+                       f"{_iso(g.window.start)} and {_iso(g.window.end)}; is the time right?")
 
     # logs and traces
     log_times = [np.asarray([ln.time for ln in g.logs], dtype=np.float64)] if g.logs else []
@@ -184,19 +188,3 @@ def refusal(cov: Coverage) -> str:
         if not any(s.samples.get(name, 0) for s in named):
             return f"no sample of any source falls in the {name} window, so there is nothing to compare"
     return ""
-
-
-def summary(cov: Coverage) -> str:
-    """One line per source for people: services covered and samples per window."""
-    parts: list[str] = []
-    for s in cov.sources:
-        if not s.configured and not s.answered:
-            continue
-        if s.source in ("metrics", "logs", "traces"):
-            counts = ", ".join(f"{k} {v}" for k, v in s.samples.items())
-            extra = f", {len(cov.signals)} signals" if s.source == "metrics" else ""
-            parts.append(f"{s.source}: {len(s.services)} services{extra} ({counts} samples)"
-                         + (f", {s.unnamed} unnamed dropped" if s.unnamed else ""))
-        else:
-            parts.append(f"{s.source}: {', '.join(f'{v} {k}' for k, v in s.samples.items())}")
-    return "; ".join(parts)

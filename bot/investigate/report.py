@@ -130,9 +130,24 @@ def render_text(report: Report) -> str:
             e = by_id.get(eid)
             if e is not None:
                 out.append(f"     [{e.id}] {e.summary} (before {fmt_num(e.before, '-')}, after {fmt_num(e.after, '-')})")
+    cov = coverage_line(report.coverage)
+    if cov:
+        out.append("")
+        out.append(f"Coverage: {cov}")
     if report.missing:
         out.append("")
         out.append("Missing or failed sources:")
         for m in report.missing:
             out.append(f"  - {m}")
     return "\n".join(out)
+
+
+def coverage_line(coverage: dict[str, Any]) -> str:
+    """The telemetry an investigation covered, per source: named services and samples per window."""
+    parts: list[str] = []
+    for s in coverage.get("sources") or []:
+        if s.get("source") not in ("metrics", "logs", "traces") or not s.get("answered"):
+            continue
+        samples = ", ".join(f"{k} {v}" for k, v in (s.get("samples") or {}).items())
+        parts.append(f"{s['source']} {len(s.get('services') or [])} services ({samples} samples)")
+    return "; ".join(parts)

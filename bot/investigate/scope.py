@@ -2,20 +2,56 @@
 
 The onset is the earliest alert start. An alert fires after its condition has held for a while (a
 ``for:`` clause, an evaluation window), so the fault is assumed to begin up to ``lead_s`` before it:
-the baseline ends there and the incident window starts there, running to the clock.
+the baseline ends there and the incident window starts there, running to ``now``.
+
+``now`` follows one rule wherever an alert is investigated (a case bundle, an alert file on live sources,
+the server): ``window_end`` - the alert's start plus ``LOOKAHEAD_S``, or an explicit ``--at`` time, never
+past the source's clock (the wall clock live, the end of the case in replay). So an alert from last week is
+investigated over last week's data, and the same data gives the same answer through replay and live.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from integrations.base import TimeWindow
+from integrations.base import TimeWindow, parse_rfc3339
+
+LOOKAHEAD_S = 900.0  # how far past the alert's start an investigation looks, at most
 
 
 class ScopeError(ValueError):
     """The incident does not say enough to investigate (no alert start, no clock)."""
+
+
+def window_end(onset: float, clock: float, *, at: float | None = None, lookahead_s: float = LOOKAHEAD_S) -> float:
+    """The end of the incident window: ``at`` when given, else ``onset + lookahead_s``; never after ``clock``."""
+    end = at if at is not None else onset + lookahead_s
+    return min(end, clock)
+
+
+def parse_at(text: str | None) -> float | None:
+    """A time given on the command line (``--at``): RFC 3339 or Unix seconds; ``ScopeError`` otherwise."""
+    if text is None:
+        return None
+    try:
+        t = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(t):
+            return t
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        raise ScopeError(f"--at {text!r} is neither RFC 3339 (2024-05-17T21:13:30Z) nor Unix seconds") from None
+
+
+def alert_onset(payload: Mapping[str, Any]) -> float:
+    """The earliest ``startsAt`` of an Alertmanager webhook payload."""
+    return _alerts(payload)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +113,9 @@ def build_scope(
     )
 
 
-def scope_from_alertmanager(payload: Mapping[str, Any], now: float, **kw: Any) -> Scope:
-    """A scope from an Alertmanager webhook payload (as in a case bundle's ``alert.json``)."""
-    from integrations.replay import parse_time
-
-    alerts = payload.get("alerts")
+def _alerts(payload: Mapping[str, Any]) -> tuple[float, list[str], list[str], str]:
+    """(earliest start, services, alert names, title) of a webhook payload; ``ScopeError`` when malformed."""
+    alerts = payload.get("alerts") if isinstance(payload, Mapping) else None
     if not isinstance(alerts, list) or not alerts:
         raise ScopeError("the alert payload holds no alerts")
     starts: list[float] = []
@@ -92,7 +126,7 @@ def scope_from_alertmanager(payload: Mapping[str, Any], now: float, **kw: Any) -
             raise ScopeError("an alert is not an object")
         labels = a.get("labels") or {}
         try:
-            starts.append(parse_time(str(a.get("startsAt", ""))))
+            starts.append(parse_rfc3339(str(a.get("startsAt", ""))))
         except ValueError:
             raise ScopeError(f"alert startsAt is not RFC 3339: {a.get('startsAt')!r}") from None
         svc = labels.get("service") or labels.get("job") or labels.get("app") or ""
@@ -101,4 +135,15 @@ def scope_from_alertmanager(payload: Mapping[str, Any], now: float, **kw: Any) -
         if labels.get("alertname"):
             names.append(str(labels["alertname"]))
     title = str((alerts[0].get("annotations") or {}).get("summary", "")) or ", ".join(sorted(set(names)))
-    return build_scope(services, min(starts), now, title=title, alert_names=names, **kw)
+    return min(starts), services, names, title
+
+
+def scope_from_alertmanager(payload: Mapping[str, Any], now: float, **kw: Any) -> Scope:
+    """A scope from an Alertmanager webhook payload (as in a case bundle's ``alert.json``)."""
+    onset, services, names, title = _alerts(payload)
+    return build_scope(services, onset, now, title=title, alert_names=names, **kw)
+
+
+def anchored_scope(payload: Mapping[str, Any], clock: float, *, at: float | None = None, **kw: Any) -> Scope:
+    """A scope whose window ends where ``window_end`` says: the one rule of replay and live alike."""
+    return scope_from_alertmanager(payload, window_end(alert_onset(payload), clock, at=at), **kw)
