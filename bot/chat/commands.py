@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
+from bot.acknowledge import acknowledge
 from bot.audit import Actor, audit
 from bot.chat.hub import ThreadOrigin
 from bot.chat.model import Message, Text
 from bot.context import AppContext
+from bot.errors import NotFound
 from bot.store.models import Incident, Silence
 
 INCIDENT_ID = re.compile(r"^INC-[0-9A-F]{4,12}$", re.IGNORECASE)
@@ -33,6 +35,7 @@ HELP = (
     "• `investigate checkout is slow since 14:00` — open an incident for the services named and investigate\n"
     "• `status` / `status INC-1A2B3C` — where an incident stands (without an id: open incidents)\n"
     "• `silence service=checkout alertname=HighLatency 2h [comment]` — mute matching alerts (max 7d)\n"
+    "• `ack` / `ack INC-1A2B3C` — acknowledge an incident: you are on it (counts for time to acknowledge)\n"
     "• `help` — this list"
 )
 
@@ -156,6 +159,23 @@ async def _silence(ctx: AppContext, arg: str, cc: CommandContext) -> CommandRepl
                              f"(until {time.strftime('%H:%M UTC', time.gmtime(now + duration))}).")
 
 
+async def _ack(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
+    """``ack``: the person is on the incident; audited; the first one ends its time to acknowledge."""
+    target = (arg.split() or [cc.incident_id or ""])[0]
+    if not target:
+        return _err("Which incident? Use `ack` in an incident's thread or name it: `ack INC-…`.")
+    if not INCIDENT_ID.match(target):
+        return _err(f"`{target[:40]}` is not an incident id (they look like INC-1A2B3C).")
+    try:
+        res = await acknowledge(ctx.db, target.upper(), cc.actor)
+    except NotFound:
+        return _err(f"There is no incident {target.upper()}. Type `status` to list open incidents.")
+    if res.already:
+        return _err(f"You already acknowledged {res.incident_id}.")
+    who = cc.actor.name or cc.actor.id
+    return CommandReply(text=f"{who} acknowledged {res.incident_id}" + (" (first)" if res.first else "") + ".")
+
+
 async def handle_command(ctx: AppContext, text: str, cc: CommandContext) -> CommandReply:
     """Run one chat command. Unknown verbs and bad arguments get an ephemeral reply saying what to do."""
     text = (text or "").strip()
@@ -171,4 +191,6 @@ async def handle_command(ctx: AppContext, text: str, cc: CommandContext) -> Comm
         return await _status(ctx, arg, cc)
     if verb == "silence":
         return await _silence(ctx, arg, cc)
+    if verb in ("ack", "acknowledge"):
+        return await _ack(ctx, arg, cc)
     return _err(f"I don't know `{verb[:40]}`.\n{HELP}")
