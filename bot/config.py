@@ -321,7 +321,7 @@ def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: 
 
 
 # Keys whose values are file or folder paths (a relative one in the YAML is relative to the YAML's folder).
-PATH_KEYS = frozenset({"dir", "path", "journal_dir", "kubeconfig", "write_kubeconfig"})
+PATH_KEYS = frozenset({"dir", "path", "kubeconfig", "write_kubeconfig"})
 
 
 def _is_path_key(key: str) -> bool:

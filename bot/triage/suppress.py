@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from bot.config import TriageSettings
+from bot.rfc3339 import parse_rfc3339
 
 
 class Viewable(Protocol):
@@ -70,14 +71,13 @@ def matches(matchers: Mapping[str, str], view: Mapping[str, str]) -> bool:
 
 
 def _when(value: Any) -> float | None:
+    """A maintenance window's bound: epoch seconds or an RFC 3339 time with a zone (else the window is ignored)."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, datetime):
-        return value.timestamp()
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(value if isinstance(value, datetime) else str(value))
     except ValueError:
         return None
 

@@ -102,7 +102,7 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
         if ctx.triage is None:
             log.warning("alert post in %s ignored: triage is not running", channel)
             return
-        from bot.triage.posts import ChatPost, parse_alert_post
+        from bot.intake.posts import ChatPost, parse_alert_post
 
         post = ChatPost(platform="slack", channel=channel, ts=ts, user=str(event.get("user") or ""),
                         bot_id=str(event.get("bot_id") or ""), username=str(event.get("username") or ""),
