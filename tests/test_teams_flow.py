@@ -63,7 +63,7 @@ def flow_settings(sqlite_url: str) -> Settings:
         database={"url": sqlite_url},
         runbooks={"dir": ROOT / "runbooks"},
         webhooks={"token": WEBHOOK_TOKEN},
-        teams={"enabled": True, "channel": CHANNEL},
+        teams={"enabled": True, "channel": CHANNEL, "extra_service_url_hosts": ["127.0.0.1"]},
         approvals={"groups": {"sre-oncall": [f"teams:{APPROVER_AAD}"]}},
     )
 
