@@ -130,3 +130,35 @@ class Suppressor:
 
     def is_flapping(self, flips: list[float], now: float) -> bool:
         return len(flips) >= self.flap_threshold and len(self.recent_flips(flips, now)) >= self.flap_threshold
+
+
+# Values a real label could take, of different shapes: a matcher set that matches every one of them for every
+# label it names (``alertname=~.*``, ``service=~.+``, ``!x``) is treated as matching every alert.
+_PROBES = ("x", "checkout", "HighLatency", "onwatch-probe-7f3a", "0", "payments_api.v2", "Ünïcode välue", "a b/c:d")
+
+
+def matches_everything(matchers: Mapping[str, str]) -> bool:
+    """True when ``matchers`` select no real subset of alerts: empty, or every matcher is a negation or a
+    regular expression that accepts every probe value. Such a silence would mute all alerting."""
+    if not matchers:
+        return True
+    for value in matchers.values():
+        v = str(value)
+        if v.startswith("!"):
+            continue  # a negation keeps almost everything
+        if not v.startswith("~"):
+            return False  # an exact value selects
+        rx = _regex(v[1:])
+        if rx is None or not all(rx.fullmatch(p) for p in _PROBES):
+            return False
+    return True
+
+
+def bad_matchers(matchers: Mapping[str, str]) -> list[str]:
+    """Matchers whose regular expression does not compile (they would silently match nothing)."""
+    out = []
+    for k, v in matchers.items():
+        body = str(v)[1:] if str(v).startswith("!") else str(v)
+        if body.startswith("~") and _regex(body[1:]) is None:
+            out.append(f"{k}={v}")
+    return out
