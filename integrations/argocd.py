@@ -1,13 +1,27 @@
 """Argo CD as a change source: each application's sync history (``status.history``) becomes ``ChangeEvent``s,
-with the previous revision and, for GitHub-hosted repositories, a compare link."""
+with the previous revision and, for GitHub-hosted repositories, a compare link. ``diff`` renders what a
+sync changed as a unified diff of the application's manifests at the two revisions (Argo CD's own
+``/manifests?revision=`` endpoint), one file per Kubernetes object."""
 
 from __future__ import annotations
 
+import difflib
+import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+import yaml
+
 from integrations.base import ChangeEvent, ChangeKind, SourceBadResponse, TimeWindow
+from integrations.diffs import (
+    MAX_FILE_CHARS,
+    MAX_TOTAL_CHARS,
+    ChangeDiff,
+    FileDiff,
+    cap_patches,
+    patch_counts,
+)
 from integrations.github import parse_rfc3339, short
 from integrations.http import HttpSource, config_from_settings, expect
 from integrations.settings import ChangeSourceSettings
@@ -93,4 +107,47 @@ class ArgoCDChanges:
                     diff_url=compare_url(_repo(entry, app), prev, rev), source="argocd",
                 ))
             seen.append(rev)
+        return out
+
+    async def diff(self, change: ChangeEvent, *, max_file_chars: int = MAX_FILE_CHARS,
+                   max_total_chars: int = MAX_TOTAL_CHARS) -> ChangeDiff | None:
+        """The manifests that differ between the sync's previous revision and its revision (``DiffSource``)."""
+        if change.source != "argocd" or not (change.version and change.previous_version):
+            return None
+        for app in await self.applications():
+            name = str((app.get("metadata") or {}).get("name", ""))
+            if (self.service or name) != change.service:
+                continue
+            revs = {short(_revision(h)): _revision(h) for h in (app.get("status") or {}).get("history") or []}
+            old, new = revs.get(change.previous_version), revs.get(change.version)
+            if not (old and new):
+                return None
+            before, after = await self._manifests(name, old), await self._manifests(name, new)
+            files: list[FileDiff] = []
+            for key in sorted(set(before) | set(after)):
+                a, b = before.get(key, ""), after.get(key, "")
+                if a == b:
+                    continue
+                patch = "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), key, key, n=2))
+                add, dele = patch_counts(patch)
+                files.append(FileDiff(key, "added" if not a else "removed" if not b else "modified", add, dele, patch))
+            capped, omitted = cap_patches(files, max_file_chars, max_total_chars)
+            return ChangeDiff(service=change.service, base=old, head=new, url=change.url or change.diff_url,
+                              files=capped, omitted_files=omitted, source=self.name)
+        return None
+
+    async def _manifests(self, app: str, revision: str) -> dict[str, str]:
+        """``kind/namespace/name`` -> the object as sorted YAML, at ``revision``."""
+        doc = await self.http.get_json(f"/api/v1/applications/{quote(app, safe='')}/manifests",
+                                       {"revision": revision})
+        expect(self.name, isinstance(doc, dict), "manifests is not an object")
+        out: dict[str, str] = {}
+        for raw in doc.get("manifests") or []:
+            try:
+                obj = json.loads(raw) if isinstance(raw, str) else raw
+                meta = obj.get("metadata") or {}
+                key = f"{obj.get('kind', '?')}/{meta.get('namespace', '')}/{meta.get('name', '?')}"
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise SourceBadResponse(self.name, f"malformed manifest: {exc!r}") from None
+            out[key] = yaml.safe_dump(obj, sort_keys=True, default_flow_style=False)
         return out

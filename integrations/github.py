@@ -1,5 +1,6 @@
-"""GitHub as a change source: deployments and releases of one repository become ``ChangeEvent``s, and the
-compare API summarises what changed between two versions (commits and files, never file contents)."""
+"""GitHub as a change source: deployments and releases of one repository become ``ChangeEvent``s, the
+compare API summarises what changed between two versions (commits and files), and ``diff`` returns the
+file patches of one change, size-capped, for the LLM investigator (never whole file contents)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import quote
 
 from integrations.base import ChangeEvent, SourceBadResponse, TimeWindow
 from integrations.base import parse_rfc3339 as rfc3339_seconds
+from integrations.diffs import MAX_FILE_CHARS, MAX_TOTAL_CHARS, ChangeDiff, FileDiff, cap_patches
 from integrations.http import HttpSource, config_from_settings, expect
 from integrations.settings import ChangeSourceSettings
 
@@ -34,6 +36,7 @@ class ChangedFile:
     status: str
     additions: int
     deletions: int
+    patch: str = ""  # GitHub's unified patch of the file (absent for binary or very large files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +153,33 @@ class GitHubChanges:
             commits = [(short(str(c["sha"])), str(c["commit"]["message"]).splitlines()[0] if c["commit"]["message"]
                         else "") for c in doc.get("commits") or []]
             files = [ChangedFile(str(f["filename"]), str(f.get("status", "")), int(f.get("additions", 0)),
-                                 int(f.get("deletions", 0))) for f in (doc.get("files") or [])[:max_files]]
+                                 int(f.get("deletions", 0)), str(f.get("patch") or ""))
+                     for f in (doc.get("files") or [])[:max_files]]
             total = int(doc.get("total_commits", len(commits)))
         except (KeyError, TypeError, ValueError) as exc:
             raise SourceBadResponse(self.name, f"malformed compare answer: {exc!r}") from None
         url = str(doc.get("html_url") or f"{self.web}/{self.repo}/compare/{base}...{head}")
         return DiffSummary(base=base, head=head, url=url, total_commits=total, commits=commits, files=files)
+
+    async def diff(self, change: ChangeEvent, *, max_file_chars: int = MAX_FILE_CHARS,
+                   max_total_chars: int = MAX_TOTAL_CHARS) -> ChangeDiff | None:
+        """The patches between the change's previous version and its version (``DiffSource``)."""
+        if change.service != self.service or not change.source.startswith("github"):
+            return None
+        base, head = _compare_refs(change)
+        if not (base and head):
+            return None
+        summary = await self.compare(base, head)
+        files, omitted = cap_patches([FileDiff(f.filename, f.status, f.additions, f.deletions, f.patch)
+                                      for f in summary.files], max_file_chars, max_total_chars)
+        return ChangeDiff(service=change.service, base=base, head=head, url=summary.url,
+                          commits=summary.commits, files=files, omitted_files=omitted, source=self.name)
+
+
+def _compare_refs(change: ChangeEvent) -> tuple[str, str]:
+    """Full refs from the change's compare link when it has one (versions may be shortened SHAs)."""
+    marker = "/compare/"
+    if marker in change.diff_url:
+        base, _, head = change.diff_url.split(marker, 1)[1].partition("...")
+        return base, head
+    return change.previous_version, change.version

@@ -38,6 +38,14 @@ from integrations.base import (
     keep_whole_traces,
     parse_rfc3339,
 )
+from integrations.diffs import (
+    MAX_FILE_CHARS,
+    MAX_TOTAL_CHARS,
+    ChangeDiff,
+    FileDiff,
+    cap_patches,
+    patch_counts,
+)
 
 __all__ = [
     "BundleError",
@@ -375,6 +383,28 @@ class ReplayCase:
             self._changes = out
         return self._changes
 
+    def change_diff(self, change: ChangeEvent) -> ChangeDiff | None:
+        """The optional ``diff`` of a ``changes.json`` entry (``{"commits": [[sha, title]], "files": [{"filename",
+        "status", "patch"}]}``), matched by service, version and time."""
+        p = self.path / "changes.json"
+        data = _read_json(p)
+        for i, c in enumerate(data.get("changes") or [] if isinstance(data, dict) else []):
+            if not isinstance(c, dict) or c.get("service") != change.service or c.get("version", "") != change.version:
+                continue
+            if (t := c.get("time")) is not None and isinstance(t, int | float) and abs(float(t) - change.time) > 1:
+                continue
+            d = c.get("diff")
+            if d is None:
+                return None
+            try:
+                files = [FileDiff(str(f["filename"]), str(f.get("status", "modified")), *patch_counts(str(f["patch"])),
+                                  str(f["patch"])) for f in d.get("files") or []]
+                commits = [(str(a), str(b)) for a, b in d.get("commits") or []]
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise BundleError(p, f"changes[{i}].diff is malformed: {exc!r}") from None
+            return ChangeDiff(change.service, change.previous_version, change.version, change.diff_url, commits, files)
+        return None
+
     def link(self, what: str, **params: Any) -> str:
         query = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
         return f"replay://{self.id}/{what}" + (f"?{query}" if query else "")
@@ -518,6 +548,16 @@ class ReplayChanges(_Base):
             c for c in self.case.change_events()
             if w.start <= c.time <= w.end and (wanted is None or c.service in wanted)
         ]
+
+    async def diff(self, change: ChangeEvent, *, max_file_chars: int = MAX_FILE_CHARS,
+                   max_total_chars: int = MAX_TOTAL_CHARS) -> ChangeDiff | None:
+        if change.source != "replay" or change.time > self.case.now:
+            return None
+        d = await _in_thread(self.case.change_diff, change)
+        if d is None:
+            return None
+        files, omitted = cap_patches(d.files, max_file_chars, max_total_chars)
+        return ChangeDiff(d.service, d.base, d.head, d.url, d.commits, files, omitted, self.name)
 
 
 def replay_sources(case: ReplayCase | str | Path) -> Sources:

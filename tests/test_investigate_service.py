@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
@@ -18,7 +16,7 @@ from bot.investigate.service import request_investigation, run_investigation
 from bot.jobs import JobQueue
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
 from integrations.replay import replay_sources
-from tests.fakes.openai_api import FakeOpenAI, serve_openai
+from tests.fakes.openai_tools import Turn, answer, serve_scripted
 from tests.investigate_fixtures import ALERT, INJECT, add_on, chain, make_case, up_on
 
 
@@ -214,52 +212,69 @@ async def test_chart_is_present_and_bounded(db, tmp_path: Path) -> None:
     assert spec is not None and spec.series and not spec.bars
 
 
-def _cite_first(body: dict[str, Any]) -> str:
-    ids = re.findall(r"\[(e\d+)\]", body["messages"][1]["content"])
-    return f"The top cause's own signal moved first [{ids[0]}]." if ids else "Nothing to cite."
+def _cite_top(body: dict[str, Any]) -> Turn:
+    ids = re.findall(r"^\[(e\d+)\] \S+ payment ", body["messages"][1]["content"], re.M)
+    tool = [json.loads(m["content"].split("\n", 1)[1])["evidence_id"] for m in body["messages"] if m["role"] == "tool"]
+    return answer(service="payment", kind="saturation", mechanism="payment's CPU rose before frontend slowed",
+                  evidence=ids[:1] + tool, next=["payment's CPU limits"])
 
 
-@pytest.fixture
-async def fake_llm() -> AsyncIterator[FakeOpenAI]:
-    async with serve_openai(_cite_first) as fake:
-        yield fake
-
-
-async def test_llm_narrative_is_stored(db, tmp_path: Path, fake_llm) -> None:
+async def test_llm_investigator_reading_is_stored(db, tmp_path: Path) -> None:
+    from bot.chat.model import Text
     from bot.config import LlmSettings
 
-    seen = fake_llm.seen
-    llm = LlmSettings(enabled=True, base_url=fake_llm.url, api_key="sk-test", model="local", timeout_s=5)
-    effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
-    ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
-    inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
-    await run_investigation(ctx, inv_id)
-    assert len(seen) == 1 and seen[0]["model"] == "local"
+    script = [Turn(tool_calls=[("metrics", {"service": "payment", "signal": "cpu"})]), _cite_top]
+    async with serve_scripted(script) as fake:
+        llm = LlmSettings(enabled=True, base_url=fake.url, api_key="sk-test", model="local", timeout_s=5)
+        effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+        ctx, rec = await _hub_ctx(db, tmp_path, effect, llm=llm)
+        replaced: list[Any] = []
+        record = rec.replace
+
+        async def keep(incident_id: str, key: str, message: Any) -> None:
+            replaced.append(message)
+            await record(incident_id, key, message)
+
+        rec.replace = keep  # type: ignore[method-assign]
+        inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
+        await run_investigation(ctx, inv_id)
+    assert len(fake.seen) == 2 and fake.seen[0]["model"] == "local"
     async with db.session() as s:
         report = (await s.get(Investigation, inv_id)).report
         calls = (await s.exec(select(AuditEvent).where(AuditEvent.action == "llm.call"))).all()
-    narrative = report["narrative"]
-    assert narrative["cited"] and set(narrative["cited"]) <= {e["id"] for e in report["evidence"]}
-    assert f"[{narrative['cited'][0]}]" in narrative["text"]
-    assert [c.result for c in calls] == ["accepted"]
+    got = report["llm"]
+    assert got["status"] == "accepted" and got["answer"]["service"] == "payment"
+    assert got["answer"]["evidence"][-1] == "t1" and got["tool_calls"][0]["name"] == "metrics"
+    assert set(got["answer"]["evidence"][:1]) <= {e["id"] for e in report["evidence"]}
+    assert [c.result for c in calls] == ["tool_calls", "accepted"]
+    assert all(c.params["model"] == "local" and len(c.params["prompt_sha256"]) == 64 and c.params["prompt_tokens"] > 0
+               for c in calls)
+    assert calls[0].params["tools_called"] == ["metrics"] and calls[0].params["investigation_id"] == inv_id
     assert not any(m.startswith("llm") for m in report["missing"])
+    assert report["ranked_services"][0] == "payment"  # the engine's ranking, untouched
+    # the thread: the model's own message, posted with its first step, replaced by its reading
+    mine = [(k, m) for k, m in rec.log if k in ("post", "replace") and getattr(m, "key", m) == f"llm:{inv_id}"]
+    assert [k for k, _ in mine] == ["post", "replace"]
+    final = [m for m in replaced if m.key == f"llm:{inv_id}"][-1]
+    heading = final.blocks[0]
+    assert isinstance(heading, Text) and "model's reading" in heading.text
+    assert any("payment (saturation)" in getattr(b, "text", "") for b in final.blocks)
 
 
-async def test_llm_failure_is_missing_evidence_not_a_crash(db, tmp_path: Path, fake_llm) -> None:
+async def test_llm_failure_is_missing_evidence_not_a_crash(db, tmp_path: Path) -> None:
     from bot.config import LlmSettings
 
-    seen, fail = fake_llm.seen, fake_llm.fail
-    fail.append(400)  # a client error: not retried by the client, reported at once
-    llm = LlmSettings(enabled=True, base_url=fake_llm.url, model="local", timeout_s=5)
-    effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
-    ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
-    inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
-    await run_investigation(ctx, inv_id)
-    assert seen
+    async with serve_scripted([Turn(status=400)]) as fake:  # a client error: not retried, reported at once
+        llm = LlmSettings(enabled=True, base_url=fake.url, model="local", timeout_s=5)
+        effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
+        ctx, _ = await _hub_ctx(db, tmp_path, effect, llm=llm)
+        inv_id = await request_investigation(ctx, "INC-T1", Actor("cli", "op"))
+        await run_investigation(ctx, inv_id)
+    assert fake.seen
     async with db.session() as s:
         inv = await s.get(Investigation, inv_id)
         calls = (await s.exec(select(AuditEvent).where(AuditEvent.action == "llm.call"))).all()
-    assert inv.status == "done" and "narrative" not in inv.report
+    assert inv.status == "done" and inv.report["llm"]["status"] == "error" and inv.report["llm"]["answer"] is None
     assert any(m.startswith("llm: ") for m in inv.report["missing"]) and inv.missing == inv.report["missing"]
-    assert [c.result.split(":")[0] for c in calls] == ["failed"]
+    assert [c.result.split(":")[0] for c in calls] == ["error"]
     assert inv.report["ranked_services"][0] == "payment"

@@ -587,6 +587,38 @@ def _alert(case_id: str, detection: float) -> dict[str, Any]:
     }
 
 
+# What payments-api v1.8.4 changed, as the change source serves it to the LLM investigator's diff tool: a
+# new query filters ``payments`` on (merchant_id, status), and no migration adds an index for it.
+_PAYMENTS_DIFF: dict[str, Any] = {
+    "commits": [["4f2c9e1a7b3d", "receipts: list a merchant's pending payments (#412)"],
+                ["a81d05c3e6f2", "receipts: show pending payments on the receipts page"]],
+    "files": [
+        {"filename": "payments_api/receipts.py", "status": "modified", "patch": (
+            "@@ -41,4 +41,9 @@ async def receipt(request: Request, payment_id: str) -> Response:\n"
+            "     payment = await db.fetchrow(\"SELECT * FROM payments WHERE id = $1\", payment_id)\n"
+            "     if payment is None:\n"
+            "         raise NotFound(payment_id)\n"
+            "+    # show the merchant's other pending payments next to the receipt (#412)\n"
+            "+    pending = await db.fetch(\n"
+            f"+        \"{_SLOW_SQL}\",\n"
+            "+        payment[\"merchant_id\"], \"pending\",\n"
+            "+    )\n"
+            "+    return render(\"receipt.html\", payment=payment, pending=pending)\n"
+            "-    return render(\"receipt.html\", payment=payment)\n")},
+        {"filename": "payments_api/templates/receipt.html", "status": "modified", "patch": (
+            "@@ -12,1 +12,3 @@\n"
+            "   <p>Total: {{ payment.amount }} {{ payment.currency }}</p>\n"
+            "+  {% if pending %}<h3>Pending payments</h3>\n"
+            "+  <ul>{% for p in pending %}<li>{{ p.amount }} {{ p.currency }}</li>{% endfor %}</ul>{% endif %}\n")},
+        {"filename": "migrations/0031_payments_status.sql", "status": "added", "patch": (
+            "@@ -0,0 +1,3 @@\n"
+            "+-- payments: a status column for the receipts page\n"
+            "+ALTER TABLE payments ADD COLUMN IF NOT EXISTS status text;\n"
+            "+UPDATE payments SET status = CASE WHEN settled_at IS NULL THEN 'pending' ELSE 'settled' END;\n")},
+    ],
+}
+
+
 def _changes(tl: Timeline) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"service": "frontend", "time": tl.frontend_deploy, "kind": "deploy", "version": "v2.14.1",
@@ -599,7 +631,8 @@ def _changes(tl: Timeline) -> list[dict[str, Any]]:
          "previous_version": _OLD_VERSION,
          "description": "payments-api v1.8.4: list a merchant's pending payments on the receipts page (#412)",
          "url": f"{_REPO}/payments-api/releases/tag/{_NEW_VERSION}",
-         "diff_url": f"{_REPO}/payments-api/compare/{_OLD_VERSION}...{_NEW_VERSION}"},
+         "diff_url": f"{_REPO}/payments-api/compare/{_OLD_VERSION}...{_NEW_VERSION}",
+         "diff": _PAYMENTS_DIFF},
     ]
     if tl.rollback is not None:
         out.append({"service": "payments-api", "time": tl.rollback, "kind": "rollback", "version": _OLD_VERSION,

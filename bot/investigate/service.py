@@ -4,9 +4,10 @@ The engine stays pure; this module loads the incident and its alerts, builds the
 engine over the sources the context provides, stores the report, evidence and findings, writes an
 audit row per reasoning step, and tells the chat and the remediation service. While the engine runs,
 each reasoning step is posted to the incident thread as it is made (keyed ``step:<inv>:<n>``), and
-the root card moves to "Investigating" at the start. When an LLM is configured, it writes a short
-narrative of the finished report that must cite the report's evidence ids; a failing endpoint is a
-line of ``missing``, never a failed investigation.
+the root card moves to "Investigating" at the start. When an LLM is configured, the LLM investigator
+(``bot.llm``) continues from the finished report with read-only tools; its checked answer is stored as
+``report["llm"]`` beside the engine's ranking, and a failing endpoint is a line of ``missing``, never a
+failed investigation.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from bot.errors import NotFound
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope
+from bot.llm.investigator import configured, investigate_report
+from bot.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
+from bot.llm.thread import LlmThread
 from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
 from bot.store.queries import incident_alerts, investigation_and_incident
-from integrations.base import SourceError, Sources
+from integrations.base import Sources
 
 
 class InvestigationNotFound(NotFound):
@@ -106,6 +110,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
                             owners=getattr(triage, "owners", {}) or {})
         past = await _past(ctx, incident, alertnames)
         report = await investigate(scope, src, past, on_step=_step_poster(ctx, incident.id, investigation_id))
+        llm = await _investigate_llm(ctx, incident.id, investigation_id, report, src)  # needs the sources open
     except Exception as exc:  # noqa: BLE001 - recorded on the row and in the audit trail, then re-raised
         async with ctx.db.begin() as s:
             row = await s.get(Investigation, investigation_id)
@@ -123,7 +128,9 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
         else:
             await src.aclose()
     data = report.to_dict()
-    await _narrate(ctx, incident.id, data)
+    data["llm"] = llm.to_dict()
+    if llm.status == LlmStatus.ERROR:
+        data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})
     await _store(ctx, investigation_id, incident.id, report, data)
     await ctx.chat.investigation_finished(incident.id, investigation_id)
     if report.causes and not report.abstained and getattr(ctx, "remediation", None) is not None:
@@ -154,28 +161,23 @@ def _step_poster(ctx: Any, incident_id: str, investigation_id: str) -> StepCallb
     return post
 
 
-async def _narrate(ctx: Any, incident_id: str, data: dict[str, Any]) -> None:
-    """With an LLM configured, add ``data["narrative"]`` (an evidence-checked explanation) in place."""
+async def _investigate_llm(ctx: Any, incident_id: str, investigation_id: str, report: Report,
+                          src: Sources) -> LlmOutcome:
+    """With ``llm:`` configured, the investigator continues from the report (docs/llm.md): every model call
+    an audit row, its steps and its checked reading in the thread as the model's. It never raises for the
+    model's sake, and never changes ``report``."""
     cfg = getattr(getattr(ctx, "settings", None), "llm", None)
-    if cfg is None or not getattr(cfg, "enabled", False) or not cfg.base_url:
-        return
-    from bot.llm.explain import explain
-    from integrations.llm import OpenAICompatible
+    if not configured(cfg):
+        return off()
 
-    key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
-    llm = OpenAICompatible(cfg.base_url, key, cfg.model, cfg.timeout_s)
-    try:
-        out = await explain(ctx.db, llm, cfg.model, incident_id, data)
-    except SourceError as exc:
-        msg = str(exc)
-        data["missing"] = sorted({*data.get("missing", []), msg if msg.startswith("llm") else f"llm: {msg}"})
-        await audit(ctx.db, BOT, "llm.call", incident_id=incident_id, params={"model": cfg.model},
-                    result=f"failed: {msg}"[:4000])
-        return
-    finally:
-        await llm.aclose()
-    if out is not None:
-        data["narrative"] = {"text": out.text, "cited": list(out.cited)}
+    async def on_call(rec: CallRecord) -> None:
+        await audit(ctx.db, BOT, "llm.call", incident_id=incident_id,
+                    params={"investigation_id": investigation_id, **rec.params()}, result=rec.outcome)
+
+    thread = LlmThread(ctx.chat, incident_id, investigation_id)
+    outcome = await investigate_report(cfg, report, src, on_call=on_call, on_step=thread.step)
+    await thread.finish(outcome)
+    return outcome
 
 
 async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Report, data: dict[str, Any]) -> None:
