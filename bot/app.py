@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.config import Settings
+from bot.config import Settings, exposure_problems
 from bot.context import AppContext
-from bot.errors import ListenError
+from bot.errors import ConfigError, ListenError
 from bot.jobs import Handler, JobRunner, LostHook
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
@@ -150,6 +150,9 @@ async def running(
 
 
 async def serve(settings: Settings) -> None:
+    problems = exposure_problems(settings)
+    if problems:
+        raise ConfigError(problems)
     ctx = await build_context(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -224,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--days", type=int, default=7)
     sp.add_argument("--json", action="store_true")
 
+    sil = sub.add_parser("silences", help="silences: list, add, remove (audited)").add_subparsers(
+        dest="sub", required=True)
+    sp = add("list", _lazy("bot.triage.silences_cli", "list_main"), "the active silences", sil)
+    sp.add_argument("--json", action="store_true")
+    sp = add("add", _lazy("bot.triage.silences_cli", "add_main"),
+             "mute alerts matching every MATCHER (label=value, label=~regex, label=!value) for a while", sil)
+    sp.add_argument("matchers", nargs="+", metavar="MATCHER")
+    sp.add_argument("--for", dest="duration", required=True, help="30m, 2h, 1d (at most silences.max_duration_s)")
+    sp.add_argument("--comment", default="")
+    sp.add_argument("--confirm-all", action="store_true", help="allow matchers that match every alert")
+    sp = add("remove", _lazy("bot.triage.silences_cli", "remove_main"), "end a silence now", sil)
+    sp.add_argument("id", type=int)
+
     sp = add("noise", cmd_noise, "daily triage noise: received, duplicates, suppressed, incidents, pages per shift")
     sp.add_argument("--days", type=int, default=7)
     sp.add_argument("--json", action="store_true")

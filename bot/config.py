@@ -126,6 +126,54 @@ class TeamsSettings(Section):
     certificate_thumbprint: str | None = Field(default=None, description="certificate auth instead of a password")
     certificate_key_file: Path | None = Field(default=None, description="PEM private key of that certificate")
     enabled: bool = False
+    allow_anonymous: bool = Field(
+        default=False, description="without app_id, accept unauthenticated activities (local testing only; the "
+                                   "server must then listen on a loopback address)")
+    extra_service_url_hosts: list[str] = Field(
+        default_factory=list, description="serviceUrl hosts to accept besides the Bot Framework's (e.g. a local fake)")
+
+    def allows_service_host(self, host: str) -> bool:
+        """Whether onwatch may call a Bot Connector at ``host`` (``serviceUrl`` comes from the request)."""
+        host = host.lower().rstrip(".")
+        for pattern in (*BOT_FRAMEWORK_HOSTS, *self.extra_service_url_hosts):
+            p = pattern.lower()
+            if host == p or (p.startswith("*.") and host.endswith(p[1:])):
+                return True
+        return False
+
+
+# Where Microsoft's Bot Connector lives (public cloud, GCC, GCC High, DoD, China): the only hosts an activity's
+# ``serviceUrl`` may name. A request naming another host is refused, so it cannot make onwatch POST elsewhere.
+BOT_FRAMEWORK_HOSTS = (
+    "*.botframework.com",
+    "smba.trafficmanager.net",
+    "*.smba.trafficmanager.net",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+    "*.botframework.azure.us",
+    "*.botframework.azure.cn",
+)
+
+
+class SilenceSettings(Section):
+    """Who may mute alerts from chat, and for how long (docs/security.md)."""
+
+    groups: list[str] = Field(
+        default_factory=list,
+        description="approvals.groups whose members may create and remove silences in chat; empty: a member of "
+                    "any approvals group (nobody when there are none; the CLI is for operators)")
+    max_duration_s: int = Field(default=86400, ge=60, le=30 * 86400, description="longest silence (chat and CLI)")
+
+
+class AuditSettings(Section):
+    """The audit chain's key and its checkpoints outside the database (docs/security.md)."""
+
+    chain_key: SecretStr | None = Field(
+        default=None, description="HMAC key of the chain (ONWATCH_AUDIT__CHAIN_KEY or chain_key_file); the "
+                                  "database never holds it. Without it the chain is plain SHA-256")
+    checkpoint_every_s: int = Field(default=3600, ge=0, description="log (and post) count + head hash; 0: never")
+    slack_channel: str | None = Field(default=None, description="Slack channel that also receives the checkpoints")
 
 
 class LlmSettings(Section):
@@ -266,6 +314,8 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    silences: SilenceSettings = Field(default_factory=SilenceSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
 
@@ -280,6 +330,9 @@ class Settings(BaseSettings):
             raise ValueError("teams.app_id is set but neither teams.app_password nor teams.certificate_thumbprint is")
         if bool(t.certificate_thumbprint) != bool(t.certificate_key_file):
             raise ValueError("teams.certificate_thumbprint and teams.certificate_key_file go together")
+        unknown = [g for g in self.silences.groups if g not in self.approvals.groups]
+        if unknown:
+            raise ValueError(f"silences.groups names {', '.join(unknown)}, not in approvals.groups")
         return self
 
     @classmethod
@@ -292,6 +345,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def exposure_problems(settings: Settings) -> list[str]:
+    """Start-up refusals for a server that would be open to anyone (checked by ``serve`` and ``config check``)."""
+    t = settings.teams
+    if not t.enabled or t.app_id:
+        return []
+    if not t.allow_anonymous:
+        return ["teams.app_id is not set, so /api/messages would accept anyone: set teams.app_id (and its "
+                "password), or teams.allow_anonymous: true for local testing on a loopback address"]
+    host = settings.server.host
+    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        return [f"teams.allow_anonymous is true but server.host is {host}: anonymous Teams mode listens only "
+                "on a loopback address (127.0.0.1 or ::1)"]
+    return []
 
 
 def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: bool) -> Any:
@@ -321,7 +392,7 @@ def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: 
 
 
 # Keys whose values are file or folder paths (a relative one in the YAML is relative to the YAML's folder).
-PATH_KEYS = frozenset({"dir", "path", "journal_dir", "kubeconfig", "write_kubeconfig"})
+PATH_KEYS = frozenset({"dir", "path", "kubeconfig", "write_kubeconfig"})
 
 
 def _is_path_key(key: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.chat.hub import ChatHub
 from bot.config import Settings
+from bot.deadletter import DeadLetters
 from bot.jobs import JobQueue
 from bot.metrics import Metrics
 from bot.store.db import Database
@@ -29,7 +30,10 @@ class AppContext:
     # Domain services, set by ``bot.app.build_context`` (kept loosely typed to avoid import cycles).
     triage: Any = None
     remediation: Any = None
+    dead_letters: DeadLetters | None = None
 
     @classmethod
     def for_db(cls, settings: Settings, db: Database) -> AppContext:
-        return cls(settings=settings, db=db, jobs=JobQueue(db), chat=ChatHub(db))
+        ctx = cls(settings=settings, db=db, jobs=JobQueue(db), chat=ChatHub(db))
+        ctx.dead_letters = DeadLetters(db, ctx.metrics, settings.webhooks)
+        return ctx

@@ -23,12 +23,13 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=r)
         self.alerts = Counter("onwatch_alerts_received", "alerts received by source", ["source"], registry=r)
         self.triage_pass_seconds = Histogram(
-            "onwatch_triage_pass_duration_seconds", "wall time of one grouper pass over journaled batches",
+            "onwatch_triage_pass_duration_seconds", "wall time of one triage transaction (one webhook batch)",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r)
-        self.intake_backlog = Gauge("onwatch_intake_backlog_batches",
-                                    "webhook batches journaled (acknowledged) and not yet triaged", registry=r)
         self.dead_letters = Counter("onwatch_dead_letters", "payloads rejected into the dead-letter table",
                                     ["source"], registry=r)
+        self.dead_letters_dropped = Counter("onwatch_dead_letters_dropped",
+                                            "refused payloads not kept (rate) or dropped oldest first (pruned)",
+                                            ["reason"], registry=r)
 
     def job_state(self, kind: str, state: str) -> None:
         self.job_events.labels(kind, state).inc()

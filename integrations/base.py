@@ -10,8 +10,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from bot.rfc3339 import parse_rfc3339 as parse_rfc3339  # the one RFC 3339 parser (zone required)
 
 T = TypeVar("T")
 
@@ -62,17 +63,6 @@ class TimeWindow:
     @property
     def seconds(self) -> float:
         return self.end - self.start
-
-
-def parse_rfc3339(value: str) -> float:
-    """RFC 3339 (``2022-05-17T21:13:30Z``) to Unix seconds; ``ValueError`` when it is not one.
-
-    The one parser every connector uses, so case bundles, GitHub, Argo CD and Kubernetes read times alike.
-    """
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    return datetime.fromisoformat(text).timestamp()
 
 
 @dataclass(slots=True)

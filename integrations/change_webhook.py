@@ -13,7 +13,6 @@ import hmac
 import json
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from aiohttp import web
@@ -21,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlmodel import col, select
 
 from bot.audit import Actor, audit
+from bot.deadletter import AUTH_FAILURE_BODY_CAP
 from bot.store.models import ChangeRecord
-from bot.web import dead_letter, read_capped
-from integrations.base import ChangeEvent, ChangeKind, TimeWindow
+from bot.web import dead_letter, is_json_type, read_capped
+from integrations.base import ChangeEvent, ChangeKind, TimeWindow, parse_rfc3339
 
 if TYPE_CHECKING:
     from bot.context import AppContext
@@ -46,20 +46,21 @@ class ChangeIn(BaseModel):
     description: str = Field(default="", max_length=4000)
     url: str = Field(default="", max_length=2000)
 
+    @field_validator("service", "version", "description", "url")
+    @classmethod
+    def _storable(cls, v: str) -> str:
+        """PostgreSQL text cannot hold NUL: refused here (422, dead-lettered) on every database, not a 500."""
+        if "\x00" in v:
+            raise ValueError("NUL characters are not allowed")
+        return v
+
     @field_validator("time", mode="before")
     @classmethod
     def _time(cls, v: Any) -> Any:
         if isinstance(v, bool):
             raise ValueError("time must be Unix seconds or an RFC 3339 string")
         if isinstance(v, str):
-            text = v.strip()
-            try:
-                dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-            except ValueError:
-                raise ValueError(f"time {v!r} is neither Unix seconds nor RFC 3339") from None
-            if dt.tzinfo is None:
-                raise ValueError("an RFC 3339 time needs a zone (Z or +hh:mm)")
-            return dt.timestamp()
+            return parse_rfc3339(v)
         return v
 
     @field_validator("time")
@@ -99,28 +100,33 @@ def make_handler(ctx: AppContext) -> Any:
         if not _authorised(request, settings.token.get_secret_value()):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
+        if not is_json_type(request.content_type):
+            body, _ = await read_capped(request, AUTH_FAILURE_BODY_CAP)
+            reason = f"Content-Type {request.content_type!r} is not JSON: send application/json"
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request), authenticated=True)
+            return web.json_response({"error": reason}, status=415)
         cap = settings.max_body_bytes
         if request.content_length is not None and request.content_length > cap:
             body, _ = await read_capped(request, cap)
             reason = f"body of {request.content_length} bytes exceeds the {cap} byte limit"
-            await dead_letter(ctx, SOURCE, reason, body, _headers(request))
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request), authenticated=True)
             return web.json_response({"error": reason}, status=413)
         body, more = await read_capped(request, cap)
         if more:
             reason = f"body exceeds the {cap} byte limit"
-            await dead_letter(ctx, SOURCE, reason, body, _headers(request))
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request), authenticated=True)
             return web.json_response({"error": reason}, status=413)
         try:
             doc = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             reason = f"body is not valid JSON: {exc or type(exc).__name__}"
-            await dead_letter(ctx, SOURCE, reason, body, _headers(request))
+            await dead_letter(ctx, SOURCE, reason, body, _headers(request), authenticated=True)
             return web.json_response({"error": reason}, status=400)
         try:
             change = ChangeIn.model_validate(doc)
         except ValidationError as exc:
             reasons = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-            await dead_letter(ctx, SOURCE, "; ".join(reasons), body, _headers(request))
+            await dead_letter(ctx, SOURCE, "; ".join(reasons), body, _headers(request), authenticated=True)
             return web.json_response({"error": "invalid change", "details": reasons}, status=422)
         received = time.time()
         async with db.begin() as s:

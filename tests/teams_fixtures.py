@@ -32,9 +32,11 @@ STRANGER_AAD = "99999999-8888-7777-6666-555555555555"
 
 
 def teams_settings(sqlite_url: str, runbooks_dir: Path | None = None, **teams: Any) -> Settings:
-    conf: dict[str, Any] = {"enabled": True, "channel": CHANNEL}
+    conf: dict[str, Any] = {"enabled": True, "channel": CHANNEL, "allow_anonymous": True,
+                            "extra_service_url_hosts": ["127.0.0.1"]}
     conf.update(teams)
     return Settings(database={"url": sqlite_url}, runbooks={"dir": runbooks_dir or ROOT / "runbooks"},  # type: ignore[arg-type]
+                    server={"host": "127.0.0.1"},  # type: ignore[arg-type]
                     teams=conf, approvals={"groups": {"sre": [f"teams:{APPROVER_AAD}"]}},  # type: ignore[arg-type]
                     triage={"owners": {"checkout": "team-shop", "payments": "team-pay"}})  # type: ignore[arg-type]
 

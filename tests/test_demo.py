@@ -279,7 +279,7 @@ def test_onwatch_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "temporary SQLite file" in out
     assert re.search(r"#1 payments-api — ", out), out[-4000:]
     assert "likely cause in" in out and "payments-api —" in out.split("[8] Summary")[-1]
-    assert "POST /webhooks/alertmanager → 202 queued: journaled" in out and "triaged: opened INC-" in out
+    assert "POST /webhooks/alertmanager → 200 accepted: opened INC-" in out
     assert "[Approve] [Reject]" in out
     assert "execution succeeded, verification recovered" in out
     assert re.search(r"audit chain intact: \d+ rows", out)

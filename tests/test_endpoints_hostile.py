@@ -43,6 +43,7 @@ SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ALERT_CHANNEL = "CALERTS"
 RUNBOOK = "webhook-argocd-rollback"  # an http runbook of the shipped catalog, approved by sre-oncall
 MAX_BODY = 16_384
+UNAUTHENTICATED_CAP = 4096
 TEAMS_MAX_BODY = 1_048_576  # /api/messages keeps the app's own cap: max(webhooks.max_body_bytes, 1 MiB)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"Content-Type": "application/json"}
@@ -169,7 +170,7 @@ def hostile_settings(sqlite_url: str, api_url: str) -> Settings:
         webhooks={"token": TOKEN, "hmac_secret": HMAC_SECRET, "max_body_bytes": MAX_BODY},
         slack={"bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "api_url": api_url,
                "incident_channel": "CINCIDENTS", "alert_channels": [ALERT_CHANNEL]},
-        teams={"enabled": True, "channel": CHANNEL},
+        teams={"enabled": True, "channel": CHANNEL, "extra_service_url_hosts": ["127.0.0.1"]},
         approvals={"groups": {"sre-oncall": ["slack:UALICE", f"teams:{APPROVER_AAD}"]}},
     )
 
@@ -214,7 +215,9 @@ async def check_rejected_or_accepted(env: Env, path: str, body: bytes, status: i
         assert len(dead) == dead_before + 1, (path, body[:200], status, got)
         row = dead[-1]
         assert row.source == DEAD_SOURCE[path]
-        assert row.body == body[: len(row.body)] and (row.body == body or status == 413)
+        # /api/messages is refused before its Bot Framework token is checked: kept to 4 KiB, as unauthenticated
+        whole = body if path != "/api/messages" else body[:UNAUTHENTICATED_CAP]
+        assert row.body == body[: len(row.body)] and (row.body == whole or status == 413)
         assert row.reason and "Authorization" not in row.headers
     else:
         assert status in (200, 201, 202), (path, status, got)
@@ -360,7 +363,7 @@ async def test_replayed_alert_webhooks_open_one_incident(env: Env) -> None:
     for path in ("/webhooks/alertmanager", "/webhooks/generic"):
         body = encode(valid_bodies()[path])
         replies = [await env.client.post(path, data=body, headers={**AUTH, **JSON}) for _ in range(3)]
-        assert [r.status for r in replies] == [202, 202, 202]  # journaled (the SQLite default), then triaged
+        assert [r.status for r in replies] == [200, 200, 200]  # triaged before the answer, on every database
         results = [(r.status, await triaged(env.ctx, r)) for r in replies]
         assert len(results[0][1]["incident_ids"]) == 1
         assert all(set(b["incident_ids"]) <= set(results[0][1]["incident_ids"]) for _, b in results[1:])

@@ -1,21 +1,19 @@
-"""``onwatch bench ingest``: alert-storm throughput through the real webhook endpoint vs a bare handler.
+"""``onwatch bench ingest``: an alert storm as a user feels it, on SQLite and on PostgreSQL in one run.
 
-Both servers run in this process on loopback ports and receive the same storm: Alertmanager v4 batches
-(default 100 alerts) with realistic label cardinality (services, pods, clusters, namespaces, alertnames),
-a third of the alerts being re-sends of alerts already sent. The bare handler only reads the body and parses
-it with the stdlib's ``json.loads`` (what aiohttp's ``request.json()`` does); onwatch authenticates, parses and
-validates (pydantic-core), fingerprints, journals the batch and acknowledges it (202), and its grouper process
-dedups, suppresses, groups and persists, and queues an investigation for every incident it opens. onwatch's
-alerts per second count until the grouper has triaged the last batch (``TriageService.drained``), not until
-the last acknowledgement; p50/p99 are the acknowledgements'. ``lost`` is unique alerts sent minus alerts
-stored, in the worst run, and must be 0.
+Each database gets a fresh, migrated copy and one onwatch webhook server on a loopback port (the real
+endpoint: auth, parse, validate, one triage transaction, answer), with a recording chat adapter in the hub.
+The storm: ``--alerts`` Alertmanager v4 alerts (realistic label cardinality) in batches of ``--batch``, a
+third of them re-sends of earlier alerts, sent by ``--concurrency`` senders with one request in flight each;
+a refused request is sent again, as Alertmanager does. Per database:
 
-One run of either server is at the mercy of a slow spell of a shared machine, so the runs are interleaved
-(bare, onwatch, bare, onwatch, ...; onwatch on a fresh database each time) and each figure is the median of
-its runs, all of which are reported. Each server first takes one unmeasured storm of its own (a different
-seed), so neither is measured on code paths it runs for the first time in the process. Peak memory is the process's peak RSS (client included): the bare figure
-is taken after the bare warm-up, before onwatch first ran (its modules loaded), so it is the lower bound
-of the shared process; the grouper process's own memory is not in either.
+* ``alerts_per_s``: alerts sent / seconds from the first request until the last alert is triaged (acknowledged)
+* ``ack_p50_ms`` / ``ack_p99_ms``: request to answer
+* ``lost``: unique alerts sent minus alert rows stored (must be 0); ``incidents``: incidents opened
+* ``alert_to_thread_p50_s``: from the request that opened an incident to its root message in the recording
+  adapter (the hub's announcement, after the commit)
+
+PostgreSQL is reached at ``--postgres`` (an admin URL; a database is created and dropped); when it cannot be
+reached its entry says why instead of figures.
 """
 
 from __future__ import annotations
@@ -24,25 +22,34 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
-import resource
+import secrets
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy import func, select
+
+from bot.chat.hub import ThreadOrigin
+from bot.chat.model import IncidentCard, Message
+from bot.config import Settings
+from bot.context import AppContext
+from bot.intake import routes
+from bot.store.db import Database
+from bot.store.migrate import upgrade
+from bot.store.models import Alert, Incident
+from bot.triage.service import TriageService
+from bot.web import create_app
 
 TOKEN = "bench-token"
-BASELINE_RUNS = 5
-ONWATCH_RUNS = 3
-WARMUP_ALERTS = 1000
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 SERVICES = [f"svc-{i:02d}" for i in range(40)]
 ALERTNAMES = ["HighLatency", "HighErrorRate", "PodCrashLooping", "KubePodNotReady", "CPUThrottlingHigh",
               "MemoryPressure", "KafkaConsumerLag", "TargetDown"]
@@ -93,13 +100,25 @@ def storm(total: int, batch: int, seed: int = 7) -> tuple[list[bytes], int]:
     return bodies, len(sent)
 
 
-@dataclass
-class Phase:
-    alerts_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    peak_rss_mb: float
+class RecordingAdapter:
+    """A chat adapter that only notes when each incident's root message would have been posted."""
+
+    platform = "bench"
+
+    def __init__(self) -> None:
+        self.announced: dict[str, float] = {}
+
+    async def announce(self, card: IncidentCard, origin: ThreadOrigin | None) -> None:
+        self.announced.setdefault(card.incident_id, time.perf_counter())
+
+    async def update_card(self, card: IncidentCard) -> None:
+        return None
+
+    async def post(self, incident_id: str, message: Message) -> None:
+        return None
+
+    async def replace(self, incident_id: str, key: str, message: Message) -> None:
+        return None
 
 
 def _free_port() -> int:
@@ -108,170 +127,122 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 1024, 1) if sys.platform != "darwin" else round(kb / 1024 / 1024, 1)
+def _pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
-async def _drive(url: str, bodies: list[bytes], per_batch: int, total: int, concurrency: int,
-                 settle: Callable[[], Awaitable[None]] | None = None) -> Phase:
-    """Send the storm; the figure counts until the last answer, and then until ``settle`` returns (onwatch's
-    grouper has triaged every journaled batch)."""
-    latencies: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for b in bodies:
-        queue.put_nowait(b)
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal errors
-        while not queue.empty():
-            body = queue.get_nowait()
-            t = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as r:
-                await r.read()
-                if r.status not in (200, 202):
-                    errors += 1
-            latencies.append(time.perf_counter() - t)
-
-    async with aiohttp.ClientSession() as session:
-        start = time.perf_counter()
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(concurrency):
-                tg.create_task(worker(session))
-        if settle is not None:
-            await settle()
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return Phase(total / elapsed, statistics.median(latencies) * 1000, p99 * 1000, errors, _peak_rss_mb())
-
-
-async def _serve(app: web.Application, body: Callable[[str], Awaitable[Phase]]) -> Phase:
-    runner = web.AppRunner(app, access_log=None)
+async def _storm_once(url: str, bodies: list[bytes], unique: int, per_batch: int, concurrency: int) -> dict[str, Any]:
+    settings = Settings(database={"url": url}, webhooks={"token": TOKEN,  # type: ignore[arg-type]
+                                                         "max_body_bytes": 4 * 1_048_576})
+    db = Database(url, pool_size=concurrency + 2)
+    ctx = AppContext.for_db(settings, db)
+    ctx.triage = TriageService(ctx)
+    chat = RecordingAdapter()
+    ctx.chat.add(chat)
+    runner = web.AppRunner(create_app(ctx, installers=[routes.install]), access_log=None)
     await runner.setup()
     port = _free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    queue = list(reversed(bodies))
+    acks: list[float] = []
+    opened_at: dict[str, float] = {}
+    retries = 0
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        nonlocal retries
+        while queue:
+            body = queue.pop()
+            while True:
+                sent = time.perf_counter()
+                async with session.post(f"http://127.0.0.1:{port}/webhooks/alertmanager", data=body,
+                                        headers=headers) as r:
+                    answer = await r.json()
+                if r.status == 200:
+                    break
+                retries += 1
+                await asyncio.sleep(0.05)
+            acks.append(time.perf_counter() - sent)
+            for inc in answer["opened"]:
+                opened_at[inc] = sent
+
     try:
-        return await body(f"http://127.0.0.1:{port}/webhooks/alertmanager")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+            started = time.perf_counter()
+            await asyncio.gather(*(sender(session) for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        async with asyncio.timeout(120):
+            await ctx.triage.drained()
+        async with db.session() as s:
+            stored = (await s.execute(select(func.count()).select_from(Alert))).scalar_one()
+            incidents = (await s.execute(select(func.count()).select_from(Incident))).scalar_one()
     finally:
         await runner.cleanup()
-
-
-def _bare_app() -> web.Application:
-    async def handle(request: web.Request) -> web.Response:
-        data = json.loads(await request.read())
-        return web.json_response({"status": "ok", "received": len(data.get("alerts", []))})
-
-    app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_post("/webhooks/alertmanager", handle)
-    return app
-
-
-async def _onwatch_once(bodies: list[bytes], total: int, batch: int,
-                        concurrency: int) -> tuple[Phase, int, int, float]:
-    """One storm through onwatch on a fresh SQLite database: the phase, alerts stored, incidents opened, and
-    the seconds the grouper spent in its passes (how much of the run it was busy)."""
-    from sqlmodel import func, select
-
-    from bot.config import Settings
-    from bot.context import AppContext
-    from bot.intake import routes
-    from bot.store.db import Database
-    from bot.store.migrate import upgrade
-    from bot.store.models import Alert, Incident
-    from bot.triage.service import TriageService
-    from bot.web import create_app
-
-    with tempfile.TemporaryDirectory(prefix="onwatch-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        await asyncio.to_thread(upgrade, url)
-        db = Database(url)
-        try:
-            settings = Settings(database={"url": url},  # type: ignore[arg-type]
-                                webhooks={"token": TOKEN, "max_body_bytes": 16 * 1024 * 1024})
-            ctx = AppContext.for_db(settings, db)
-            ctx.triage = TriageService(ctx)
-            app = create_app(ctx, installers=[routes.install])
-            try:
-                await ctx.triage.start()  # as ``onwatch serve`` does before it takes requests
-                phase = await _serve(app, lambda url: _drive(url, bodies, batch, total, concurrency,
-                                                             ctx.triage.drained))
-            finally:
-                await ctx.triage.aclose()
-            busy = ctx.metrics.registry.get_sample_value("onwatch_triage_pass_duration_seconds_sum") or 0.0
-            async with db.session() as s:
-                stored = int((await s.exec(select(func.count()).select_from(Alert))).one())
-                incidents = int((await s.exec(select(func.count()).select_from(Incident))).one())
-        finally:
-            await db.dispose()
-    return phase, stored, incidents, busy
-
-
-def _median(phases: list[Phase]) -> Phase:
-    return sorted(phases, key=lambda ph: ph.alerts_per_s)[len(phases) // 2]
-
-
-async def run(total: int, batch: int, concurrency: int = 4, onwatch_runs: int = ONWATCH_RUNS) -> dict[str, Any]:
-    # Both servers run in the same process state: onwatch's modules are loaded before the first run of either
-    # (a process holding more objects pays more per garbage collection, whichever server runs).
-    import bot.store.migrate  # noqa: F401
-    import bot.triage.service  # noqa: F401
-    import bot.web  # noqa: F401
-
-    bodies, unique = storm(total, batch)
-    # One unmeasured run of each first, on a storm of its own: the figures are those of running servers,
-    # not of code paths taken for the first time in this process.
-    warm_n = min(WARMUP_ALERTS, total)
-    warm, _ = storm(warm_n, batch, seed=11)
-    bare_rss = (await _serve(_bare_app(), lambda url: _drive(url, warm, batch, warm_n, concurrency))).peak_rss_mb
-    await _onwatch_once(warm, warm_n, batch, concurrency)
-    bare: list[Phase] = []
-    ours: list[tuple[Phase, int, int, float]] = []
-    for i in range(max(BASELINE_RUNS, onwatch_runs)):
-        if i < BASELINE_RUNS:
-            bare.append(await _serve(_bare_app(), lambda url: _drive(url, bodies, batch, total, concurrency)))
-        if i < onwatch_runs:
-            ours.append(await _onwatch_once(bodies, total, batch, concurrency))
-    baseline = _median(bare)
-    onwatch = _median([ph for ph, _, _, _ in ours])
-    _, stored, incidents, busy = next(r for r in ours if r[0] is onwatch)
+        await ctx.triage.aclose()
+        await db.dispose()
+    to_thread = [chat.announced[i] - t for i, t in opened_at.items() if i in chat.announced]
     return {
-        "database": "sqlite",
-        "alerts_sent": total, "unique_alerts": unique, "batch": batch, "batches": len(bodies),
-        "concurrency": concurrency,
-        "onwatch_alerts_per_s": round(onwatch.alerts_per_s, 1),
-        "baseline_alerts_per_s": round(baseline.alerts_per_s, 1),
-        "onwatch_runs_alerts_per_s": [round(ph.alerts_per_s, 1) for ph, _, _, _ in ours],
-        "baseline_runs_alerts_per_s": [round(ph.alerts_per_s, 1) for ph in bare],
-        "ratio": round(onwatch.alerts_per_s / baseline.alerts_per_s, 3),
-        "onwatch_p50_ms": round(onwatch.p50_ms, 2), "onwatch_p99_ms": round(onwatch.p99_ms, 2),
-        "baseline_p50_ms": round(baseline.p50_ms, 2), "baseline_p99_ms": round(baseline.p99_ms, 2),
-        "onwatch_peak_rss_mb": max(ph.peak_rss_mb for ph, _, _, _ in ours), "baseline_peak_rss_mb": bare_rss,
-        "onwatch_elapsed_ms": round(total / onwatch.alerts_per_s * 1000, 1),
-        "onwatch_grouper_busy_ms": round(busy * 1000, 1),
-        "stored": stored, "incidents": incidents, "lost": max(unique - n for _, n, _, _ in ours),
-        "errors": sum(ph.errors for ph, _, _, _ in ours) + sum(ph.errors for ph in bare),
+        "alerts_per_s": round(len(bodies) * per_batch / elapsed, 1),
+        "ack_p50_ms": round(statistics.median(acks) * 1000, 1), "ack_p99_ms": round(_pct(acks, 0.99) * 1000, 1),
+        "lost": unique - int(stored), "incidents": int(incidents), "stored": int(stored), "unique_alerts": unique,
+        "retries": retries, "alert_to_thread_p50_s": round(statistics.median(to_thread), 3) if to_thread else None,
+        "announced": len(to_thread),
     }
 
 
+def _pg_database(admin: str) -> tuple[str, str]:
+    import psycopg
+
+    name = f"onwatch_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def _drop_pg(admin: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def run(total: int, batch: int, concurrency: int = 4, pg_admin: str | None = None) -> dict[str, Any]:
+    bodies, unique = storm(total, batch)
+    per_batch = batch if total % batch == 0 else total / len(bodies)
+    out: dict[str, Any] = {"alerts": total, "batch": batch, "senders": concurrency}
+    with tempfile.TemporaryDirectory(prefix="onwatch-bench-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        await asyncio.to_thread(upgrade, url)
+        out["sqlite"] = await _storm_once(url, bodies, unique, int(per_batch), concurrency)
+    admin = pg_admin or os.environ.get("ONWATCH_BENCH_PG") or DEFAULT_PG
+    try:
+        pg_url, name = await asyncio.to_thread(_pg_database, admin)
+    except Exception as exc:  # noqa: BLE001 - any reason PostgreSQL is unusable is reported, not raised
+        out["postgresql"] = {"skipped": f"PostgreSQL not reachable at {admin.split('@')[-1]}: {type(exc).__name__}"}
+        return out
+    try:
+        await asyncio.to_thread(upgrade, pg_url)
+        out["postgresql"] = await _storm_once(pg_url, bodies, unique, int(per_batch), concurrency)
+    finally:
+        await asyncio.to_thread(_drop_pg, admin, name)
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
-    total = int(getattr(args, "alerts", 5000))
-    batch = int(getattr(args, "batch", 100))
-    concurrency = int(getattr(args, "concurrency", 4))
+    total, batch, concurrency = int(args.alerts), int(args.batch), int(args.concurrency)
     if total < 1 or batch < 1 or concurrency < 1:
         print("onwatch bench ingest: --alerts, --batch and --concurrency must be positive", file=sys.stderr)
         return 2
-    result = asyncio.run(run(total, batch, concurrency))
-    if getattr(args, "json", False):
+    result = asyncio.run(run(total, batch, concurrency, getattr(args, "postgres", None)))
+    if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"onwatch : {result['onwatch_alerts_per_s']:>10.1f} alerts/s  p50 {result['onwatch_p50_ms']} ms  "
-              f"p99 {result['onwatch_p99_ms']} ms  peak RSS {result['onwatch_peak_rss_mb']} MB")
-        print(f"baseline: {result['baseline_alerts_per_s']:>10.1f} alerts/s  p50 {result['baseline_p50_ms']} ms  "
-              f"p99 {result['baseline_p99_ms']} ms  peak RSS {result['baseline_peak_rss_mb']} MB")
-        print(f"ratio {result['ratio']}  lost {result['lost']}  stored {result['stored']}/{result['unique_alerts']}"
-              f"  incidents {result['incidents']}  errors {result['errors']}")
-    return 0 if result["lost"] == 0 and result["errors"] == 0 else 1
+        for name in ("sqlite", "postgresql"):
+            r = result[name]
+            if "skipped" in r:
+                print(f"{name:<10}: skipped ({r['skipped']})")
+                continue
+            print(f"{name:<10}: {r['alerts_per_s']:>8.1f} alerts/s  ack p50 {r['ack_p50_ms']} ms  p99 {r['ack_p99_ms']}"
+                  f" ms  lost {r['lost']}  incidents {r['incidents']}  alert->thread p50 {r['alert_to_thread_p50_s']} s")
+    lost = [r["lost"] for r in (result["sqlite"], result["postgresql"]) if "lost" in r]
+    return 0 if not any(lost) else 1

@@ -14,16 +14,18 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
-from bot.audit import Actor, audit
+from bot.acknowledge import acknowledge
+from bot.audit import Actor
 from bot.chat.hub import ThreadOrigin
 from bot.chat.model import Message, Text
 from bot.context import AppContext
-from bot.store.models import Incident, Silence
+from bot.errors import NotFound
+from bot.store.models import Incident
+from bot.triage import silences
 
 INCIDENT_ID = re.compile(r"^INC-[0-9A-F]{4,12}$", re.IGNORECASE)
 MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=([^=\n]{1,200})$")
 DURATION = re.compile(r"^(\d{1,4})([mhd])$")
-MAX_SILENCE_S = 7 * 86400
 MAX_TEXT = 2000
 
 HELP = (
@@ -32,7 +34,9 @@ HELP = (
     "• `investigate INC-1A2B3C` — investigate that incident\n"
     "• `investigate checkout is slow since 14:00` — open an incident for the services named and investigate\n"
     "• `status` / `status INC-1A2B3C` — where an incident stands (without an id: open incidents)\n"
-    "• `silence service=checkout alertname=HighLatency 2h [comment]` — mute matching alerts (max 7d)\n"
+    "• `silence service=checkout alertname=HighLatency 2h [comment]` — mute matching alerts (silencers only)\n"
+    "• `silences` / `unsilence ID` — list the active silences / end one now\n"
+    "• `ack` / `ack INC-1A2B3C` — acknowledge an incident: you are on it (counts for time to acknowledge)\n"
     "• `help` — this list"
 )
 
@@ -44,6 +48,7 @@ class CommandContext:
     channel: str
     incident_id: str | None
     origin: ThreadOrigin | None
+    principals: frozenset[str] = frozenset()  # identities the actor holds (user groups), for guarded verbs
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,45 +120,88 @@ async def _status(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply
     return CommandReply(text=text, message=Message(blocks=(Text(text),), fallback=text))
 
 
+SILENCE_VERBS = frozenset({"silence", "unsilence"})  # verbs whose actor must be authorised (principals needed)
+
+
 async def _silence(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
-    usage = "Usage: `silence service=checkout alertname=HighLatency 2h [comment]` (duration in m, h or d; max 7d)."
+    """``silence MATCHER… DURATION [comment]``: guarded by ``bot.triage.silences``; the answer is posted in
+    the channel for everyone to see, with the way to undo it."""
+    usage = ("Usage: `silence service=checkout alertname=HighLatency 2h [comment]` (duration in m, h or d; "
+             f"at most {silences.fmt_duration(ctx.settings.silences.max_duration_s)}).")
     try:
         tokens = shlex.split(arg)  # only splits words and quotes; nothing is evaluated
     except ValueError as exc:
         return _err(f"I could not read that ({exc}). {usage}")
     matchers: dict[str, str] = {}
     duration: int | None = None
-    dur_tok = ""
+    confirm_all = False
     rest: list[str] = []
     for i, tok in enumerate(tokens):
+        if tok.lower() in ("confirm-all", "--confirm-all"):
+            confirm_all = True
+            continue
         m = MATCHER.match(tok)
-        if m and duration is None:
+        if m:
             matchers[m.group(1)] = m.group(2)
             continue
-        if duration is None and (d := parse_duration(tok)) is not None:
-            duration, dur_tok = d, tok
+        if (d := parse_duration(tok)) is not None:
+            duration = d
             rest = tokens[i + 1:]
             break
         return _err(f"I did not understand `{tok[:40]}`. {usage}")
-    if not matchers:
+    if not matchers and not confirm_all:
         return _err(f"Name at least one label to match. {usage}")
-    if duration is None or duration <= 0:
+    if duration is None:
         return _err(f"Say how long. {usage}")
-    if duration > MAX_SILENCE_S:
-        return _err("A silence from chat lasts at most 7 days; use a shorter duration.")
-    now = time.time()
-    comment = " ".join(rest)[:1000]
-    async with ctx.db.begin() as s:
-        row = Silence(matchers=matchers, starts_at=now, ends_at=now + duration, created_by=cc.actor.key,
-                      comment=comment)
-        s.add(row)
-        await s.flush()
-        await audit(ctx.db, cc.actor, "silence.created", incident_id=cc.incident_id,
-                    params={"silence_id": row.id, "matchers": matchers, "duration_s": duration, "comment": comment},
-                    session=s)
-    shown = " ".join(f"{k}={v}" for k, v in matchers.items())
-    return CommandReply(text=f"Silenced alerts matching {shown} for {dur_tok} "
-                             f"(until {time.strftime('%H:%M UTC', time.gmtime(now + duration))}).")
+    try:
+        made = await silences.create(ctx.db, ctx.settings, cc.actor, cc.principals, matchers, duration,
+                                     " ".join(rest)[:1000], confirm_all=confirm_all, incident_id=cc.incident_id)
+    except silences.SilenceRefused as exc:
+        return _err(str(exc))
+    who = cc.actor.name or cc.actor.id
+    return CommandReply(text=f"🔕 {who} silenced alerts matching {made.shown_matchers or '(everything)'} for "
+                             f"{silences.fmt_duration(duration)} (until "
+                             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(made.ends_at))}), silence "
+                             f"{made.id}. Undo: `unsilence {made.id}`.")
+
+
+async def _unsilence(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
+    ident = arg.strip().lstrip("#")
+    if not ident.isdigit() or len(ident) > 12:
+        return _err("Usage: `unsilence ID` (`silences` lists the active ones).")
+    try:
+        gone = await silences.remove(ctx.db, ctx.settings, cc.actor, cc.principals, int(ident))
+    except silences.SilenceRefused as exc:
+        return _err(str(exc))
+    who = cc.actor.name or cc.actor.id
+    return CommandReply(text=f"🔔 {who} removed silence {gone.id} ({gone.shown_matchers}); those alerts page again.")
+
+
+async def _silences(ctx: AppContext, cc: CommandContext) -> CommandReply:
+    rows = await silences.active(ctx.db)
+    if not rows:
+        return CommandReply(text="No active silences.", ephemeral=True)
+    lines = [f"• {r.id}: {r.shown_matchers} until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(r.ends_at))} "
+             f"by {r.created_by}" + (f" — {r.comment[:200]}" if r.comment else "") for r in rows[:30]]
+    more = f"\n…and {len(rows) - 30} more (`onwatch silences list`)" if len(rows) > 30 else ""
+    return CommandReply(text="Active silences:\n" + "\n".join(lines) + more, ephemeral=True)
+
+
+async def _ack(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
+    """``ack``: the person is on the incident; audited; the first one ends its time to acknowledge."""
+    target = (arg.split() or [cc.incident_id or ""])[0]
+    if not target:
+        return _err("Which incident? Use `ack` in an incident's thread or name it: `ack INC-…`.")
+    if not INCIDENT_ID.match(target):
+        return _err(f"`{target[:40]}` is not an incident id (they look like INC-1A2B3C).")
+    try:
+        res = await acknowledge(ctx.db, target.upper(), cc.actor)
+    except NotFound:
+        return _err(f"There is no incident {target.upper()}. Type `status` to list open incidents.")
+    if res.already:
+        return _err(f"You already acknowledged {res.incident_id}.")
+    who = cc.actor.name or cc.actor.id
+    return CommandReply(text=f"{who} acknowledged {res.incident_id}" + (" (first)" if res.first else "") + ".")
 
 
 async def handle_command(ctx: AppContext, text: str, cc: CommandContext) -> CommandReply:
@@ -171,4 +219,10 @@ async def handle_command(ctx: AppContext, text: str, cc: CommandContext) -> Comm
         return await _status(ctx, arg, cc)
     if verb == "silence":
         return await _silence(ctx, arg, cc)
+    if verb == "unsilence":
+        return await _unsilence(ctx, arg, cc)
+    if verb == "silences":
+        return await _silences(ctx, cc)
+    if verb in ("ack", "acknowledge"):
+        return await _ack(ctx, arg, cc)
     return _err(f"I don't know `{verb[:40]}`.\n{HELP}")

@@ -304,16 +304,10 @@ async def _ingest(ctx: AppContext, token: str, payload: dict[str, Any], say: Nar
     """The alert through the real intake: the webhook when it is installed, else triage directly."""
     async with serving(ctx) as port:
         status, body = await _post_alert(port, token, payload)
-    if status == 202 and ctx.triage is not None and ctx.triage.journal is not None:
-        say.note(f"POST /webhooks/alertmanager → 202 {body.get('status', '')}: journaled; the grouper triages it")
-        async with asyncio.timeout(60):
-            outcome = await ctx.triage.journal.outcome(int(body["ticket"]))
-        body = outcome.as_dict()
-        say.note(f"triaged: opened {', '.join(outcome.opened) or 'nothing'}")
-    elif status == 200:
+    if status == 200:
         say.note(f"POST /webhooks/alertmanager → 200 {body.get('status', '')}: "
                  f"opened {', '.join(body.get('opened') or []) or 'nothing'}")
-    if status in (200, 202):
+    if status == 200:
         ids = list(body.get("opened") or body.get("incident_ids") or [])
         return ids[0] if ids else None
     if status != 404:
@@ -323,7 +317,7 @@ async def _ingest(ctx: AppContext, token: str, payload: dict[str, Any], say: Nar
     from bot.intake.payloads import AlertmanagerWebhook
 
     say.note("the webhook endpoint is not installed in this build; handing the alert to triage directly")
-    outcome = await ctx.triage.ingest(AlertmanagerWebhook.model_validate(payload).to_alerts())
+    outcome = await ctx.triage.ingest(AlertmanagerWebhook.model_validate(payload).normalise().alerts)
     ids = list(outcome.opened or outcome.incident_ids)
     return ids[0] if ids else None
 

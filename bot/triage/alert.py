@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from bot.rfc3339 import parse_datetime
 from bot.triage.severity import normalise_severity
 
 MAX_LABELS = 100
@@ -65,35 +66,13 @@ def _check_mapping(value: dict[str, str], what: str, max_value: int) -> dict[str
     return value
 
 
-def check_labels(value: dict[str, str]) -> dict[str, str]:
-    """The limits ``AlertIn.labels`` enforces, for intake models that validate them once, up front."""
-    return _check_mapping(value, "labels", MAX_VALUE)
-
-
-def check_annotations(value: dict[str, str]) -> dict[str, str]:
-    return _check_mapping(value, "annotations", MAX_TEXT)
-
-
-LabelMap = Annotated[dict[str, str], AfterValidator(check_labels)]
-AnnotationMap = Annotated[dict[str, str], AfterValidator(check_annotations)]
-
-
 def to_epoch(value: datetime | float | int | str | None) -> float | None:
-    """RFC 3339 / epoch seconds (or milliseconds) to epoch seconds; Go's zero time ("0001-01-01T00:00:00Z") is unset."""
+    """RFC 3339 (with a zone) / epoch seconds (or milliseconds) to epoch seconds; Go's zero time is unset."""
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        text = value
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"not an RFC 3339 time: {text[:40]!r}") from None
-    if isinstance(value, datetime):
-        if value.year < 1971:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp()
+    if isinstance(value, str | datetime):
+        dt = parse_datetime(value)  # a time without a zone is refused (see bot/rfc3339.py)
+        return None if dt.year < 1971 else dt.timestamp()
     try:
         f = float(value)
     except OverflowError:  # an integer of hundreds of digits

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from bot.config import TriageSettings
+from bot.rfc3339 import parse_rfc3339
 
 
 class Viewable(Protocol):
@@ -70,14 +71,13 @@ def matches(matchers: Mapping[str, str], view: Mapping[str, str]) -> bool:
 
 
 def _when(value: Any) -> float | None:
+    """A maintenance window's bound: epoch seconds or an RFC 3339 time with a zone (else the window is ignored)."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, datetime):
-        return value.timestamp()
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(value if isinstance(value, datetime) else str(value))
     except ValueError:
         return None
 
@@ -130,3 +130,35 @@ class Suppressor:
 
     def is_flapping(self, flips: list[float], now: float) -> bool:
         return len(flips) >= self.flap_threshold and len(self.recent_flips(flips, now)) >= self.flap_threshold
+
+
+# Values a real label could take, of different shapes: a matcher set that matches every one of them for every
+# label it names (``alertname=~.*``, ``service=~.+``, ``!x``) is treated as matching every alert.
+_PROBES = ("x", "checkout", "HighLatency", "onwatch-probe-7f3a", "0", "payments_api.v2", "Ünïcode välue", "a b/c:d")
+
+
+def matches_everything(matchers: Mapping[str, str]) -> bool:
+    """True when ``matchers`` select no real subset of alerts: empty, or every matcher is a negation or a
+    regular expression that accepts every probe value. Such a silence would mute all alerting."""
+    if not matchers:
+        return True
+    for value in matchers.values():
+        v = str(value)
+        if v.startswith("!"):
+            continue  # a negation keeps almost everything
+        if not v.startswith("~"):
+            return False  # an exact value selects
+        rx = _regex(v[1:])
+        if rx is None or not all(rx.fullmatch(p) for p in _PROBES):
+            return False
+    return True
+
+
+def bad_matchers(matchers: Mapping[str, str]) -> list[str]:
+    """Matchers whose regular expression does not compile (they would silently match nothing)."""
+    out = []
+    for k, v in matchers.items():
+        body = str(v)[1:] if str(v).startswith("!") else str(v)
+        if body.startswith("~") and _regex(body[1:]) is None:
+            out.append(f"{k}={v}")
+    return out

@@ -3,8 +3,8 @@
 Fingerprint, dedup against stored alerts, suppression, grouping, incident bookkeeping (count, services,
 severity, title, status), audit rows (chained in one insert), noise counters, and for every incident it
 opens an investigation row plus its durable job. The pass is synchronous and talks to a ``TriageStore``
-(``store.py``), so it runs whole in the store's thread or SQLAlchemy's sync bridge: a group costs a fixed
-dozen statements whatever its size, and no event-loop round trip between them.
+(``store.py``), so it runs whole in SQLAlchemy's sync bridge: a batch costs a fixed dozen statements
+whatever its size, and no event-loop round trip between them.
 
 Incident count, services and severity come from running aggregates (``Incident.stats``) moved alert by
 alert, so a batch never re-reads the alerts of the incidents it touches.
@@ -24,7 +24,7 @@ from bot.triage.grouping import Candidate, CandidateIndex, neighbours, parse_key
 from bot.triage.noise import NoiseTally, day_of
 from bot.triage.prepared import Prepared
 from bot.triage.severity import incident_severity, is_page
-from bot.triage.store import TriageStore, dumps
+from bot.triage.store import TriageStore
 from bot.triage.suppress import Suppressor
 
 _COUNT_SUFFIX = re.compile(r" \(\+\d+ alerts?\)$")
@@ -136,7 +136,8 @@ def stats_from_rows(rows: list[tuple[str, str, str, bool, int]]) -> dict[str, An
 
 
 def incident_title(name: str, service: str) -> str:
-    return f"{name} on {service}" if service else name
+    """Cut to ``Incident.title``'s 500 characters here, so no database refuses a long alert name (or truncates it)."""
+    return (f"{name} on {service}" if service else name)[:500]
 
 
 def with_count(base: str, count: int) -> str:
@@ -148,52 +149,12 @@ def with_count(base: str, count: int) -> str:
     return base[: 500 - len(suffix)] + suffix
 
 
-class StateCache:
-    """Stored alerts' states as the last committed passes left them, for a writer that is the database's only
-    one (the grouper): a pass then reads only the fingerprints it has not seen. Valid while SQLite's
-    ``data_version`` says no other connection committed; the owner clears it when one did, and when a pass
-    fails (its states were changed in place)."""
-
-    def __init__(self, limit: int = 50_000):
-        self.limit = limit
-        self._states: dict[str, _State] = {}
-
-    def __len__(self) -> int:
-        return len(self._states)
-
-    def clear(self) -> None:
-        self._states.clear()
-
-    def take(self, fps: list[str], into: dict[str, _State]) -> list[str]:
-        """Put the known states of ``fps`` in ``into``; return the fingerprints still to be read."""
-        missing = []
-        cached = self._states
-        for fp in fps:
-            st = cached.get(fp)
-            if st is None:
-                missing.append(fp)
-            else:
-                st.kind = ""
-                into[fp] = st
-        return missing
-
-    def keep(self, states: dict[str, _State]) -> None:
-        """Remember a committed pass's states (every one is what its row now holds), without their alerts."""
-        if len(self._states) + len(states) > self.limit:
-            self._states.clear()
-        if len(states) <= self.limit:
-            for st in states.values():
-                st.alert = None  # the labels and annotations a cached state would otherwise keep alive
-            self._states.update(states)
-
-
 class TriagePass:
     """Triage ``group`` at time ``now`` against ``store``; ``run`` returns what the caller announces after commit."""
 
     def __init__(self, store: TriageStore, settings: Any, group: Sequence[Batch], now: float,
-                 investigation_rows: InvestigationRows | None, known: StateCache | None = None):
+                 investigation_rows: InvestigationRows | None):
         self.store = store
-        self.known = known
         self.t = settings
         self.group = group
         self.now = now
@@ -342,9 +303,6 @@ class TriagePass:
         return PassResult(updated, self.flap_notes)
 
     def _load_states(self, fps: list[str]) -> None:
-        known = self.known
-        if known is not None:
-            fps = known.take(fps, self.states)
         for (row_id, fp, status, content_hash, incident_id, flips, suppressed, duplicates, first_seen, service,
              severity) in self.store.load_states(fps):
             self.states[fp] = _State(
@@ -352,12 +310,7 @@ class TriagePass:
                 orig=(incident_id, service, severity, status == "firing" and not suppressed))
 
     def _write_alerts(self) -> None:
-        """New alerts inserted, changed ones rewritten, duplicates counted: three bulk statements.
-
-        Rows are tuples in column order. For a ``raw_json`` store the JSON columns go in as text: labels and
-        annotations as the canonical JSON the content hash was made from, so a storm serialises them once.
-        """
-        raw = self.store.raw_json
+        """New alerts inserted, changed ones rewritten, duplicates counted: three bulk statements."""
         now = self.now
         new_ids: list[_State] = []
         new_rows: list[tuple[Any, ...]] = []
@@ -369,10 +322,7 @@ class TriagePass:
                 if kind == "dup":
                     dup_rows.append((st.duplicates, now, st.id))
                 continue
-            if raw:
-                labels, annotations, flips = a.labels_json, a.annotations_json, dumps(st.flips) if st.flips else "[]"
-            else:
-                labels, annotations, flips = a.labels, a.annotations, st.flips  # type: ignore[assignment]
+            labels, annotations, flips = a.labels, a.annotations, st.flips
             if kind == "new":
                 new_ids.append(st)
                 new_rows.append((fp, a.source, a.name, a.status, a.severity, a.service, labels, annotations,

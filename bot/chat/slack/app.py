@@ -20,7 +20,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.audit import Actor
-from bot.chat.commands import CommandContext, CommandReply, handle_command
+from bot.chat.commands import SILENCE_VERBS, CommandContext, CommandReply, handle_command
 from bot.chat.hub import ThreadOrigin
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.principals import UserGroupCache
@@ -102,7 +102,7 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
         if ctx.triage is None:
             log.warning("alert post in %s ignored: triage is not running", channel)
             return
-        from bot.triage.posts import ChatPost, parse_alert_post
+        from bot.intake.posts import ChatPost, parse_alert_post
 
         post = ChatPost(platform="slack", channel=channel, ts=ts, user=str(event.get("user") or ""),
                         bot_id=str(event.get("bot_id") or ""), username=str(event.get("username") or ""),
@@ -115,6 +115,9 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
 
     # ------------------------------------------------------------- mentions and /investigate
 
+    def approval_identities() -> set[str]:
+        return set(ident for members in ctx.settings.approvals.groups.values() for ident in members)
+
     async def run_command(text: str, user: str, user_name: str, channel: str, thread_ts: str | None,
                           origin: ThreadOrigin | None) -> CommandReply:
         incident_id = await adapter.incident_for_thread(channel, thread_ts)
@@ -123,7 +126,10 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
             if len(open_here) == 1:
                 incident_id = open_here[0]
         actor = Actor("slack", user, user_name)
-        cc = CommandContext(actor=actor, platform="slack", channel=channel, incident_id=incident_id, origin=origin)
+        verb = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+        principals = await groups.principals(user, approval_identities()) if verb in SILENCE_VERBS else frozenset()
+        cc = CommandContext(actor=actor, platform="slack", channel=channel, incident_id=incident_id, origin=origin,
+                            principals=principals)
         return await handle_command(ctx, text, cc)
 
     @app.event("app_mention")

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from botbuilder.core import TurnContext
@@ -127,6 +128,12 @@ class TeamsAdapter:
 
     # ---- the SDK calls
 
+    def _check_service_url(self, url: str | None) -> None:
+        """Only Bot Framework hosts are called, whatever a stored reference says (``teams.allows_service_host``)."""
+        host = urlsplit(url or "").hostname or ""
+        if not self.settings.allows_service_host(host):
+            raise TeamsDeliveryError(f"refusing to call serviceUrl host {host[:100]!r}: not a Bot Framework host")
+
     async def _continue(self, reference: dict[str, Any], logic: Callable[[TurnContext], Awaitable[T]]) -> T:
         result: list[T] = []
 
@@ -134,6 +141,7 @@ class TeamsAdapter:
             result.append(await logic(turn))
 
         ref = ConversationReference().deserialize(reference)
+        self._check_service_url(ref.service_url)
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.cloud.continue_conversation(ref, callback, bot_app_id=self.settings.app_id)
@@ -175,6 +183,7 @@ class TeamsAdapter:
             tenant_id=tenant,
         )
         created: list[tuple[str, str]] = []
+        self._check_service_url(reference.get("serviceUrl"))
 
         async def callback(turn: TurnContext) -> None:
             thread_id = str(turn.activity.conversation.id)

@@ -138,6 +138,7 @@ class OnwatchTeamsBot(ActivityHandler):
             incident_id=await refs.incident_for_conversation(self.ctx.db, thread_id),
             origin=ThreadOrigin("teams", refs.channel_of(conv_id), thread_id,
                                 refs.with_conversation(reference, thread_id)),
+            principals=principals_of(activity),
         )
         reply = await handle_command(self.ctx, text, cc)
         if reply.message is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,8 +71,10 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(out)
 
 
-def validate_activity(body: bytes, content_type: str) -> tuple[int, str, Activity | None]:
-    """(status, reason, activity): status 0 means the activity may go to the SDK."""
+def validate_activity(body: bytes, content_type: str,
+                      allow_host: Callable[[str], bool] | None = None) -> tuple[int, str, Activity | None]:
+    """(status, reason, activity): status 0 means the activity may go to the SDK. ``allow_host`` decides
+    whether the ``serviceUrl`` host is a Bot Connector onwatch may answer (403 otherwise: replies go there)."""
     if content_type != "application/json":
         return 415, f"Content-Type must be application/json, not {content_type or 'missing'}", None
     try:
@@ -90,6 +93,9 @@ def validate_activity(body: bytes, content_type: str) -> tuple[int, str, Activit
         return 400, "malformed activity: an invoke needs a name", None
     if env.type == "message" and env.from_ is None:
         return 400, "malformed activity: a message needs from.id", None
+    host = urlsplit(env.serviceUrl).hostname or ""
+    if allow_host is not None and not allow_host(host):
+        return 403, f"serviceUrl host {host[:100]!r} is not a Bot Framework host (teams.extra_service_url_hosts)", None
     try:
         activity = Activity().deserialize(data)
     except DeserializationError as exc:
@@ -125,7 +131,11 @@ class MessagesEndpoint:
             await dead_letter(self.ctx, request, body, reason)
             log.warning("teams: rejected a request to %s: %s", PATH, reason)
             return web.json_response({"error": "payload_too_large", "reason": reason}, status=413)
-        status, reason, activity = validate_activity(body, request.content_type)
+        status, reason, activity = validate_activity(body, request.content_type,
+                                                     self.ctx.settings.teams.allows_service_host)
+        if status == 403:  # not stored: it named a host onwatch must never call
+            log.warning("teams: refused a request to %s: %s", PATH, reason)
+            return web.json_response({"error": "forbidden", "reason": reason}, status=403)
         if activity is None:
             await dead_letter(self.ctx, request, body, reason)
             log.warning("teams: rejected a request to %s: %s", PATH, reason)

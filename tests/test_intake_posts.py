@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.triage.posts import ChatPost, parse_alert_post
+from bot.intake.posts import ChatPost, parse_alert_post
 
 
 def post(text: str = "", attachments=None, blocks=None, username: str = "") -> ChatPost:

@@ -1,0 +1,89 @@
+"""``onwatch silences list|add|remove``: the operator's view of silences (same limits as chat, audited)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from bot.audit import Actor
+from bot.config import Settings, load_settings
+from bot.errors import OnwatchError
+from bot.store.db import Database, open_database
+from bot.triage import silences
+
+T = TypeVar("T")
+MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=([^=\n]{1,200})$")
+DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+
+
+class UsageError(OnwatchError):
+    """A bad argument on the command line."""
+
+
+def _actor() -> Actor:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "operator"
+    return Actor("cli", user, user)
+
+
+def _run(args: argparse.Namespace, fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    settings = load_settings(getattr(args, "config", None))
+
+    async def go() -> T:
+        db = await open_database(settings.database.url)
+        try:
+            await db.check_schema()
+            return await fn(db, settings)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def list_main(args: argparse.Namespace) -> int:
+    rows = _run(args, lambda db, _: silences.active(db))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no active silences")
+    for r in rows:
+        print(f"{r.id:>6}  until {_when(r.ends_at)}  {r.created_by:<24} {r.shown_matchers}"
+              + (f"  # {r.comment}" if r.comment else ""))
+    return 0
+
+
+def add_main(args: argparse.Namespace) -> int:
+    matchers: dict[str, str] = {}
+    for m in args.matchers:
+        hit = MATCHER.match(m)
+        if not hit:
+            raise UsageError(f"matcher {m[:60]!r} must look like label=value, label=~regex or label=!value")
+        matchers[hit.group(1)] = hit.group(2)
+    dur = DURATION.match(args.duration.strip().lower())
+    if not dur:
+        raise UsageError(f"--for {args.duration[:20]!r} must look like 30m, 2h or 1d")
+    seconds = int(dur.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[dur.group(2)]
+    made = _run(args, lambda db, st: silences.create(db, st, _actor(), None, matchers, seconds, args.comment or "",
+                                                     confirm_all=args.confirm_all))
+    print(f"silence {made.id}: {made.shown_matchers} until {_when(made.ends_at)}")
+    return 0
+
+
+def remove_main(args: argparse.Namespace) -> int:
+    gone = _run(args, lambda db, st: silences.remove(db, st, _actor(), None, args.id))
+    print(f"silence {gone.id} removed ({gone.shown_matchers})")
+    return 0
