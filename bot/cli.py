@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--no-baro", action="store_true")
     sp.add_argument("--limit", type=int, default=None, help="only the first N cases")
+    sp.add_argument("--llm", action="store_true", help="also run the LLM investigator (llm: settings) per case")
+    sp.add_argument("--transcripts", type=Path, default=None, help="with --llm: a folder for one transcript per case")
     sp = add("ingest", _lazy("bot.benchmarks.ingest"), "an alert storm through the webhook, SQLite and PostgreSQL", bench)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--alerts", type=int, default=10_000)

@@ -21,8 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from bot.config import LlmSettings, load_settings
+from bot.errors import ConfigError
 from bot.investigate.cli import run_case
 from bot.investigate.stats import estimate_step, forward_fill, make_grid
+from bot.llm import cli as llm_cli
+from bot.llm.investigator import configured
 from integrations.replay import BundleError, ReplayCase
 
 
@@ -233,6 +237,8 @@ def format_breakdown(title: str, table: dict[str, dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "llm", False):
+        return main_llm(args)
     dataset = Path(args.dataset)
     try:
         summary = run_dataset(dataset, with_baro=not getattr(args, "no_baro", False), limit=getattr(args, "limit", None))
@@ -249,4 +255,73 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {r['case']:<20} truth {r['root_cause']:<40} onwatch #{r['onwatch_rank'] or '-'}"
                   f"{' (abstained)' if r['abstained'] else ''} [{r['fault_type']}] top {r['onwatch_top'][:3]}"
                   + (f"  BARO #{r['baro_rank'] or '-'}" if "baro_rank" in r else ""))
+    return 0
+
+
+# ---------------------------------------------------------------- --llm: the LLM investigator on the same cases
+
+
+def run_llm(dataset: Path, cfg: LlmSettings, transcripts: Path | None = None, limit: int | None = None) -> dict[str, Any]:
+    """The engine, then the investigator on the configured endpoint, per case: the model's AC@1 on its refined
+    cause (refused and failed answers count as misses), refusals, tool calls, tokens and seconds per case,
+    and a transcript per case (what was sent, redacted, and what came back) in ``transcripts``."""
+    labels = load_labels(dataset)
+    dirs = case_dirs(dataset)[: limit or None]
+    if not dirs:
+        raise BenchError(f"{dataset}: no cases")
+    if transcripts is not None:
+        transcripts.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for d in dirs:
+        truth = str((labels.get(d.name) or {}).get("root_cause_service", ""))
+        if not truth:
+            raise BenchError(f"{d.name}: no label in {dataset / 'labels.json'}")
+        report = asyncio.run(run_case(d))
+        started = time.perf_counter()
+        out = asyncio.run(llm_cli.for_report(report, case=d, config=None, llm=cfg))
+        row = {"case": d.name, "root_cause": truth, "engine_top": report.ranked_services[:1],
+               "status": out.status.value, "reason": out.reason,
+               "llm_service": out.answer.service if out.answer else None,
+               "tool_calls": len(out.tool_calls), "tokens": out.prompt_tokens + out.completion_tokens,
+               "seconds": round(time.perf_counter() - started, 3)}
+        rows.append(row)
+        if transcripts is not None:
+            (transcripts / f"{d.name}.json").write_text(json.dumps(
+                {**row, "outcome": out.to_dict(), "transcript": out.transcript}, indent=2, default=str))
+    n = len(rows)
+    return {
+        "cases": n,
+        "engine_ac1": round(sum(r["root_cause"] in r["engine_top"] for r in rows) / n, 4),
+        "llm": {
+            "ac1": round(sum(r["llm_service"] == r["root_cause"] for r in rows) / n, 4),
+            "accepted": sum(r["status"] == "accepted" for r in rows),
+            "refused": sum(r["status"] == "refused" for r in rows),
+            "errors": sum(r["status"] == "error" for r in rows),
+            "tool_calls_per_case": round(sum(r["tool_calls"] for r in rows) / n, 2),
+            "tokens_per_case": round(sum(r["tokens"] for r in rows) / n, 1),
+            "seconds_per_case": round(sum(r["seconds"] for r in rows) / n, 3),
+        },
+        "per_case": rows,
+    }
+
+
+def main_llm(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_settings(getattr(args, "config", None)).llm
+        if not configured(cfg):
+            raise BenchError("--llm needs llm.enabled and llm.base_url (docs/llm.md)")
+        summary = run_llm(Path(args.dataset), cfg, getattr(args, "transcripts", None), getattr(args, "limit", None))
+    except (BenchError, ConfigError) as exc:
+        print(f"onwatch bench rca: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2))
+        return 0
+    m = summary["llm"]
+    print(f"{Path(args.dataset).name:<14} cases {summary['cases']:>3}  engine ac1 {summary['engine_ac1']:.3f}  "
+          f"model ac1 {m['ac1']:.3f}  accepted {m['accepted']} refused {m['refused']} errors {m['errors']}  "
+          f"{m['tool_calls_per_case']} tool calls, {m['tokens_per_case']} tokens, {m['seconds_per_case']} s per case")
+    for r in summary["per_case"]:
+        print(f"  {r['case']:<20} truth {r['root_cause']:<30} model {r['llm_service'] or '-':<24} {r['status']}"
+              + (f" ({r['reason']})" if r["reason"] else ""))
     return 0
