@@ -92,15 +92,50 @@ def _with_db(args: argparse.Namespace, fn: Callable[..., object]) -> object:
     return asyncio.run(_run())
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from bot.audit import verify_chain
+def _chain_key(args: argparse.Namespace) -> bytes | None:
+    settings = _settings(args)
+    key = settings.audit.chain_key
+    return key.get_secret_value().encode() if key is not None else None
 
-    res = _with_db(args, verify_chain)
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Verify the chain in the database, or an export (``--file``), optionally against a checkpoint kept
+    outside the database (``--checkpoint COUNT:HEAD`` or ``--checkpoint-file`` holding the logged line)."""
+    from bot.audit import Checkpoint, last_checkpoint_in, read_export, verify_chain, verify_rows
+
+    try:
+        cp = Checkpoint.parse(args.checkpoint) if args.checkpoint else None
+        if args.checkpoint_file:
+            cp = last_checkpoint_in(Path(args.checkpoint_file).read_text(errors="replace"))
+    except (ValueError, OSError) as exc:
+        raise ConfigError([f"--checkpoint: {exc}"]) from None
+    key = _chain_key(args)
+    if args.file:
+        try:
+            res = verify_rows(read_export(args.file), key, cp)
+        except (ValueError, OSError) as exc:
+            raise ConfigError([f"--file: {exc}"]) from None
+    else:
+        res = _with_db(args, lambda db: verify_chain(db, cp, key))  # type: ignore[assignment]
+    where = args.file or "database"
     if res.ok:  # type: ignore[attr-defined]
-        print(f"audit chain intact: {res.checked} rows")  # type: ignore[attr-defined]
+        extra = f" ({res.unkeyed} before the key was set, not keyed)" if res.unkeyed else ""  # type: ignore[attr-defined]
+        against = f", matches checkpoint {cp.count}:{cp.head[:12]}…" if cp else ""
+        keyed = "keyed" if key else "NOT keyed (audit.chain_key unset)"
+        print(f"audit chain intact: {res.checked} rows{extra} in {where}, {keyed}{against}")  # type: ignore[attr-defined]
         return 0
-    print(f"audit chain BROKEN at row seq={res.bad_seq}: {res.reason}", file=sys.stderr)  # type: ignore[attr-defined]
+    at = f"row seq={res.bad_seq}" if res.bad_seq is not None else "its end"  # type: ignore[attr-defined]
+    print(f"audit chain BROKEN at {at}: {res.reason}", file=sys.stderr)  # type: ignore[attr-defined]
     return 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    """Print the chain's COUNT:HEAD now, to keep outside the database."""
+    from bot.audit import current_checkpoint
+
+    cp = _with_db(args, current_checkpoint)
+    print(cp.token)  # type: ignore[attr-defined]
+    return 0
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -206,7 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_config_check, "validate the settings file and the runbook catalog", cfg)
 
     aud = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="sub", required=True)
-    add("verify", cmd_audit_verify, "check the audit hash chain; non-zero exit names the first bad row", aud)
+    sp = add("verify", cmd_audit_verify, "check the audit hash chain; non-zero exit names the first bad row", aud)
+    sp.add_argument("--file", help="verify an export (onwatch audit export --jsonl) instead of the database")
+    sp.add_argument("--checkpoint", metavar="COUNT:HEAD", help="a checkpoint kept outside the database")
+    sp.add_argument("--checkpoint-file", metavar="FILE", help="a file holding checkpoints (the last one is used)")
+    add("checkpoint", cmd_audit_checkpoint, "print the chain's COUNT:HEAD now (keep it outside the database)", aud)
     sp = add("export", cmd_audit_export, "write the audit trail out", aud)
     sp.add_argument("--jsonl", action="store_true", default=True, help="JSON lines (the only format)")
     sp.add_argument("-o", "--output", help="file to write (default: stdout)")
@@ -218,6 +257,37 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("show", _lazy("bot.reports.cli", "show_main"), "one incident's full timeline (the web page, in text)", inc)
     sp.add_argument("id", help="incident id, e.g. INC-1A2B3C")
     sp.add_argument("--json", action="store_true")
+
+    sp = add("confirm", _lazy("bot.memory.cli", "feedback_main"),
+             "confirm an incident's leading cause (and say what fixed it); docs/memory.md", inc)
+    sp.add_argument("id", help="incident id, e.g. INC-1A2B3C")
+    sp.add_argument("--fix", help="what fixed it")
+    sp.add_argument("--note", help="why, in a sentence")
+    sp.add_argument("--json", action="store_true")
+    sp = add("correct", _lazy("bot.memory.cli", "feedback_main"),
+             "name an incident's real cause: one of its ranked causes or a service and kind; docs/memory.md", inc)
+    sp.add_argument("id", help="incident id, e.g. INC-1A2B3C")
+    sp.add_argument("--rank", type=int, help="the ranked cause that was right (2, 3, ...)")
+    sp.add_argument("--service", help="the cause's service")
+    sp.add_argument("--kind", help="the cause's kind, e.g. deploy, cpu_saturation, dependency_failure")
+    sp.add_argument("--fix", help="what fixed it")
+    sp.add_argument("--note", help="why, in a sentence")
+    sp.add_argument("--json", action="store_true")
+
+    mem = sub.add_parser("memory", help="remembered incidents and postmortems (docs/memory.md)").add_subparsers(
+        dest="sub", required=True)
+    sp = add("import", _lazy("bot.memory.cli", "import_main"),
+             "import Markdown postmortems (front matter: date, services, cause, fix, tags) as confirmed memories", mem)
+    sp.add_argument("dir", type=Path)
+    sp.add_argument("--json", action="store_true")
+    sp = add("list", _lazy("bot.memory.cli", "list_main"), "remembered incidents, newest first", mem)
+    sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument("--json", action="store_true")
+    sp = add("show", _lazy("bot.memory.cli", "show_main"), "one memory: cause, fix, grade, signature, text", mem)
+    sp.add_argument("ref", help="an incident id or PM-<postmortem file stem>")
+    sp.add_argument("--json", action="store_true")
+    sp = add("forget", _lazy("bot.memory.cli", "forget_main"), "delete one memory (audited; not remembered again)", mem)
+    sp.add_argument("ref")
 
     sp = add("report", _lazy("bot.reports.cli", "report_main"),
              "time to detect / acknowledge / mitigate / resolve, change fail rate, pages per shift (docs/reports.md)")
@@ -263,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=None, help="only the first N cases")
     sp.add_argument("--llm", action="store_true", help="also run the LLM investigator (llm: settings) per case")
     sp.add_argument("--transcripts", type=Path, default=None, help="with --llm: a folder for one transcript per case")
+    sp = add("memory", _lazy("bot.benchmarks.memory"),
+             "replay a dataset in time order with memory: recall@k and AC@1 with and without it", bench)
+    sp.add_argument("dataset", type=Path)
+    sp.add_argument("--json", action="store_true")
     sp = add("ingest", _lazy("bot.benchmarks.ingest"), "an alert storm through the webhook, SQLite and PostgreSQL", bench)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--alerts", type=int, default=10_000)

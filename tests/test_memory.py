@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from bot.audit import verify_chain
+from bot.memory.similar import Signature
 from bot.memory.store import recall, remember
 from bot.store.db import Database
 from bot.store.models import Alert, Execution, Finding, Incident, Investigation, Proposal
@@ -41,19 +42,22 @@ async def test_remember_and_recall(anydb: Database) -> None:
     # remembering twice updates instead of duplicating
     await remember(anydb, "INC-A")
 
-    got = await recall(anydb, ["checkout"], ["HighLatency"])
+    q = Signature.of(["checkout"], ["HighLatency"])
+    got = await recall(anydb, q)
     assert [r.incident_id for r in got] == ["INC-C", "INC-A"]
-    assert got[0].similarity == 1.0 and got[1].similarity == 0.7
+    assert got[0].similarity == 1.0 and got[1].similarity < 1.0
+    assert "same service checkout" in got[1].why and "same alert HighLatency" in got[1].why
+    assert got[1].grade == "unconfirmed", "the engine's own guess is not confirmed"
     a = next(r for r in got if r.incident_id == "INC-A")
     assert a.cause_service == "payments-api" and a.cause_kind == "deploy" and a.fix == "Roll back payments-api"
     assert all(r.incident_id != "INC-B" for r in got), "an unrelated incident is not recalled"
-    assert await recall(anydb, ["checkout"], ["HighLatency"], exclude="INC-A") != []
+    assert [r.incident_id for r in await recall(anydb, q, exclude="INC-A")] == ["INC-C"]
     assert (await verify_chain(anydb)).ok
 
 
 async def test_unknown_incident_is_not_remembered(db: Database) -> None:
     assert await remember(db, "INC-NOPE") is None
-    assert await recall(db, ["x"], ["y"]) == []
+    assert await recall(db, Signature.of(["x"], ["y"])) == []
 
 
 async def test_periodic_job_remembers_each_resolved_incident_once(db: Database) -> None:
@@ -64,5 +68,5 @@ async def test_periodic_job_remembers_each_resolved_incident_once(db: Database) 
         s.add(Incident(id="INC-OPEN", title="still open", services=["cart"], status="open"))
     assert await remember_resolved(db) == 1
     assert await remember_resolved(db) == 0
-    got = await recall(db, ["cart"], ["CartErrors"])
+    got = await recall(db, Signature.of(["cart"], ["CartErrors"]))
     assert [r.incident_id for r in got] == ["INC-R"] and got[0].cause_service == "redis"

@@ -20,6 +20,7 @@ from bot.chat.hub import ThreadOrigin
 from bot.chat.model import Message, Text
 from bot.context import AppContext
 from bot.errors import NotFound
+from bot.memory.feedback import FeedbackError, set_cause, set_fix
 from bot.store.models import Incident
 from bot.triage import silences
 
@@ -36,6 +37,9 @@ HELP = (
     "• `status` / `status INC-1A2B3C` — where an incident stands (without an id: open incidents)\n"
     "• `silence service=checkout alertname=HighLatency 2h [comment]` — mute matching alerts (silencers only)\n"
     "• `silences` / `unsilence ID` — list the active silences / end one now\n"
+    "• `confirm [INC-…]` — in an incident thread: the leading cause was right\n"
+    "• `cause [INC-…] #2` or `cause [INC-…] SERVICE KIND [why]` — the cause was another one\n"
+    "• `fixed [INC-…] TEXT` — what fixed it\n"
     "• `ack` / `ack INC-1A2B3C` — acknowledge an incident: you are on it (counts for time to acknowledge)\n"
     "• `help` — this list"
 )
@@ -120,6 +124,9 @@ async def _status(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply
     return CommandReply(text=text, message=Message(blocks=(Text(text),), fallback=text))
 
 
+FEEDBACK_VERBS = frozenset({"confirm", "cause", "fixed"})
+FEEDBACK_VALUE = re.compile(r"^(INC-[0-9A-F]{4,12})\|(confirm|cause\|[1-9]|fix\|[A-Za-z0-9_-]{1,64})$")
+RANK = re.compile(r"^#?([1-9])$")
 SILENCE_VERBS = frozenset({"silence", "unsilence"})  # verbs whose actor must be authorised (principals needed)
 
 
@@ -204,6 +211,67 @@ async def _ack(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
     return CommandReply(text=f"{who} acknowledged {res.incident_id}" + (" (first)" if res.first else "") + ".")
 
 
+async def _feedback_done(ctx: AppContext, incident_id: str, what: str) -> CommandReply:
+    await ctx.chat.feedback_changed(incident_id, ctx.settings.memory.edit_window_s)
+    return CommandReply(text=f"{incident_id}: {what}. Thank you — onwatch will remember it.")
+
+
+async def _feedback(ctx: AppContext, verb: str, arg: str, cc: CommandContext) -> CommandReply:
+    """``confirm``, ``cause``, ``fixed``: people's word on the cause and the fix (``bot.memory.feedback``)."""
+    words = arg.split()
+    incident_id = cc.incident_id
+    if words and INCIDENT_ID.match(words[0]):
+        incident_id, words = words[0].upper(), words[1:]
+    if incident_id is None:
+        return _err(f"Which incident? Use `{verb}` in an incident's thread or name it: `{verb} INC-…`.")
+    try:
+        if verb == "confirm":
+            fb = await set_cause(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals, confirm=True)
+            return await _feedback_done(ctx, incident_id, f"cause confirmed: {fb.cause_kind} in {fb.cause_service}")
+        if verb == "cause":
+            if words and (m := RANK.match(words[0])):
+                fb = await set_cause(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals, rank=int(m.group(1)),
+                                     note=" ".join(words[1:]))
+            elif len(words) >= 2:
+                fb = await set_cause(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals, service=words[0],
+                                     kind=words[1].lower(), note=" ".join(words[2:]))
+            else:
+                return _err("Usage: `cause #2` (one of the ranked causes) or `cause SERVICE KIND [why]`, "
+                            "e.g. `cause payments-api deploy the v42 migration locked the table`.")
+            return await _feedback_done(ctx, incident_id, f"cause recorded: {fb.cause_kind} in {fb.cause_service}")
+        text = " ".join(words)
+        if not text:
+            return _err("Usage: `fixed TEXT`, e.g. `fixed rolled back payments-api to v41`.")
+        fb = await set_fix(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals, text=text)
+        return await _feedback_done(ctx, incident_id, f"fix recorded: {fb.fix}")
+    except FeedbackError as exc:
+        return _err(str(exc))
+
+
+async def feedback_click(ctx: AppContext, value: str, cc: CommandContext) -> CommandReply:
+    """A feedback button. Its value names the incident and the choice; both are checked here, and the clicker
+    is authorised by ``bot.memory.feedback`` every time."""
+    m = FEEDBACK_VALUE.match(value or "")
+    if m is None:
+        return _err("That button is malformed; nothing was changed.")
+    incident_id, choice = m.group(1).upper(), m.group(2)
+    try:
+        if choice == "confirm":
+            fb = await set_cause(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals, confirm=True)
+            what = f"cause confirmed: {fb.cause_kind} in {fb.cause_service}"
+        elif choice.startswith("cause|"):
+            fb = await set_cause(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals,
+                                 rank=int(choice.split("|", 1)[1]))
+            what = f"cause corrected: {fb.cause_kind} in {fb.cause_service}"
+        else:
+            fb = await set_fix(ctx.db, ctx.settings, incident_id, cc.actor, cc.principals,
+                               proposal_id=choice.split("|", 1)[1])
+            what = f"fix recorded: {fb.fix}"
+    except FeedbackError as exc:
+        return _err(str(exc))
+    return await _feedback_done(ctx, incident_id, what)
+
+
 async def handle_command(ctx: AppContext, text: str, cc: CommandContext) -> CommandReply:
     """Run one chat command. Unknown verbs and bad arguments get an ephemeral reply saying what to do."""
     text = (text or "").strip()
@@ -225,4 +293,6 @@ async def handle_command(ctx: AppContext, text: str, cc: CommandContext) -> Comm
         return await _silences(ctx, cc)
     if verb in ("ack", "acknowledge"):
         return await _ack(ctx, arg, cc)
+    if verb in FEEDBACK_VERBS:
+        return await _feedback(ctx, verb, arg, cc)
     return _err(f"I don't know `{verb[:40]}`.\n{HELP}")

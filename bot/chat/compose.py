@@ -194,8 +194,11 @@ def _causes_message(inv: Investigation, inc: Incident, report: Mapping[str, Any]
             continue
         cause = f"{past.get('cause_service')} {str(past.get('cause_kind', '')).replace('_', ' ')}".strip()
         fix = f"; fixed by: {past['fix']}" if past.get("fix") else ""
+        grade = f" [{past['grade_label']}]" if past.get("grade_label") else ""
+        why = f" Why: {past['why']}." if past.get("why") else ""
+        link = f" {past['link']}" if past.get("link") else ""
         blocks.append(Text(f"Looks like {past.get('incident_id')} ({past.get('title', '')}): "
-                           f"{cause or 'cause not established'}{fix}", "muted"))
+                           f"{cause or 'cause not established'}{fix}{grade}.{why}{link}", "muted"))
     if abstained or not causes:
         fallback = f"{inc.id}: not enough evidence to name a cause"
     else:

@@ -12,7 +12,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.chat.model import IncidentCard, Message
+from bot.chat.feedback import feedback_message
+from bot.chat.model import IncidentCard, Message, feedback_key
+from bot.memory.feedback import DEFAULT_EDIT_WINDOW_S
+from bot.memory.feedback import state as feedback_state
 from bot.store.db import Database
 from bot.store.models import Incident
 
@@ -113,6 +116,14 @@ class ChatHub:
         await self.incident_updated(incident_id)
         for msg in await compose.investigation_messages(self.db, investigation_id):
             await self.post(incident_id, msg)
+        await self.feedback_changed(incident_id)
+
+    async def feedback_changed(self, incident_id: str, edit_window_s: float = DEFAULT_EDIT_WINDOW_S) -> None:
+        """Post or edit the incident's feedback message (cause and fix as people gave them, and the buttons)."""
+        if not self.adapters:
+            return
+        st = await feedback_state(self.db, incident_id, edit_window_s)
+        await self.replace(incident_id, feedback_key(incident_id), feedback_message(st))
 
     async def proposals_offered(self, incident_id: str, proposal_ids: list[str], refused: list[str]) -> None:
         """Post each proposal with its buttons; ``refused`` lists out-of-scope matches and why."""

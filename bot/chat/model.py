@@ -109,7 +109,7 @@ class Chart:
 class Action:
     """A button. ``value`` is an opaque id only; the server looks everything else up."""
 
-    action_id: Literal["onwatch_approve", "onwatch_reject"]
+    action_id: Literal["onwatch_approve", "onwatch_reject", "onwatch_feedback"]
     label: str
     value: str
     style: Literal["primary", "danger", "default"] = "default"
@@ -128,7 +128,19 @@ class ProposalBlock:
     decided: str = ""  # "Approved by @x at 12:03 UTC" once decided; actions are then empty
 
 
-Block = Text | Facts | Step | EvidenceItem | Cause | Chart | ProposalBlock
+@dataclass(frozen=True, slots=True)
+class FeedbackBlock:
+    """People's word on an incident's cause and fix (``bot.memory.feedback``): what was said, buttons while it
+    may still change (values are ``<incident>|confirm``, ``<incident>|cause|<rank>``, ``<incident>|fix|<proposal>``,
+    checked on the server), and how to name another cause or fix in words."""
+
+    incident_id: str
+    lines: tuple[str, ...]
+    actions: tuple[Action, ...] = ()
+    hint: str = ""
+
+
+Block = Text | Facts | Step | EvidenceItem | Cause | Chart | ProposalBlock | FeedbackBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +152,11 @@ class Message:
     key: str = ""
     ephemeral_to: str = ""  # platform user id for an ephemeral reply
     attachments: tuple[Chart, ...] = field(default_factory=tuple)
+
+
+def feedback_key(incident_id: str) -> str:
+    """The key of the one thread message holding an incident's cause and fix feedback."""
+    return f"feedback:{incident_id}"
 
 
 def steps_key(investigation_id: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from bot.audit import BOT, Actor, AuditEntry, audit
 from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
+from bot.config import MemorySettings
 from bot.errors import NotFound
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.report import Report, Step
@@ -27,6 +28,8 @@ from bot.investigate.scope import build_scope
 from bot.llm.investigator import configured, investigate_report
 from bot.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
 from bot.llm.thread import LlmThread
+from bot.memory.similar import Signature, report_facets
+from bot.memory.store import Recalled, incident_link, recall
 from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
 from bot.store.queries import incident_alerts, investigation_and_incident
 from integrations.base import Sources
@@ -61,12 +64,44 @@ async def _load(ctx: Any, investigation_id: str) -> tuple[Investigation, Inciden
     return inv, incident, alerts
 
 
-async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[PastIncident]:
-    from bot.memory.store import recall
+def _memory_settings(ctx: Any) -> MemorySettings:
+    cfg = getattr(getattr(ctx, "settings", None), "memory", None)
+    return cfg if isinstance(cfg, MemorySettings) else MemorySettings()
 
-    found = await recall(ctx.db, list(incident.services), alertnames, exclude=incident.id)
-    return [PastIncident(r.incident_id, tuple(r.services), r.cause_service, r.cause_kind, r.title, r.fix)
-            for r in found]
+
+def past_incidents(found: list[Recalled]) -> list[PastIncident]:
+    """Recalled memories as the engine sees them; their grade decides whether they may act as a prior."""
+    return [PastIncident(r.incident_id or r.ref, tuple(r.services), r.cause_service, r.cause_kind, r.title, r.fix,
+                         grade=str(r.grade)) for r in found]
+
+
+def report_signature(services: list[str], alertnames: list[str], title: str, data: dict[str, Any]) -> Signature:
+    """The present incident after its investigation: the facets of its report and the text of its causes."""
+    facets = report_facets(data)
+    causes = " ".join(str(c.get("summary", "")) for c in (data.get("causes") or [])[:3] if isinstance(c, dict))
+    return Signature.of(services, alertnames, facets["failure_classes"], facets["signal_kinds"],
+                        facets["log_templates"], f"{title} {causes}".strip())
+
+
+async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[PastIncident]:
+    cfg = _memory_settings(ctx)
+    found = await recall(ctx.db, Signature.of(incident.services, alertnames, text=incident.title),
+                         exclude=incident.id, limit=cfg.recall_limit, min_score=cfg.min_score,
+                         text_weight=cfg.text_weight)
+    return past_incidents(found)
+
+
+async def _similar(ctx: Any, incident: Incident, alertnames: list[str], data: dict[str, Any]) -> None:
+    """Replace the report's look-alikes by a recall over everything the investigation found, each with why it
+    matched, its grade and a link to its page (in place)."""
+    cfg = _memory_settings(ctx)
+    found = await recall(ctx.db, report_signature(list(incident.services), alertnames, incident.title, data),
+                         exclude=incident.id, limit=cfg.recall_limit, min_score=cfg.min_score,
+                         text_weight=cfg.text_weight)
+    public_url = getattr(getattr(getattr(ctx, "settings", None), "server", None), "public_url", None)
+    data.pop("similar", None)
+    if found:
+        data["similar"] = [r.to_dict(incident_link(public_url, r.incident_id)) for r in found]
 
 
 async def _open_sources(ctx: Any, sources: Sources | None) -> tuple[Sources, AbstractAsyncContextManager[Any] | None]:
@@ -128,6 +163,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
         else:
             await src.aclose()
     data = report.to_dict()
+    await _similar(ctx, incident, alertnames, data)
     data["llm"] = llm.to_dict()
     if llm.status == LlmStatus.ERROR:
         data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})

@@ -20,7 +20,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.audit import Actor
-from bot.chat.commands import SILENCE_VERBS, CommandContext, CommandReply, handle_command
+from bot.chat.commands import (
+    FEEDBACK_VERBS,
+    SILENCE_VERBS,
+    CommandContext,
+    CommandReply,
+    feedback_click,
+    handle_command,
+)
 from bot.chat.hub import ThreadOrigin
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.principals import UserGroupCache
@@ -127,7 +134,8 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
                 incident_id = open_here[0]
         actor = Actor("slack", user, user_name)
         verb = text.split(maxsplit=1)[0].lower() if text.strip() else ""
-        principals = await groups.principals(user, approval_identities()) if verb in SILENCE_VERBS else frozenset()
+        principals = await groups.principals(user, approval_identities()) \
+            if verb in FEEDBACK_VERBS or verb in SILENCE_VERBS else frozenset()
         cc = CommandContext(actor=actor, platform="slack", channel=channel, incident_id=incident_id, origin=origin,
                             principals=principals)
         return await handle_command(ctx, text, cc)
@@ -190,6 +198,23 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
     async def on_reject(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         await decide(body, action, "reject")
+
+    # ------------------------------------------------------------- cause and fix feedback
+
+    @app.action(re.compile(r"^onwatch_feedback_\d{1,2}$"))
+    async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user = body.get("user") or {}
+        user_id = str(user.get("id", ""))
+        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or message.get("ts")
+        name = await adapter.display_name(user_id, str(user.get("username") or user.get("name") or ""))
+        principals = await groups.principals(user_id, approval_identities())
+        cc = CommandContext(actor=Actor("slack", user_id, name), platform="slack", channel=channel,
+                            incident_id=None, origin=None, principals=principals)
+        reply = await feedback_click(ctx, str(action.get("value") or ""), cc)
+        await adapter.ephemeral(channel, user_id, reply.text, thread_ts=thread_ts)
 
     return app
 

@@ -27,6 +27,7 @@ from bot.chat.model import (
     Chart,
     EvidenceItem,
     Facts,
+    FeedbackBlock,
     IncidentCard,
     Message,
     ProposalBlock,
@@ -221,6 +222,16 @@ def _proposal(b: ProposalBlock) -> list[dict[str, Any]]:
     return out
 
 
+def _feedback(b: FeedbackBlock) -> list[dict[str, Any]]:
+    out = [section(cut("\n".join(esc(line) for line in b.lines), SECTION_TEXT))]
+    if b.actions:  # action ids must differ within a block: onwatch_feedback_0, _1, ...
+        out.append({"type": "actions", "block_id": cut(f"feedback:{b.incident_id}", 255, ""),
+                    "elements": [{**_button(a), "action_id": f"{a.action_id}_{i}"} for i, a in enumerate(b.actions[:5])]})
+    if b.hint:
+        out.append(context(cut(esc(b.hint), SECTION_TEXT)))
+    return out
+
+
 def render_message(message: Message) -> Rendered:
     """Block Kit for ``message``; charts and overflow become files to upload in the same thread."""
     blocks: list[dict[str, Any]] = []
@@ -261,6 +272,8 @@ def _block(b: Block, files: list[FileOut]) -> list[dict[str, Any]]:
         return [_cause(b)]
     if isinstance(b, ProposalBlock):
         return _proposal(b)
+    if isinstance(b, FeedbackBlock):
+        return _feedback(b)
     if isinstance(b, Chart):
         files.append(FileOut(b.filename, b.png, b.title))
         return []

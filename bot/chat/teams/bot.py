@@ -24,12 +24,14 @@ from botbuilder.schema import Activity, ActivityTypes, AdaptiveCardInvokeRespons
 
 from bot.audit import Actor
 from bot.chat import compose
-from bot.chat.commands import CommandContext, handle_command
+from bot.chat.commands import CommandContext, feedback_click, handle_command
+from bot.chat.feedback import feedback_message
 from bot.chat.hub import ThreadOrigin
 from bot.chat.teams import cards, refs
 from bot.chat.teams.adapter import approvers_lookup, card_activity, message_activity, with_approvers
 from bot.context import AppContext
 from bot.errors import NotFound
+from bot.memory.feedback import state as feedback_state
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,10 @@ class OnwatchTeamsBot(ActivityHandler):
         if isinstance(activity.value, dict) and activity.value.get("verb") in cards.DECISION_VERBS:
             await self._submit_fallback(turn_context, activity.value)
             return
+        if isinstance(activity.value, dict) and activity.value.get("verb") == cards.VERB_FEEDBACK:
+            card = await self.feedback_card(activity, activity.value)
+            await turn_context.send_activity(card_activity(card, "onwatch feedback"))
+            return
         text = command_text(activity)
         conv_id = str(activity.conversation.id)
         thread_id = thread_id_of(activity)
@@ -189,6 +195,20 @@ class OnwatchTeamsBot(ActivityHandler):
         message = await with_approvers(message, self.approvers)
         return cards.render_message(message, viewer=next(iter(principals_of(activity)), ""))
 
+    async def feedback_card(self, activity: Activity, data: Any) -> cards.Card:
+        """A cause or fix button: decided and authorised by the domain; the answer is the updated feedback."""
+        value = data.get("feedback") if isinstance(data, dict) else None
+        cc = CommandContext(actor=actor_of(activity), platform="teams", channel="", incident_id=None, origin=None,
+                            principals=principals_of(activity))
+        reply = await feedback_click(self.ctx, value if isinstance(value, str) else "", cc)
+        if reply.ephemeral:
+            return cards.error_card("Not recorded", reply.text)
+        incident_id = str(value).split("|", 1)[0].upper()
+        st = await feedback_state(self.ctx.db, incident_id, self.ctx.settings.memory.edit_window_s)
+        card = cards.render_message(feedback_message(st))
+        card["body"].insert(0, cards.text_block(reply.text, color="Good", weight="Bolder"))
+        return card
+
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
     ) -> AdaptiveCardInvokeResponse:
@@ -196,6 +216,8 @@ class OnwatchTeamsBot(ActivityHandler):
         verb, data = action.get("verb"), action.get("data")
         if verb in cards.DECISION_VERBS:
             card = await self.decision_card(turn_context.activity, str(verb), data)
+        elif verb == cards.VERB_FEEDBACK:
+            card = await self.feedback_card(turn_context.activity, data)
         elif verb == cards.VERB_REFRESH:
             card = await self.refresh_card(turn_context.activity, data)
         else:

@@ -30,6 +30,7 @@ from bot.chat.model import (
     Chart,
     EvidenceItem,
     Facts,
+    FeedbackBlock,
     IncidentCard,
     Message,
     ProposalBlock,
@@ -43,6 +44,7 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 VERB_APPROVE = "onwatch_approve"
 VERB_REJECT = "onwatch_reject"
 VERB_REFRESH = "onwatch_refresh"
+VERB_FEEDBACK = "onwatch_feedback"  # data: {"feedback": "<incident>|<choice>"}, checked on the server
 DECISION_VERBS = {VERB_APPROVE: "approve", VERB_REJECT: "reject"}
 MAX_REFRESH_USERS = 60  # Teams refreshes automatically for at most 60 listed users
 MAX_TEXT = 4000
@@ -263,6 +265,19 @@ def _proposal(b: ProposalBlock, viewer: str | None, notice: str) -> Card:
     return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
 
 
+def _feedback(b: FeedbackBlock) -> Card:
+    items: list[Card] = [text_block(line, spacing="None") for line in b.lines]
+    if b.actions:
+        items.append({"type": "ActionSet", "actions": [
+            {"type": "Action.Execute", "title": a.label, "verb": VERB_FEEDBACK, "data": {"feedback": a.value},
+             "style": _ACTION_STYLE.get(a.style, "default"),
+             "fallback": {"type": "Action.Submit", "title": a.label, "data": {"verb": VERB_FEEDBACK, "feedback": a.value}}}
+            for a in b.actions]})
+    if b.hint:
+        items.append(text_block(b.hint, isSubtle=True, size="Small"))
+    return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
+
+
 def render_block(b: Block, viewer: str | None = None, notice: str = "") -> Card:
     if isinstance(b, Text):
         return _text(b)
@@ -278,6 +293,8 @@ def render_block(b: Block, viewer: str | None = None, notice: str = "") -> Card:
         return chart_image(b)
     if isinstance(b, ProposalBlock):
         return _proposal(b, viewer, notice)
+    if isinstance(b, FeedbackBlock):
+        return _feedback(b)
     raise TypeError(f"no Adaptive Card rendering for {type(b).__name__}")
 
 
