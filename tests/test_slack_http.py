@@ -12,11 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
+from bot.chat.seen import first_time, prune
 from bot.chat.slack import routes as slack_routes
 from bot.chat.slack.adapter import SlackAdapter
 from bot.context import AppContext
 from bot.remediate.service import RemediationService
-from bot.store.models import Approval, AuditEvent, ChatMessageRef, Job, Proposal
+from bot.store.models import Approval, AuditEvent, ChatMessageRef, Investigation, Job, Proposal
 from bot.web import create_app
 from tests.fakes.slack_api import FakeSlack, action_body, command_body, event_body, sign
 from tests.slack_fixtures import (
@@ -239,3 +240,28 @@ async def test_malformed_button_value_is_refused(client, fake, sctx):
     await send(client, action_body("onwatch_approve", "x'; DROP TABLE proposal;--", "UALICE", "C1", "1.1"), form=True)
     eph = await eventually(lambda: fake.ephemerals)
     assert "malformed" in eph[0]["text"]
+
+
+async def test_a_replayed_signed_investigate_runs_once(client, fake, sctx):
+    """Issue 17 item 8: the same signed ``/investigate`` body sent five times in Slack's window ran five
+    investigations. The trigger id is recorded in the database, so replays (on any replica) do nothing."""
+    inc = await make_incident(sctx.db)
+    body = command_body("/investigate", inc.id, "UALICE", "CRANDOM")
+    ts = int(time.time())
+    replies = await asyncio.gather(*[send(client, body, form=True, ts=ts) for _ in range(5)])
+    assert [r.status for r in replies] == [200] * 5  # acknowledged (Slack must not retry), handled once
+    await eventually(lambda: fake.ephemerals)
+    await asyncio.sleep(0.3)
+    async with sctx.db.session() as s:
+        investigations = (await s.exec(select(Investigation))).all()
+    assert len(investigations) == 1 and len(fake.ephemerals) == 1
+    other = command_body("/investigate", inc.id, "UALICE", "CRANDOM")  # a new trigger id: a new command
+    await send(client, other, form=True)
+    await eventually(lambda: len(fake.ephemerals) == 2)
+
+
+async def test_seen_commands_are_pruned(sctx):
+    assert await first_time(sctx.db, "slack:a", now=1000.0)
+    assert not await first_time(sctx.db, "slack:a", now=1001.0)
+    assert await prune(sctx.db, keep_s=3600, now=1000.0 + 3601) == 1
+    assert await first_time(sctx.db, "slack:a")

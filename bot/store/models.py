@@ -374,3 +374,13 @@ class Acknowledgement(SQLModel, table=True):
     actor: str = Field(max_length=200)  # platform:user_id
     actor_name: str = Field(default="", max_length=200)
     at: float = Field(default_factory=now, index=True)
+
+
+class SeenCommand(SQLModel, table=True):
+    """A chat command already handled, keyed by its platform's id for that one request (a Slack ``trigger_id``,
+    or the request signature): a signed request replayed within the platform's window is not run again, on
+    any replica (``bot.chat.seen``)."""
+
+    __tablename__ = "seen_command"
+    key: str = Field(primary_key=True, max_length=128)
+    seen_at: float = Field(default_factory=now, index=True)

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.audit import Actor
@@ -29,6 +30,7 @@ from bot.chat.commands import (
     handle_command,
 )
 from bot.chat.hub import ThreadOrigin
+from bot.chat.seen import command_key, first_time
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.principals import UserGroupCache
 from bot.chat.slack.render import Rendered, render_message
@@ -155,8 +157,12 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
             await adapter.say(channel, _reply_rendered(reply), thread_ts=thread_ts or ts)
 
     @app.command("/investigate")
-    async def on_investigate(ack: Any, command: dict[str, Any]) -> None:
+    async def on_investigate(ack: Any, command: dict[str, Any], request: AsyncBoltRequest) -> None:
         await ack()  # within 3 s; the work below runs after Slack has its answer
+        unique = str(command.get("trigger_id") or "") or str(request.headers.get("x-slack-signature", [""])[0])
+        if unique and not await first_time(ctx.db, command_key("slack", unique)):
+            log.info("Slack /investigate replayed (trigger %s); already handled", unique[:16])
+            return
         channel, user = str(command.get("channel_id", "")), str(command.get("user_id", ""))
         text = str(command.get("text") or "").strip()
         reply = await run_command(f"investigate {text}".strip(), user, str(command.get("user_name") or ""),
