@@ -93,9 +93,11 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, keep:
     except TimeoutError:
         raise BodyError(408, f"body not received within {timeout_s:g}s (webhooks.body_timeout_s)",
                         b"".join(parts)) from None
-    except (ConnectionError, ClientPayloadError, EofStream) as exc:
+    except (ConnectionError, ClientPayloadError, EofStream, asyncio.CancelledError) as exc:
         log.info("%s %s: the client went away mid-body after %d bytes (%s)", request.method, request.path, size,
                  type(exc).__name__)
+        if isinstance(exc, asyncio.CancelledError):  # aiohttp cancels the handler of a lost connection
+            raise
         raise BodyError(400, "the client closed the connection before the whole body", b"".join(parts)) from None
     return Body(b"".join(parts), False)
 

@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -332,16 +332,6 @@ class Silence(SQLModel, table=True):
     ends_at: float
     created_by: str = Field(default="", max_length=200)
     comment: str = Field(default="", max_length=1000)
-
-
-class IntakeCursor(SQLModel, table=True):
-    """How far the grouper has triaged the intake journal (``bot.intake.journal``); moved in the same
-    transaction as the triage of the batches it passes, so each journaled batch is triaged exactly once."""
-
-    __tablename__ = "intake_cursor"
-    id: int = Field(default=1, primary_key=True)
-    position: int = Field(default=0, sa_type=BigInteger)
-    updated_at: float = Field(default_factory=now)
 
 
 class NoiseCounter(SQLModel, table=True):

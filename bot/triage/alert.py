@@ -196,4 +196,4 @@ def make_alert(
         "generator_url": generator_url[:2000],
         "fingerprint": fingerprint or None,
     }
-    return AlertIn(**dict(_AlertRules(**fields)))
+    return AlertIn(**_AlertRules(**fields).__dict__)

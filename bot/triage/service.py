@@ -105,14 +105,22 @@ class TriageService:
         return out
 
     async def _announce_all(self) -> None:
+        """Post what the commits queued, in order. Under a storm the queue is taken whole each time, so an
+        incident updated by many batches is re-rendered once, not once per batch."""
         while True:
-            opened, updated, flap_notes = await self._chat.get()
+            items = [await self._chat.get()]
+            while not self._chat.empty():
+                items.append(self._chat.get_nowait())
+            opened = [o for item in items for o in item[0]]
+            just_opened = {i for i, _ in opened}
+            updated = [i for i in dict.fromkeys(u for item in items for u in item[1]) if i not in just_opened]
             try:
-                await self._announce(opened, updated, flap_notes)
+                await self._announce(opened, updated, [f for item in items for f in item[2]])
             except Exception:  # noqa: BLE001 - chat trouble must not stop the next announcements
                 log.exception("announcing triaged incidents failed")
             finally:
-                self._chat.task_done()
+                for _ in items:
+                    self._chat.task_done()
 
     async def _announce(self, opened: list[tuple[str, ThreadOrigin | None]], updated: list[str],
                         flap_notes: list[tuple[str, str]]) -> None:
