@@ -128,6 +128,8 @@ def parse(path: Path) -> Postmortem:
         data: Any = yaml.safe_load(m.group(1))
     except yaml.YAMLError as exc:
         raise PostmortemError([f"{path}: front matter is not valid YAML: {exc}"]) from None
+    except ValueError as exc:  # YAML read a date-like value that is no date (2025-13-40)
+        raise PostmortemError([f"{path}: date: not a valid date or time ({exc})"]) from None
     if not isinstance(data, dict):
         raise PostmortemError([f"{path}: front matter must be a mapping of fields (date, services, cause, …)"])
     try:
