@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.chat.format import clip as cut
 from bot.chat.format import confidence_bar, fmt_num
@@ -88,7 +89,7 @@ def context(text: str) -> dict[str, Any]:
 
 def link(url: str, label: str) -> str:
     """A mrkdwn link, only for http(s) URLs; anything else is shown as text."""
-    if url.startswith(("http://", "https://")) and not any(c in url for c in "<>| \n"):
+    if url.startswith(("http://", "https://")) and urlsplit(url).netloc and not any(c in url for c in "<>| \n"):
         return f"<{url}|{esc(label)}>"
     return esc(url)
 
