@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.audit import configure as configure_audit
+from bot.chat.checkpoints import write_checkpoint
+from bot.chat.seen import prune as prune_seen
 from bot.config import Settings, exposure_problems
 from bot.context import AppContext
 from bot.errors import ConfigError, ListenError
@@ -30,6 +33,11 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
         db = await open_database(settings.database.url, echo=settings.database.echo,
                                  pool_size=settings.database.pool_size)
         await db.check_schema()
+    key = settings.audit.chain_key
+    configure_audit(key.get_secret_value() if key is not None else None)
+    if key is None:
+        log.warning("audit.chain_key is not set: the audit chain is plain SHA-256, so whoever can write the database "
+                    "can rewrite it undetected after the last checkpoint (docs/security.md)")
     ctx = AppContext.for_db(settings, db)
     from integrations.registry import build_sources
 
@@ -90,6 +98,9 @@ def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     sched.every(300.0, "grade-memories", lambda: grade_outcomes(ctx.db, ctx.settings.memory.verify_quiet_s))
     if ctx.remediation is not None:
         sched.every(30.0, "expire-proposals", ctx.remediation.expire_due)
+    sched.every(600.0, "prune-seen-commands", lambda: prune_seen(ctx.db))
+    if ctx.settings.audit.checkpoint_every_s:
+        sched.every(float(ctx.settings.audit.checkpoint_every_s), "audit-checkpoint", lambda: write_checkpoint(ctx))
     return sched
 
 

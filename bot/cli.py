@@ -92,15 +92,50 @@ def _with_db(args: argparse.Namespace, fn: Callable[..., object]) -> object:
     return asyncio.run(_run())
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from bot.audit import verify_chain
+def _chain_key(args: argparse.Namespace) -> bytes | None:
+    settings = _settings(args)
+    key = settings.audit.chain_key
+    return key.get_secret_value().encode() if key is not None else None
 
-    res = _with_db(args, verify_chain)
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Verify the chain in the database, or an export (``--file``), optionally against a checkpoint kept
+    outside the database (``--checkpoint COUNT:HEAD`` or ``--checkpoint-file`` holding the logged line)."""
+    from bot.audit import Checkpoint, last_checkpoint_in, read_export, verify_chain, verify_rows
+
+    try:
+        cp = Checkpoint.parse(args.checkpoint) if args.checkpoint else None
+        if args.checkpoint_file:
+            cp = last_checkpoint_in(Path(args.checkpoint_file).read_text(errors="replace"))
+    except (ValueError, OSError) as exc:
+        raise ConfigError([f"--checkpoint: {exc}"]) from None
+    key = _chain_key(args)
+    if args.file:
+        try:
+            res = verify_rows(read_export(args.file), key, cp)
+        except (ValueError, OSError) as exc:
+            raise ConfigError([f"--file: {exc}"]) from None
+    else:
+        res = _with_db(args, lambda db: verify_chain(db, cp, key))  # type: ignore[assignment]
+    where = args.file or "database"
     if res.ok:  # type: ignore[attr-defined]
-        print(f"audit chain intact: {res.checked} rows")  # type: ignore[attr-defined]
+        extra = f" ({res.unkeyed} before the key was set, not keyed)" if res.unkeyed else ""  # type: ignore[attr-defined]
+        against = f", matches checkpoint {cp.count}:{cp.head[:12]}…" if cp else ""
+        keyed = "keyed" if key else "NOT keyed (audit.chain_key unset)"
+        print(f"audit chain intact: {res.checked} rows{extra} in {where}, {keyed}{against}")  # type: ignore[attr-defined]
         return 0
-    print(f"audit chain BROKEN at row seq={res.bad_seq}: {res.reason}", file=sys.stderr)  # type: ignore[attr-defined]
+    at = f"row seq={res.bad_seq}" if res.bad_seq is not None else "its end"  # type: ignore[attr-defined]
+    print(f"audit chain BROKEN at {at}: {res.reason}", file=sys.stderr)  # type: ignore[attr-defined]
     return 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    """Print the chain's COUNT:HEAD now, to keep outside the database."""
+    from bot.audit import current_checkpoint
+
+    cp = _with_db(args, current_checkpoint)
+    print(cp.token)  # type: ignore[attr-defined]
+    return 0
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -206,7 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_config_check, "validate the settings file and the runbook catalog", cfg)
 
     aud = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="sub", required=True)
-    add("verify", cmd_audit_verify, "check the audit hash chain; non-zero exit names the first bad row", aud)
+    sp = add("verify", cmd_audit_verify, "check the audit hash chain; non-zero exit names the first bad row", aud)
+    sp.add_argument("--file", help="verify an export (onwatch audit export --jsonl) instead of the database")
+    sp.add_argument("--checkpoint", metavar="COUNT:HEAD", help="a checkpoint kept outside the database")
+    sp.add_argument("--checkpoint-file", metavar="FILE", help="a file holding checkpoints (the last one is used)")
+    add("checkpoint", cmd_audit_checkpoint, "print the chain's COUNT:HEAD now (keep it outside the database)", aud)
     sp = add("export", cmd_audit_export, "write the audit trail out", aud)
     sp.add_argument("--jsonl", action="store_true", default=True, help="JSON lines (the only format)")
     sp.add_argument("-o", "--output", help="file to write (default: stdout)")
