@@ -80,8 +80,12 @@ async def client_for(ctx: AppContext) -> AsyncIterator[TestClient]:
 
 
 async def triaged(ctx: AppContext, r: ClientResponse) -> dict[str, Any]:
-    """What triage made of an accepted webhook: the 200's outcome (the same answer on every database)."""
+    """What triage made of an accepted webhook: the 200's outcome (the same answer on every database), once the
+    chat announcements it queued are posted."""
     body: dict[str, Any] = await r.json()
+    if ctx.triage is not None:
+        async with asyncio.timeout(60):
+            await ctx.triage.drained()
     return body
 
 

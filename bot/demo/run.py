@@ -304,6 +304,8 @@ async def _ingest(ctx: AppContext, token: str, payload: dict[str, Any], say: Nar
     """The alert through the real intake: the webhook when it is installed, else triage directly."""
     async with serving(ctx) as port:
         status, body = await _post_alert(port, token, payload)
+    if status == 200 and ctx.triage is not None:
+        await ctx.triage.drained()  # the incident's thread is posted before the story goes on
     if status == 200:
         say.note(f"POST /webhooks/alertmanager → 200 {body.get('status', '')}: "
                  f"opened {', '.join(body.get('opened') or []) or 'nothing'}")
