@@ -48,7 +48,7 @@ class Browser:
             exe, *FLAGS, f"--user-data-dir={self.profile}", "about:blank",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = self.profile / "DevToolsActivePort"
-        for _ in range(200):
+        for _ in range(600):
             if port_file.exists() and port_file.read_text().strip():
                 break
             await asyncio.sleep(0.05)
@@ -90,7 +90,7 @@ class Browser:
         return res.get("result", {})
 
     async def _loaded(self, since: int) -> None:
-        for _ in range(400):
+        for _ in range(1200):  # 30 s: the machine may be busy with the rest of the suite
             if any(e.get("method") == "Page.loadEventFired" for e in self.events[since:]):
                 return
             await asyncio.sleep(0.025)
@@ -108,6 +108,11 @@ class Browser:
     async def submit(self, form_selector: str) -> None:
         mark = len(self.events)
         await self.eval(f"document.querySelector({json.dumps(form_selector)}).submit()")
+        await self._loaded(mark)
+
+    async def click_and_wait(self, selector: str) -> None:
+        mark = len(self.events)
+        await self.eval(f"document.querySelector({json.dumps(selector)}).click()")
         await self._loaded(mark)
 
     async def screenshot(self, path: Path) -> None:

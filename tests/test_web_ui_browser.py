@@ -55,12 +55,8 @@ async def test_chromium_walks_list_incident_audit(db: Database) -> None:
         if shots:
             await b.screenshot(shots / "web-incidents.png")
 
-        await b.eval(f"document.querySelector('a[href=\"/ui/incidents/{ids['full']}\"]').click()")
-        for _ in range(200):
-            if await b.eval("location.pathname") == f"/ui/incidents/{ids['full']}" and \
-                    await b.eval("document.readyState") == "complete":
-                break
-            await b.goto(f"{base}/ui/incidents/{ids['full']}") if _ == 100 else None
+        await b.click_and_wait(f"a[href=\"/ui/incidents/{ids['full']}\"]")
+        assert await b.eval("location.pathname") == f"/ui/incidents/{ids['full']}"
         text = await b.eval("document.body.innerText")
         for seen in ("Ranked causes", "checkout — deploy", "confidence 72%", "The model's reading",
                      "Roll back checkout", "Verification: recovered", "Timeline", "loki: timed out after 10 s"):
