@@ -43,8 +43,8 @@ async def _serve(url: str, port: int) -> asyncio.subprocess.Process:
     pytest.fail("onwatch serve did not become ready")
 
 
-async def _send(port: int, bodies: list[dict]) -> set[int]:
-    """Post every batch (4 at a time); return the indexes answered 200."""
+async def _send(port: int, bodies: list[dict], acked: asyncio.Event | None = None) -> set[int]:
+    """Post every batch (4 at a time); return the indexes answered 200. ``acked`` is set after the 5th 200."""
     done: set[int] = set()
     todo = list(range(len(bodies)))
 
@@ -56,6 +56,8 @@ async def _send(port: int, bodies: list[dict]) -> set[int]:
                                   headers=HEADERS) as r:
                     if r.status == 200:
                         done.add(i)
+                        if acked is not None and len(done) >= 5:
+                            acked.set()
             except aiohttp.ClientError:
                 pass
 
@@ -70,8 +72,9 @@ async def test_a_killed_server_loses_nothing_acknowledged_and_triages_each_alert
     port = free_port()
     proc = await _serve(anydb.url, port)
     try:
-        sending = asyncio.create_task(_send(port, bodies))
-        await asyncio.sleep(1.0)
+        acked = asyncio.Event()
+        sending = asyncio.create_task(_send(port, bodies, acked))
+        await asyncio.wait_for(acked.wait(), 60)  # kill once some batches are in, however fast the machine
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         acked_before = await sending

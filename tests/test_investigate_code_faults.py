@@ -16,10 +16,10 @@ from bot.investigate.cli import run_case
 from bot.investigate.findings import Finding, MetricFrame, caller_wait_findings
 from bot.investigate.hypotheses import Hypothesis
 from bot.investigate.origins import compare_origins, log_origins, span_origins
-from bot.investigate.scoring import Graph, score
+from bot.investigate.scoring import Graph, prefer_explanations, score
 from bot.investigate.stats import grid_phase
 from bot.investigate.templates import covered_seconds, is_errorish, mine_shifts
-from integrations.base import Edge, LogLine, Span, TimeWindow
+from integrations.base import ChangeEvent, Edge, LogLine, Span, TimeWindow
 from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
 
 # ------------------------------------------------------------------ irregular scrapes
@@ -183,3 +183,20 @@ def test_a_callee_does_not_explain_a_caller_with_the_callers_own_wait() -> None:
     wait2 = _f("payment", "callers_wait", 30.0, t, via=("billing",))
     score([h2], [caller, wait2], graph, ["orders"], t, 60.0)
     assert h2.factors["topology"] < 1.0
+
+
+def test_a_release_before_the_services_own_errors_is_their_cause_and_cpu_is_not() -> None:
+    """Errors that start in a service's code are what a release ships: the deploy just before them takes
+    their place. A CPU rise cannot throw exceptions, so it does not."""
+    t = float(ALERT)
+    origin = Finding("payments", "error_origin", "origin", "traces", 9.0, t, False, 0.0, 1.0, "", "")
+    code = Hypothesis("payments", "code_error", support=[origin], raw=3.0)
+    deploy = Hypothesis("payments", "deploy", change=ChangeEvent("payments", t - 100), raw=2.9)
+    cpu = Hypothesis("payments", "cpu_saturation", support=[_f("payments", "cpu", 9.0, t - 60)], raw=2.0)
+    prefer_explanations([code, deploy, cpu], 60.0)
+    assert deploy.raw > code.raw and "explains the service's own code error" in deploy.notes
+    assert cpu.raw == 2.0
+    # a release after the errors began explains nothing
+    late = Hypothesis("payments", "deploy", change=ChangeEvent("payments", t + 300), raw=2.9)
+    prefer_explanations([Hypothesis("payments", "code_error", support=[origin], raw=3.0), late], 60.0)
+    assert late.raw == 2.9

@@ -169,7 +169,7 @@ async def test_alert_to_approved_runbook_run_once_in_teams(
     thread = " ".join(body_text(c) for c in [*sends, *updates])
     # the reasoning: one message posted with the first step, then edited in place as steps arrive and
     # finally into the summary
-    step_sends = [c for c in sends if "Investigating " in body_text(c) and '"1. ' in body_text(c)]
+    step_sends = [c for c in sends if "Investigating " in body_text(c) and "Scope: " in body_text(c)]
     assert len(step_sends) == 1
     step_edits = [c for c in updates if c.conversation_id == step_sends[0].conversation_id
                   and ("Investigating " in body_text(c) or "How I investigated" in body_text(c))]

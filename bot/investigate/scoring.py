@@ -236,21 +236,24 @@ def prefer_explanations(hyps: Sequence[Hypothesis], step: float) -> None:
 
     Saturation, a demand surge, a node problem or a change that starts no later than the service's
     own latency or errors is the better account of them: it takes their score (plus a little), so
-    the service's cause is named by what drives it rather than by what it shows.
+    the service's cause is named by what drives it rather than by what it shows. Errors that start in
+    the service's own code are explained only by a change (the release that shipped the code): CPU or
+    a surge does not throw exceptions.
     """
     tau = max(3.0 * step, 90.0)
     by_service: dict[str, list[Hypothesis]] = {}
     for h in hyps:
         by_service.setdefault(h.service, []).append(h)
     for svc_hyps in by_service.values():
-        symptoms = [h for h in svc_hyps if h.kind in ("dependency_failure", "error_pattern")]
-        if not symptoms:
-            continue
-        best = max(symptoms, key=lambda h: h.raw)
-        t_sym = best.onset()
+        symptoms = [h for h in svc_hyps if h.kind in ("dependency_failure", "error_pattern", "code_error")]
         for h in svc_hyps:
-            if h in symptoms or h.raw <= 0 or h.raw >= best.raw:
+            explained = [s for s in symptoms if h.change is not None or s.kind != "code_error"]
+            if h in symptoms or h.raw <= 0 or not explained:
                 continue
+            best = max(explained, key=lambda s: s.raw)
+            if h.raw >= best.raw:
+                continue
+            t_sym = best.onset()
             t_h = h.onset()
             if h.change is not None:
                 ok = t_sym is None or h.change.time <= t_sym

@@ -18,7 +18,7 @@ from bot.masking import mask
 
 DEFAULT_SQLITE = "sqlite:///onwatch.db"
 # Every SQLite connection onwatch opens (the engine's and triage's own writer) runs these first.
-SQLITE_PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL")
+SQLITE_PRAGMAS = ("busy_timeout=60000", "foreign_keys=ON", "synchronous=NORMAL")
 
 
 def normalise_urls(url: str) -> tuple[str, str]:
@@ -138,6 +138,11 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         cur = dbapi_conn.cursor()
         for pragma in SQLITE_PRAGMAS:
             cur.execute(f"PRAGMA {pragma}")
+        # WAL is stored in the file: switching takes a lock that a second replica's connect could lose,
+        # so only the first connection to a new file switches it.
+        cur.execute("PRAGMA journal_mode")
+        if str(cur.fetchone()[0]).lower() != "wal":
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
