@@ -17,7 +17,7 @@ from bot.jobs import JobQueue
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
 from integrations.replay import replay_sources
 from tests.fakes.openai_tools import Turn, answer, serve_scripted
-from tests.investigate_fixtures import ALERT, INJECT, add_on, chain, make_case, up_on
+from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
 
 
 class _Chat:
@@ -278,3 +278,18 @@ async def test_llm_failure_is_missing_evidence_not_a_crash(db, tmp_path: Path) -
     assert any(m.startswith("llm: ") for m in inv.report["missing"]) and inv.missing == inv.report["missing"]
     assert [c.result.split(":")[0] for c in calls] == ["error"]
     assert inv.report["ranked_services"][0] == "payment"
+
+
+async def test_a_late_job_investigates_the_alerts_time_not_the_clocks(db, tmp_path: Path) -> None:
+    """The window ends at the alert's start plus the lookahead, as for --case and --alert: a job run long
+    after the alert (a backlog, a re-run) looks at what happened then, never at whatever is latest."""
+    ctx = await _setup(db, tmp_path, chain(add_on("payment", "cpu", 70.0)))
+    async with db.begin() as s:
+        alert = (await s.exec(select(Alert))).one()
+        alert.starts_at = float(T0 + 600)  # the case's clock (its end) is 1,200 s after this alert
+        s.add(alert)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("slack", "U1", "ana"))
+    await run_investigation(ctx, inv_id)
+    async with db.session() as s:
+        inv = await s.get(Investigation, inv_id)
+    assert inv.report["scope"]["now"] == T0 + 600 + 900

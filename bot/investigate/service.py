@@ -24,7 +24,7 @@ from bot.config import MemorySettings
 from bot.errors import NotFound
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.report import Report, Step
-from bot.investigate.scope import build_scope
+from bot.investigate.scope import build_scope, window_end
 from bot.llm.investigator import configured, investigate_report
 from bot.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
 from bot.llm.thread import LlmThread
@@ -138,7 +138,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
     alertnames = sorted({a.name for a in firing})
     src, cm = await _open_sources(ctx, sources)
     try:
-        now = src.clock()
+        now = window_end(onset, src.clock())  # a late or re-run job looks at the alert's time, not today
         triage = getattr(ctx.settings, "triage", None)
         scope = build_scope(symptoms, onset, now, incident_id=incident.id, title=incident.title,
                             alert_names=alertnames, topology=getattr(triage, "topology", {}) or {},
