@@ -6,13 +6,17 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from bot.errors import ConfigError, DatabaseError, ListenError, OnwatchError
 from bot.masking import mask
+from bot.operator_cli import run_on_database
+from bot.store.db import Database
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -76,20 +80,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_db(args: argparse.Namespace, fn: Callable[..., object]) -> object:
-    from bot.store.db import open_database
-
-    settings = _settings(args)
-
-    async def _run() -> object:
-        db = await open_database(settings.database.url)
-        try:
-            await db.check_schema()
-            return await fn(db)  # type: ignore[misc]
-        finally:
-            await db.dispose()
-
-    return asyncio.run(_run())
+def _with_db(args: argparse.Namespace, fn: Callable[[Database], Awaitable[T]]) -> T:
+    return run_on_database(_settings(args), fn)
 
 
 def _chain_key(args: argparse.Namespace) -> bytes | None:

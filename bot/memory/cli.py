@@ -6,45 +6,26 @@ The CLI is an operator on the host: its feedback is trusted (no feedback group) 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.audit import Actor
 from bot.config import Settings, load_settings
 from bot.memory.feedback import set_cause, set_fix
 from bot.memory.feedback import state as feedback_state
 from bot.memory.postmortem import import_dir
 from bot.memory.store import forget, get_memory, list_memories, memory_dict
-from bot.store.db import Database, open_database
+from bot.operator_cli import operator, run_on_database
+from bot.store.db import Database
 
 T = TypeVar("T")
 
 
-def _actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "operator"
-    return Actor("cli", user, user)
-
-
 def _run(args: argparse.Namespace, fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
     settings = load_settings(getattr(args, "config", None))
-
-    async def go() -> T:
-        db = await open_database(settings.database.url)
-        try:
-            await db.check_schema()
-            return await fn(db, settings)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
+    return run_on_database(settings, lambda db: fn(db, settings))
 
 
 def _when(t: float | None) -> str:
@@ -53,7 +34,7 @@ def _when(t: float | None) -> str:
 
 def import_main(args: argparse.Namespace) -> int:
     async def go(db: Database, _: Settings) -> list[dict[str, Any]]:
-        return [memory_dict(m) for m in await import_dir(db, Path(args.dir), _actor())]
+        return [memory_dict(m) for m in await import_dir(db, Path(args.dir), operator())]
 
     rows = _run(args, go)
     if args.json:
@@ -105,7 +86,7 @@ def show_main(args: argparse.Namespace) -> int:
 
 def forget_main(args: argparse.Namespace) -> int:
     async def go(db: Database, _: Settings) -> str:
-        return (await forget(db, args.ref, _actor())).ref
+        return (await forget(db, args.ref, operator())).ref
 
     print(f"forgot {_run(args, go)}")
     return 0
@@ -116,7 +97,7 @@ def feedback_main(args: argparse.Namespace) -> int:
     incident_id = str(args.id).upper()
 
     async def go(db: Database, settings: Settings) -> dict[str, Any]:
-        actor = _actor()
+        actor = operator()
         if args.sub == "confirm":
             await set_cause(db, settings, incident_id, actor, confirm=True, note=args.note or "")
         elif args.rank is not None:

@@ -9,13 +9,12 @@ an automatic action executes. Human-approved actions are not affected.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import time
 from dataclasses import dataclass
 
 from bot.audit import Actor, audit
-from bot.config import Settings
+from bot.config import Settings, load_settings
+from bot.operator_cli import operator, run_on_database
 from bot.store.db import Database
 from bot.store.models import RuntimeFlag
 
@@ -70,21 +69,13 @@ async def set_auto(db: Database, on: bool, actor: Actor) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``onwatch auto on|off|status``."""
-    from bot.config import load_settings
-    from bot.store.db import open_database
-
     settings = load_settings(getattr(args, "config", None))
 
-    async def _run() -> SwitchState:
-        db = await open_database(settings.database.url)
-        try:
-            await db.check_schema()
-            if args.state in {"on", "off"}:
-                await set_auto(db, args.state == "on", Actor("cli", getpass.getuser()))
-            return await state(db, settings)
-        finally:
-            await db.dispose()
+    async def _run(db: Database) -> SwitchState:
+        if args.state in {"on", "off"}:
+            await set_auto(db, args.state == "on", operator())
+        return await state(db, settings)
 
-    st = asyncio.run(_run())
+    st = run_on_database(settings, _run)
     print(f"automatic execution: {st.describe()}")
     return 0

@@ -4,28 +4,18 @@ and reports in a terminal. Times are ISO 8601 in the reports' zone (``reports.ti
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
-from typing import Any
 
 from bot.chat.format import fmt_num
-from bot.config import Settings, load_settings
+from bot.config import load_settings
 from bot.errors import NotFound, OnwatchError
+from bot.operator_cli import run_on_database
 from bot.reports.figures import DURATIONS, Report
 from bot.reports.load import build_report
 from bot.reports.timeline import IncidentTimeline, incident_timeline, timeline_dict
 from bot.reports.times import iso, zone
-from bot.store.db import Database, open_database
-
-
-async def _with_db(settings: Settings, fn: Any) -> Any:
-    db: Database = await open_database(settings.database.url)
-    try:
-        await db.check_schema()
-        return await fn(db)
-    finally:
-        await db.dispose()
+from bot.store.db import Database
 
 
 def _dur(s: float | None) -> str:
@@ -99,7 +89,7 @@ def show_main(args: argparse.Namespace) -> int:
         return await incident_timeline(db, str(args.id).upper())
 
     try:
-        t = asyncio.run(_with_db(settings, _show))
+        t = run_on_database(settings, _show)
     except NotFound as exc:
         raise OnwatchError(str(exc)) from None
     if args.json:
@@ -118,7 +108,7 @@ def report_main(args: argparse.Namespace) -> int:
     async def _report(db: Database) -> Report:
         return await build_report(db, settings.reports, args.days)
 
-    r = asyncio.run(_with_db(settings, _report))
+    r = run_on_database(settings, _report)
     if args.json:
         print(json.dumps(r.as_dict(lambda ts: iso(ts, tz)), indent=2))
     else:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import getpass
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bot.audit import Actor
 from bot.config import Settings, load_settings
 from bot.errors import OnwatchError
-from bot.store.db import Database, open_database
+from bot.operator_cli import operator, run_on_database
+from bot.store.db import Database
 from bot.triage import silences
 
 T = TypeVar("T")
@@ -27,26 +25,9 @@ class UsageError(OnwatchError):
     """A bad argument on the command line."""
 
 
-def _actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "operator"
-    return Actor("cli", user, user)
-
-
 def _run(args: argparse.Namespace, fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
     settings = load_settings(getattr(args, "config", None))
-
-    async def go() -> T:
-        db = await open_database(settings.database.url)
-        try:
-            await db.check_schema()
-            return await fn(db, settings)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
+    return run_on_database(settings, lambda db: fn(db, settings))
 
 
 def _when(t: float) -> str:
@@ -77,13 +58,13 @@ def add_main(args: argparse.Namespace) -> int:
     if not dur:
         raise UsageError(f"--for {args.duration[:20]!r} must look like 30m, 2h or 1d")
     seconds = int(dur.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[dur.group(2)]
-    made = _run(args, lambda db, st: silences.create(db, st, _actor(), None, matchers, seconds, args.comment or "",
+    made = _run(args, lambda db, st: silences.create(db, st, operator(), None, matchers, seconds, args.comment or "",
                                                      confirm_all=args.confirm_all))
     print(f"silence {made.id}: {made.shown_matchers} until {_when(made.ends_at)}")
     return 0
 
 
 def remove_main(args: argparse.Namespace) -> int:
-    gone = _run(args, lambda db, st: silences.remove(db, st, _actor(), None, args.id))
+    gone = _run(args, lambda db, st: silences.remove(db, st, operator(), None, args.id))
     print(f"silence {gone.id} removed ({gone.shown_matchers})")
     return 0
