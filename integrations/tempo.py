@@ -51,6 +51,14 @@ def _otlp_status(span: dict[str, Any]) -> str:
         return "error"
     if code in (1, "STATUS_CODE_OK", "OK"):
         return "ok"
+    # status UNSET: some instrumentations leave it so and record only the HTTP answer (as Jaeger reads it)
+    attrs = span.get("attributes")
+    http = _attr(attrs, "http.response.status_code") or _attr(attrs, "http.status_code")
+    try:
+        if http is not None:
+            return "error" if int(http) >= 500 else "ok"
+    except (TypeError, ValueError):
+        pass
     return ""
 
 

@@ -10,7 +10,7 @@ from integrations.http import HttpConfig, HttpSource
 from integrations.jaeger import JaegerSource
 from integrations.loki import LokiSource
 from integrations.settings import GrafanaSettings
-from integrations.tempo import TempoSource, hex_id
+from integrations.tempo import TempoSource, hex_id, otlp_spans
 from tests.fakes import FAULTS, REQUESTS, Fault
 from tests.fakes import jaeger as fake_jaeger
 from tests.fakes import loki as fake_loki
@@ -152,3 +152,18 @@ async def test_jaeger_slow_and_failed_traces() -> None:
         with pytest.raises(SourceBadResponse):
             await src.trace(f"{4:032x}")
         await src.aclose()
+
+
+def test_otlp_spans_that_left_status_unset_are_read_by_their_http_answer() -> None:
+    """Status UNSET with http.response.status_code 503 is a failed request (as Jaeger's tags are read);
+    a 404 answered fine; no status and no HTTP answer says nothing."""
+    def span(sid: str, attrs: list[dict]) -> dict:
+        return {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": sid, "name": "GET /cart",
+                "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000",
+                "status": {}, "attributes": attrs}
+    doc = {"batches": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "carts"}}]},
+                        "scopeSpans": [{"spans": [
+                            span("b7ad6b7169203331", [{"key": "http.response.status_code", "value": {"intValue": "503"}}]),
+                            span("b7ad6b7169203332", [{"key": "http.status_code", "value": {"intValue": 404}}]),
+                            span("b7ad6b7169203333", [])]}]}]}
+    assert [s.status for s in otlp_spans(doc, "tempo")] == ["error", "ok", ""]

@@ -57,6 +57,10 @@ def test_the_records_own_level_decides() -> None:
     assert not is_errorish("", "request 3f2a-c594-11ee done")
     assert is_errorish("", "upstream returned 503")
     assert is_errorish("", "connection refused")
+    # exception classes as runtimes print them count without a level
+    assert is_errorish("", "java.lang.IllegalStateException: No instances available for seat")
+    assert is_errorish("", "raise ValueError(bad order id)")
+    assert not is_errorish("", "loaded ErrorHandlerConfig and ExceptionMapperRegistry")
 
 
 def test_info_lines_that_look_like_errors_are_not_error_templates() -> None:

@@ -22,6 +22,8 @@ from integrations.base import LogLine
 # ``ErrorHandlerConfig`` loaded at INFO do not read as failures.
 _ERRORISH = re.compile(r"\b(error|errors|exception|failed|failure|fails|fatal|timeout|timed out|refused|unavailable|"
                        r"denied|panic|traceback|unable|reset by peer)\b|\b5\d\d\b(?!-)", re.IGNORECASE)
+# exception and error classes as runtimes print them: java.lang.NullPointerException, ValueError, io.EOFError
+_EXCEPTION_CLASS = re.compile(r"\b(?:[a-z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error)\b")
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
 
 
@@ -35,7 +37,7 @@ def is_errorish(level: str, text: str) -> bool:
     lvl = normal_level(level)
     if lvl:
         return lvl in ERROR_LEVELS or lvl == "WARN"
-    return bool(_ERRORISH.search(text))
+    return bool(_ERRORISH.search(text) or _EXCEPTION_CLASS.search(text))
 
 
 _LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "FATAL", "ALERT": "FATAL",
