@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -66,6 +67,21 @@ class ServerSettings(Section):
     public_url: str | None = Field(
         default=None, description="how people reach this server, e.g. https://onwatch.acme.internal; chat "
                                   "messages link to the incident page under it when the web view is on")
+
+    @model_validator(mode="after")
+    def _public_url_is_a_base(self) -> ServerSettings:
+        """Links in chat are ``{public_url}/ui/incidents/ID``: only a plain http(s) base makes a safe one."""
+        url = self.public_url
+        if url is None or url == "":
+            self.public_url = None
+            return self
+        parts = urlsplit(url)
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+                or "#" in url or "?" in url or re.search(r"[\s<>\"'`|\\]", url)):
+            raise ValueError(f"server.public_url: {url[:100]!r} is not an http(s) URL such as "
+                             "https://onwatch.acme.internal (no query, fragment, spaces or quotes)")
+        self.public_url = url.rstrip("/")
+        return self
 
 
 class WebhookSettings(Section):

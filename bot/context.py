@@ -34,6 +34,7 @@ class AppContext:
 
     @classmethod
     def for_db(cls, settings: Settings, db: Database) -> AppContext:
-        ctx = cls(settings=settings, db=db, jobs=JobQueue(db), chat=ChatHub(db))
+        chat = ChatHub(db, public_url=settings.server.public_url)
+        ctx = cls(settings=settings, db=db, jobs=JobQueue(db), chat=chat)
         ctx.dead_letters = DeadLetters(db, ctx.metrics, settings.webhooks)
         return ctx

@@ -207,8 +207,17 @@ async def _ack(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
         return _err(f"There is no incident {target.upper()}. Type `status` to list open incidents.")
     if res.already:
         return _err(f"You already acknowledged {res.incident_id}.")
+    await ctx.chat.incident_updated(res.incident_id)  # the root message names who acknowledged
     who = cc.actor.name or cc.actor.id
     return CommandReply(text=f"{who} acknowledged {res.incident_id}" + (" (first)" if res.first else "") + ".")
+
+
+async def ack_click(ctx: AppContext, value: str, cc: CommandContext) -> CommandReply:
+    """The Acknowledge button of an incident's root message: its value is the incident id, checked here, and
+    it takes the same path as the ``ack`` command (one acknowledgement per person, audited)."""
+    if not INCIDENT_ID.match(value or ""):
+        return _err("That button is malformed; nothing was changed. Type `ack INC-…` instead.")
+    return await _ack(ctx, value, cc)
 
 
 async def _feedback_done(ctx: AppContext, incident_id: str, what: str) -> CommandReply:

@@ -12,12 +12,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlmodel import col, select
+
 from bot.chat.feedback import feedback_message
 from bot.chat.model import IncidentCard, Message, feedback_key
 from bot.memory.feedback import DEFAULT_EDIT_WINDOW_S
 from bot.memory.feedback import state as feedback_state
 from bot.store.db import Database
-from bot.store.models import Incident
+from bot.store.models import Acknowledgement, Incident
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,12 @@ class ChatAdapter(Protocol):
         ...
 
 
-def card_for(incident: Incident) -> IncidentCard:
+def incident_page(public_url: str | None, incident_id: str) -> str:
+    """The incident's web page (docs/web.md) under ``server.public_url``; empty when that is not set."""
+    return f"{public_url.rstrip('/')}/ui/incidents/{incident_id}" if public_url else ""
+
+
+def card_for(incident: Incident, acknowledged_by: tuple[str, ...] = (), public_url: str | None = None) -> IncidentCard:
     return IncidentCard(
         incident_id=incident.id,
         title=incident.title,
@@ -59,12 +66,27 @@ def card_for(incident: Incident) -> IncidentCard:
         owner=incident.owner,
         opened_at=incident.opened_at,
         summary=incident.summary,
+        url=incident_page(public_url, incident.id),
+        acknowledged_by=acknowledged_by,
     )
 
 
+async def load_card(db: Database, incident_id: str, public_url: str | None = None) -> IncidentCard | None:
+    """The root message of an incident as it stands: its row, who acknowledged it, the link to its page."""
+    async with db.session() as s:
+        inc = await s.get(Incident, incident_id)
+        if inc is None:
+            return None
+        acks = (await s.exec(select(Acknowledgement).where(Acknowledgement.incident_id == incident_id)
+                             .order_by(col(Acknowledgement.at)))).all()
+    return card_for(inc, tuple(a.actor_name or a.actor for a in acks), public_url)
+
+
 class ChatHub:
-    def __init__(self, db: Database, adapters: list[ChatAdapter] | None = None, remember_cards: int = 1000):
+    def __init__(self, db: Database, adapters: list[ChatAdapter] | None = None, remember_cards: int = 1000,
+                 public_url: str | None = None):
         self.db = db
+        self.public_url = public_url  # server.public_url: messages link to the incident page under it
         self.adapters: list[ChatAdapter] = list(adapters or [])
         # The last card sent per incident: an update that changes nothing is not sent again (platform rate
         # limits). Bounded, oldest forgotten first; another replica may still send one redundant update.
@@ -75,9 +97,7 @@ class ChatHub:
         self.adapters.append(adapter)
 
     async def _card(self, incident_id: str) -> IncidentCard | None:
-        async with self.db.session() as s:
-            inc = await s.get(Incident, incident_id)
-        return card_for(inc) if inc is not None else None
+        return await load_card(self.db, incident_id, self.public_url)
 
     async def incident_opened(self, incident_id: str, origin: ThreadOrigin | None = None) -> None:
         card = await self._card(incident_id)

@@ -47,6 +47,13 @@ class IncidentCard:
     owner: str = ""
     opened_at: float = 0.0
     summary: str = ""
+    url: str = ""  # the incident's web page ({server.public_url}/ui/incidents/ID); empty when not configured
+    acknowledged_by: tuple[str, ...] = ()  # display names, first acknowledgement first
+
+    @property
+    def acknowledgeable(self) -> bool:
+        """The Acknowledge button is offered until the incident is resolved."""
+        return self.status != "resolved"
 
     @property
     def phase_label(self) -> str:
@@ -109,11 +116,16 @@ class Chart:
 class Action:
     """A button. ``value`` is an opaque id only; the server looks everything else up."""
 
-    action_id: Literal["onwatch_approve", "onwatch_reject", "onwatch_feedback"]
+    action_id: Literal["onwatch_approve", "onwatch_reject", "onwatch_feedback", "onwatch_ack"]
     label: str
     value: str
     style: Literal["primary", "danger", "default"] = "default"
     confirm: str = ""  # a confirmation question for risky actions; empty for none
+
+
+def ack_action(incident_id: str) -> Action:
+    """The Acknowledge button of an incident's root message; its value is the incident id, checked on the server."""
+    return Action("onwatch_ack", "Acknowledge", incident_id, "primary")
 
 
 @dataclass(frozen=True, slots=True)

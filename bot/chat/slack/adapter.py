@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot.chat.hub import ThreadOrigin, card_for
+from bot.chat.hub import ThreadOrigin, load_card
 from bot.chat.model import IncidentCard, Message
 from bot.chat.slack.render import FileOut, Rendered, render_card, render_message, render_text
 from bot.config import Settings
@@ -280,9 +280,8 @@ class SlackAdapter:
         th = await self.thread_for(incident_id)
         if th is not None:
             return th
-        async with self.db.session() as s:
-            inc = await s.get(Incident, incident_id)
-        if inc is None:
+        card = await load_card(self.db, incident_id, self.settings.server.public_url)
+        if card is None:
             return None
-        await self.announce(card_for(inc), None)
+        await self.announce(card, None)
         return await self.thread_for(incident_id)

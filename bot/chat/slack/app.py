@@ -26,6 +26,7 @@ from bot.chat.commands import (
     SILENCE_VERBS,
     CommandContext,
     CommandReply,
+    ack_click,
     feedback_click,
     handle_command,
 )
@@ -221,6 +222,25 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
                             incident_id=None, origin=None, principals=principals)
         reply = await feedback_click(ctx, str(action.get("value") or ""), cc)
         await adapter.ephemeral(channel, user_id, reply.text, thread_ts=thread_ts)
+
+    # ------------------------------------------------------------- Acknowledge (the incident's root message)
+
+    @app.action("onwatch_ack")
+    async def on_ack(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user = body.get("user") or {}
+        user_id = str(user.get("id", ""))
+        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or message.get("ts")
+        name = await adapter.display_name(user_id, str(user.get("username") or user.get("name") or ""))
+        cc = CommandContext(actor=Actor("slack", user_id, name), platform="slack", channel=channel,
+                            incident_id=None, origin=None)
+        reply = await ack_click(ctx, str(action.get("value") or ""), cc)
+        if reply.ephemeral:
+            await adapter.ephemeral(channel, user_id, reply.text, thread_ts=thread_ts)
+        else:
+            await adapter.say(channel, reply.text, thread_ts=thread_ts)
 
     return app
 

@@ -34,6 +34,7 @@ from bot.chat.model import (
     ProposalBlock,
     Step,
     Text,
+    ack_action,
 )
 
 MAX_BLOCKS = 50
@@ -115,7 +116,13 @@ def render_card(card: IncidentCard) -> Rendered:
     ]
     if card.summary:
         blocks.append(section(cut(esc(card.summary), SECTION_TEXT)))
-    blocks.append(context(f"onwatch · incident {esc(card.incident_id)} · follow the thread for the investigation"))
+    if card.acknowledged_by:
+        blocks.append(context(cut(":eyes: Acknowledged by " + esc(", ".join(card.acknowledged_by)), SECTION_TEXT)))
+    if card.acknowledgeable:
+        blocks.append({"type": "actions", "block_id": cut(f"incident:{card.incident_id}", 255, ""),
+                       "elements": [_button(ack_action(card.incident_id))]})
+    page = f" · {link(card.url, 'incident page')}" if card.url else ""
+    blocks.append(context(f"onwatch · incident {esc(card.incident_id)}{page} · follow the thread for the investigation"))
     text = fallback_text(f"{card.incident_id} [{card.severity}] {card.title} — {card.phase_label}")
     return Rendered(blocks=blocks, text=text)
 

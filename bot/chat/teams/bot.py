@@ -8,7 +8,8 @@
   decide a proposal through ``ctx.remediation.decide``; the caller is identified by their Entra (AAD)
   object id only, and the card data is trusted for nothing but the opaque proposal id. The invoke answer
   replaces the card (who decided and when) or shows an error card. ``onwatch_refresh`` answers the
-  card's ``refresh`` with the caller's view. ``Action.Submit`` fallbacks arrive as messages whose
+  card's ``refresh`` with the caller's view. ``onwatch_ack`` (the incident card's Acknowledge) takes the ``ack``
+  command's path and answers with the incident card naming who acknowledged. ``Action.Submit`` fallbacks arrive as messages whose
   ``value`` holds the verb and id, and take the same path.
 """
 
@@ -24,9 +25,9 @@ from botbuilder.schema import Activity, ActivityTypes, AdaptiveCardInvokeRespons
 
 from bot.audit import Actor
 from bot.chat import compose
-from bot.chat.commands import CommandContext, feedback_click, handle_command
+from bot.chat.commands import CommandContext, ack_click, feedback_click, handle_command
 from bot.chat.feedback import feedback_message
-from bot.chat.hub import ThreadOrigin
+from bot.chat.hub import ThreadOrigin, load_card
 from bot.chat.teams import cards, refs
 from bot.chat.teams.adapter import approvers_lookup, card_activity, message_activity, with_approvers
 from bot.context import AppContext
@@ -134,6 +135,10 @@ class OnwatchTeamsBot(ActivityHandler):
             card = await self.feedback_card(activity, activity.value)
             await turn_context.send_activity(card_activity(card, "onwatch feedback"))
             return
+        if isinstance(activity.value, dict) and activity.value.get("verb") == cards.VERB_ACK:
+            card = await self.ack_card(activity, activity.value)
+            await turn_context.send_activity(card_activity(card, "onwatch acknowledgement"))
+            return
         text = command_text(activity)
         conv_id = str(activity.conversation.id)
         thread_id = thread_id_of(activity)
@@ -209,6 +214,22 @@ class OnwatchTeamsBot(ActivityHandler):
         card["body"].insert(0, cards.text_block(reply.text, color="Good", weight="Bolder"))
         return card
 
+    async def ack_card(self, activity: Activity, data: Any) -> cards.Card:
+        """The Acknowledge button: the ``ack`` command's domain path; the answer is the incident card as it now
+        stands (who acknowledged), with the outcome on top."""
+        value = data.get("incident_id") if isinstance(data, dict) else None
+        cc = CommandContext(actor=actor_of(activity), platform="teams", channel="", incident_id=None, origin=None)
+        reply = await ack_click(self.ctx, value if isinstance(value, str) else "", cc)
+        if reply.ephemeral:
+            return cards.error_card("Not acknowledged" if "already" not in reply.text else "Already acknowledged",
+                                    reply.text)
+        card = await load_card(self.ctx.db, str(value).upper(), self.ctx.settings.server.public_url)
+        if card is None:
+            return cards.error_card("Unknown incident", reply.text)
+        out = cards.incident_card(card)
+        out["body"].insert(0, cards.text_block(reply.text, color="Good", weight="Bolder"))
+        return out
+
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
     ) -> AdaptiveCardInvokeResponse:
@@ -218,6 +239,8 @@ class OnwatchTeamsBot(ActivityHandler):
             card = await self.decision_card(turn_context.activity, str(verb), data)
         elif verb == cards.VERB_FEEDBACK:
             card = await self.feedback_card(turn_context.activity, data)
+        elif verb == cards.VERB_ACK:
+            card = await self.ack_card(turn_context.activity, data)
         elif verb == cards.VERB_REFRESH:
             card = await self.refresh_card(turn_context.activity, data)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.chat.format import clip, fmt_num, utc_time
 from bot.chat.model import (
@@ -36,6 +37,7 @@ from bot.chat.model import (
     ProposalBlock,
     Step,
     Text,
+    ack_action,
 )
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -44,6 +46,7 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 VERB_APPROVE = "onwatch_approve"
 VERB_REJECT = "onwatch_reject"
 VERB_REFRESH = "onwatch_refresh"
+VERB_ACK = "onwatch_ack"  # data: {"incident_id": "INC-…"}; the same domain path as the `ack` command
 VERB_FEEDBACK = "onwatch_feedback"  # data: {"feedback": "<incident>|<choice>"}, checked on the server
 DECISION_VERBS = {VERB_APPROVE: "approve", VERB_REJECT: "reject"}
 MAX_REFRESH_USERS = 60  # Teams refreshes automatically for at most 60 listed users
@@ -131,11 +134,34 @@ def incident_card(card: IncidentCard) -> Card:
     ]
     if card.opened_at:
         facts.append(("Opened", utc_time(card.opened_at)))
+    if card.acknowledged_by:
+        facts.append(("Acknowledged by", ", ".join(card.acknowledged_by)))
     body: list[Card] = [header, fact_set(facts)]
     if card.summary:
         body.append(text_block(card.summary, spacing="Medium"))
     fallback = f"{card.incident_id} [{card.severity}] {card.title} — {card.phase_label}"
-    return envelope(body, fallback_text=fallback)
+    out = envelope(body, fallback_text=fallback)
+    actions: list[Card] = []
+    if card.acknowledgeable:
+        ack = ack_action(card.incident_id)
+        actions.append({"type": "Action.Execute", "title": ack.label, "verb": VERB_ACK,
+                        "data": {"incident_id": card.incident_id}, "style": _ACTION_STYLE[ack.style],
+                        "fallback": {"type": "Action.Submit", "title": ack.label,
+                                     "data": {"verb": VERB_ACK, "incident_id": card.incident_id}}})
+    page = open_url("Open incident page", card.url)
+    if page is not None:
+        actions.append(page)
+    if actions:
+        out["actions"] = actions
+    return out
+
+
+def open_url(title: str, url: str) -> Card | None:
+    """An ``Action.OpenUrl`` for an http(s) URL onwatch made; None for anything else (never a link from outside)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c in url for c in " \n\r\t<>\"'"):
+        return None
+    return {"type": "Action.OpenUrl", "title": title, "url": url}
 
 
 # ----------------------------------------------------------------- blocks
