@@ -71,6 +71,22 @@ def test_an_opaque_endpoint_does_not_outrank_the_service_behind_it() -> None:
     discount_echoes([echo2, real], fs, graph, 300.0, instrumented={"lb_remote"})
     assert echo2.raw == 1.0 and echo2.echo_of == ()
 
+    # like with like: the endpoint's p99 soared (its own stalls ride on the tail) while the service behind it
+    # moved only in its mean; the endpoint's mean moved as the service's did, so it is the same move
+    def sig(svc: str, signal: str, z: float) -> Finding:
+        return Finding(svc, signal, classify(signal), "metrics", z, 100.0, False, 0.1, 1.0, "", "")
+
+    tail = [sig("lb_remote", "latency_p99", 300.0), sig("lb_remote", "latency_avg", 14.0), sig("search", "latency_avg", 9.0)]
+    echo3 = Hypothesis("lb_remote", "dependency_failure", tail[:2], raw=1.1)
+    real3 = Hypothesis("search", "dependency_failure", [tail[2]], raw=0.35)
+    discount_echoes([echo3, real3], tail, graph, 300.0)
+    assert echo3.raw < real3.raw and echo3.echo_of == ("search",)
+    # a mean that did not move with it leaves the endpoint standing
+    alone = [tail[0], sig("search", "latency_p50", 3.2)]
+    echo4 = Hypothesis("lb_remote", "dependency_failure", alone[:1], raw=1.1)
+    discount_echoes([echo4, Hypothesis("search", "dependency_failure", alone[1:], raw=0.2)], alone, graph, 300.0)
+    assert echo4.raw == 1.1
+
 
 def _calls(*gaps: float, t0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(gaps), dtype=float) + t0, np.asarray(gaps, dtype=float)

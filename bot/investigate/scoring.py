@@ -275,7 +275,9 @@ def discount_echoes(hyps: Sequence[Hypothesis], findings: Sequence[Finding], gra
     side: the time and
     errors they see calling it include the network, a load balancer and whatever serves it. When a
     sibling callee of the same caller - a service we can see inside, because it has callees of its
-    own - moved the same way (same family, as strongly, within one sample), the opaque node is most
+    own - moved the same way (same family, or the same signal, at least half as strongly, within one
+    sample: an endpoint's tail quantile carries the network's and the balancer's own stalls, so its
+    median or mean is the fair comparison when only those moved inside), the opaque node is most
     likely that service seen from outside, and the evidence is about the service. Its hypotheses are
     capped just below the service's, so the ranking names the component rather than its echo.
     """
@@ -291,11 +293,13 @@ def discount_echoes(hyps: Sequence[Hypothesis], findings: Sequence[Finding], gra
         best_raw[h.service] = max(best_raw.get(h.service, 0.0), h.raw)
 
     def profile(svc: str) -> dict[str, tuple[float, float | None]]:
+        """Strongest move and first onset per family, and per signal (``family:signal``): like with like."""
         out: dict[str, tuple[float, float | None]] = {}
         for f in anomalous.get(svc, []):
-            s, on = out.get(f.family, (0.0, None))
-            ons = [t for t in (on, f.onset) if t is not None]
-            out[f.family] = (max(s, f.strength), min(ons) if ons else None)
+            for key in (f.family, f"{f.family}:{f.signal}"):
+                s, on = out.get(key, (0.0, None))
+                ons = [t for t in (on, f.onset) if t is not None]
+                out[key] = (max(s, f.strength), min(ons) if ons else None)
         return out
 
     for h in hyps:
