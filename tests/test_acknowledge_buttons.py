@@ -18,11 +18,13 @@ from sqlmodel import col, select
 
 from bot.app import build_context
 from bot.audit import verify_chain
-from bot.chat.hub import card_for, incident_page
+from bot.chat import compose
+from bot.chat.hub import card_for
+from bot.chat.model import incident_page
 from bot.chat.slack import routes as slack_routes
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.render import render_card
-from bot.chat.teams.cards import incident_card
+from bot.chat.teams.cards import incident_card, render_message
 from bot.config import Settings
 from bot.context import AppContext
 from bot.store.db import Database
@@ -30,7 +32,14 @@ from bot.store.models import Acknowledgement, AuditEvent, ChatThread, Incident
 from bot.web import create_app
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.slack_api import FakeSlack, action_body, sign
-from tests.slack_fixtures import INCIDENT_CHANNEL, SECRET, eventually, make_incident, slack_settings
+from tests.slack_fixtures import (
+    INCIDENT_CHANNEL,
+    SECRET,
+    eventually,
+    make_incident,
+    make_investigation,
+    slack_settings,
+)
 from tests.teams_fixtures import (
     APPROVER_AAD,
     BOT_ID,
@@ -150,6 +159,28 @@ async def test_slack_root_message_without_public_url_has_no_link(fake, sqlite_ur
     await ctx.chat.incident_opened(inc.id)
     root = fake.messages[INCIDENT_CHANNEL][0]
     assert "/ui/incidents" not in json.dumps(root) and _ack_button(root) is not None
+
+
+async def test_the_summary_links_to_the_incident_page(fake, sqlite_url, db) -> None:
+    ctx = await _slack(fake, sqlite_url, db, public_url=PUBLIC)
+    inc = await make_incident(db)
+    await ctx.chat.incident_opened(inc.id)
+    inv = await make_investigation(db, inc.id)
+    await ctx.chat.investigation_finished(inc.id, inv.id)
+    page = f"<{PUBLIC}/ui/incidents/{inc.id}|Open the incident page>"
+    summary = await eventually(lambda: [m for m in fake.messages[INCIDENT_CHANNEL] if "Likely causes" in json.dumps(m)])
+    assert page in json.dumps(summary[0]["blocks"])
+    # the reasoning and the chart do not repeat it; the status answer has it too
+    assert sum(page in json.dumps(m.get("blocks")) for m in fake.messages[INCIDENT_CHANNEL]) == 1
+    status = await compose.status_message(db, inc.id, PUBLIC)
+    assert status is not None and status.page_url == f"{PUBLIC}/ui/incidents/{inc.id}"
+
+    msgs = await compose.investigation_messages(db, inv.id, PUBLIC)
+    card = render_message(msgs[-1])
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open incident page",
+                                "url": f"{PUBLIC}/ui/incidents/{inc.id}"}]
+    assert all(not m.page_url for m in await compose.investigation_messages(db, inv.id))
+    assert "actions" not in render_message((await compose.investigation_messages(db, inv.id))[-1])
 
 
 def test_no_acknowledge_button_once_resolved_and_links_are_safe() -> None:

@@ -110,7 +110,7 @@ async def _status(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply
     if target:
         if not INCIDENT_ID.match(target):
             return _err(f"`{target[:40]}` is not an incident id (they look like INC-1A2B3C).")
-        msg = await status_message(ctx.db, target.upper())
+        msg = await status_message(ctx.db, target.upper(), ctx.settings.server.public_url)
         if msg is None:
             return _err(f"There is no incident {target.upper()}. Type `status` to list open incidents.")
         return CommandReply(text=msg.fallback, message=msg)

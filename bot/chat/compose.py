@@ -9,6 +9,7 @@ and the contract's shape (``steps: [{index, kind, text}]``) are both understood.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlmodel import col, select
@@ -25,6 +26,7 @@ from bot.chat.model import (
     ProposalBlock,
     Step,
     Text,
+    incident_page,
     steps_key,
 )
 from bot.errors import NotFound
@@ -133,8 +135,9 @@ async def load_report(db: Database, investigation_id: str) -> tuple[Investigatio
     return inv, inc, report
 
 
-async def investigation_messages(db: Database, investigation_id: str) -> list[Message]:
-    """The reasoning steps, a chart of the key signal, and the ranked causes each with its evidence."""
+async def investigation_messages(db: Database, investigation_id: str, public_url: str | None = None) -> list[Message]:
+    """The reasoning steps, a chart of the key signal, and the ranked causes each with its evidence; the causes
+    (the summary) link to the incident's web page when ``public_url`` is set."""
     from bot.chat.chart import chart_for_report
 
     inv, inc, report = await load_report(db, investigation_id)
@@ -158,7 +161,7 @@ async def investigation_messages(db: Database, investigation_id: str) -> list[Me
         out.append(Message(blocks=(Chart(chart.title, chart.png, chart.filename),), fallback=chart.title,
                            key=f"investigation:{inv.id}:chart", attachments=(chart,)))
 
-    out.append(_causes_message(inv, inc, report))
+    out.append(replace(_causes_message(inv, inc, report), page_url=incident_page(public_url, inc.id)))
     return out
 
 
@@ -326,7 +329,7 @@ async def proposal_status_message(db: Database, proposal_id: str) -> tuple[str, 
 # ----------------------------------------------------------------- incident status
 
 
-async def status_message(db: Database, incident_id: str) -> Message | None:
+async def status_message(db: Database, incident_id: str, public_url: str | None = None) -> Message | None:
     """An incident at a glance: its card facts, the latest investigation's top causes, its proposals."""
     async with db.session() as s:
         inc = await s.get(Incident, incident_id)
@@ -354,4 +357,5 @@ async def status_message(db: Database, incident_id: str) -> Message | None:
                                     str(c.get("summary", ""))))
     for p in proposals:
         blocks.append(Text(f"Runbook {p.title or p.runbook_id}: {p.status}", "plain"))
-    return Message(blocks=tuple(blocks), fallback=f"{inc.id}: {inc.status} ({inc.phase})")
+    return Message(blocks=tuple(blocks), fallback=f"{inc.id}: {inc.status} ({inc.phase})",
+                   page_url=incident_page(public_url, inc.id))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlmodel import col, select
 
 from bot.chat.feedback import feedback_message
-from bot.chat.model import IncidentCard, Message, feedback_key
+from bot.chat.model import IncidentCard, Message, feedback_key, incident_page
 from bot.memory.feedback import DEFAULT_EDIT_WINDOW_S
 from bot.memory.feedback import state as feedback_state
 from bot.store.db import Database
@@ -48,11 +48,6 @@ class ChatAdapter(Protocol):
     async def replace(self, incident_id: str, key: str, message: Message) -> None:
         """Edit a message posted earlier with ``message.key == key``."""
         ...
-
-
-def incident_page(public_url: str | None, incident_id: str) -> str:
-    """The incident's web page (docs/web.md) under ``server.public_url``; empty when that is not set."""
-    return f"{public_url.rstrip('/')}/ui/incidents/{incident_id}" if public_url else ""
 
 
 def card_for(incident: Incident, acknowledged_by: tuple[str, ...] = (), public_url: str | None = None) -> IncidentCard:
@@ -134,7 +129,7 @@ class ChatHub:
         from bot.chat import compose
 
         await self.incident_updated(incident_id)
-        for msg in await compose.investigation_messages(self.db, investigation_id):
+        for msg in await compose.investigation_messages(self.db, investigation_id, self.public_url):
             await self.post(incident_id, msg)
         await self.feedback_changed(incident_id)
 
@@ -165,10 +160,11 @@ class ChatHub:
         await self.replace(incident_id, msg.key, msg)
         await self.incident_updated(incident_id)
 
-    async def notify(self, incident_id: str, text: str) -> None:
-        """A short line in the incident thread (e.g. 'execution state unknown after a restart')."""
+    async def notify(self, incident_id: str, text: str, key: str = "") -> None:
+        """A short line in the incident thread (e.g. 'execution state unknown after a restart'). With ``key``,
+        a second notify under the same key edits the first instead of repeating it (outbox re-deliveries)."""
         if not self.adapters:
             return
         from bot.chat.model import Text
 
-        await self.post(incident_id, Message(blocks=(Text(text),), fallback=text))
+        await self.post(incident_id, Message(blocks=(Text(text),), fallback=text, key=key))

@@ -164,6 +164,12 @@ class Message:
     key: str = ""
     ephemeral_to: str = ""  # platform user id for an ephemeral reply
     attachments: tuple[Chart, ...] = field(default_factory=tuple)
+    page_url: str = ""  # the incident's web page (server.public_url); renderers add an "Open incident page" link
+
+
+def incident_page(public_url: str | None, incident_id: str) -> str:
+    """The incident's web page (docs/web.md) under ``server.public_url``; empty when that is not set."""
+    return f"{public_url.rstrip('/')}/ui/incidents/{incident_id}" if public_url else ""
 
 
 def feedback_key(incident_id: str) -> str:

@@ -261,6 +261,8 @@ def render_message(message: Message) -> Rendered:
     for a in message.attachments:
         if not any(f.filename == a.filename and f.content == a.png for f in files):
             files.append(FileOut(a.filename, a.png, a.title))
+    if message.page_url:
+        blocks.append(context(link(message.page_url, "Open the incident page")))
     if len(blocks) > MAX_BLOCKS:
         overflow = blocks[MAX_BLOCKS - 1:]
         full = "\n\n".join(_block_text(b) for b in overflow)

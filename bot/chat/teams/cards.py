@@ -346,12 +346,16 @@ def render_message(message: Message, viewer: str | None = None, notice: str = ""
             body.append(chart_image(extra))
     if notice and not any(isinstance(b, ProposalBlock) for b in message.blocks):
         body.insert(0, text_block(notice, color="Attention", weight="Bolder"))
-    return envelope(body, fallback_text=message.fallback, refresh=refresh_for(message))
+    card = envelope(body, fallback_text=message.fallback, refresh=refresh_for(message))
+    page = open_url("Open incident page", message.page_url)
+    if page is not None:
+        card["actions"] = [page]
+    return card
 
 
 def is_plain(message: Message) -> bool:
     """A message of plain/muted text only is sent as Teams text (markdown), not as a card."""
-    return bool(message.blocks) and not message.attachments and all(
+    return bool(message.blocks) and not message.attachments and not message.page_url and all(
         isinstance(b, Text) and b.style in ("plain", "muted") for b in message.blocks
     )
 
