@@ -11,13 +11,13 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot import change_webhook
 from bot.context import AppContext
 from bot.intake import routes
 from bot.rfc3339 import parse_rfc3339
 from bot.store.db import Database
 from bot.triage.service import TriageService
 from bot.web import create_app
-from integrations import change_webhook
 from tests.triage_fixtures import (
     TOKEN,
     alerts,

@@ -10,7 +10,7 @@
 * The body is read within ``webhooks.body_timeout_s`` (408) and ``webhooks.max_body_bytes`` (413). A client
   that hangs up mid-body is logged in one line.
 * Every refusal is answered 4xx with ``{"error": reason}`` and kept in ``dead_letter`` (bounded: see
-  ``bot.web.dead_letter``). An alert of a batch that fails validation is refused alone: it is dead-lettered
+  ``bot.httpio.dead_letter``). An alert of a batch that fails validation is refused alone: it is dead-lettered
   and named in the answer (``refused``), and the others are triaged.
 * Accepted alerts are triaged in one transaction and the sender answered 200 with the outcome, on SQLite
   and PostgreSQL alike. A storage failure is a 503: nothing of the batch is kept, the sender retries, and
@@ -33,8 +33,8 @@ from bot.audit import Actor
 from bot.context import AppContext
 from bot.deadletter import AUTH_FAILURE_BODY_CAP
 from bot.errors import DatabaseError
+from bot.httpio import CTX, BodyError, dead_letter, is_json_type, read_body
 from bot.intake.payloads import PAYLOADS, Envelope, describe
-from bot.web import CTX, BodyError, dead_letter, is_json_type, read_body
 
 log = logging.getLogger(__name__)
 

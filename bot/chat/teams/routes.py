@@ -27,8 +27,8 @@ from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
 from bot.chat.teams.bot import OnwatchTeamsBot
 from bot.chat.teams.connection import build_cloud_adapter
 from bot.context import AppContext
-from bot.web import dead_letter as keep_dead_letter
-from bot.web import read_capped
+from bot.httpio import dead_letter as keep_dead_letter
+from bot.httpio import read_capped
 
 log = logging.getLogger(__name__)
 
