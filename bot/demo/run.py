@@ -16,6 +16,9 @@ simulated:
    has fresh telemetry to read;
 6. the audit chain is verified and a summary printed.
 
+With ``--serve`` the same server then stays up with the read-only web view (docs/web.md) switched on and a fresh
+viewer token: the demo ends by printing the incident page's URL and the token, and serves until Ctrl-C.
+
 Parts of onwatch that are not installed are skipped with a note, so the demo always shows what the
 project can do end to end today.
 """
@@ -29,6 +32,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -83,6 +87,7 @@ class DemoResult:
     audit_rows: int = 0
     skipped: list[str] = field(default_factory=list)
     rollbacks: int = 0
+    page_url: str = ""  # with --serve: the incident's web page
 
 
 # ----------------------------------------------------------------------------- the simulated deploy controller
@@ -211,10 +216,14 @@ def pick_database(workdir: Path) -> tuple[str, str]:
     return f"sqlite:///{path}", f"a fresh temporary SQLite file {path} (set ONWATCH_DATABASE__URL to use yours)"
 
 
-def demo_settings(db_url: str, case_dir: Path, runbook_dir: Path, token: str) -> Settings:
-    """Settings of the demo only: nothing is read from ONWATCH_* (no Slack, no LLM, no live sources)."""
+def demo_settings(db_url: str, case_dir: Path, runbook_dir: Path, token: str,
+                  viewer_token: str | None = None) -> Settings:
+    """Settings of the demo only: nothing is read from ONWATCH_* (no Slack, no LLM, no live sources). With a
+    ``viewer_token`` (``--serve``) the web view is on, behind that token."""
+    web_view = {"enabled": True, "viewer_token": viewer_token} if viewer_token else {}
     return Settings(  # type: ignore[call-arg]
         _env_prefix="ONWATCH_DEMO_UNUSED_",
+        web=web_view,
         database={"url": db_url},
         server={"host": "127.0.0.1", "port": 0, "workers": 1, "log_level": "WARNING"},
         webhooks={"token": token},
@@ -235,18 +244,47 @@ def _have(module: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def serving(ctx: AppContext) -> AsyncIterator[int]:
-    """The real aiohttp application (webhooks included) on a loopback port."""
+async def serving(ctx: AppContext, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
+    """The real aiohttp application (webhooks included, and the web view when it is on) on ``host:port``."""
     from bot.web import create_app
 
     runner = web.AppRunner(create_app(ctx), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise DemoError(f"cannot serve the web view on {host}:{port}: {exc.strerror or exc} "
+                        "(choose another with --port)") from None
     try:
         yield _bound_port(site)
     finally:
         await runner.cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """``onwatch demo --serve``: where the web view listens, and what ends it (Ctrl-C by default)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    stop: asyncio.Event | None = None
+
+
+async def _serve_web(ctx: AppContext, res: DemoResult, viewer_token: str, opts: ServeOptions, say: Narrator) -> None:
+    """Keep the server up with the web view on; print the incident page's URL and the viewer token."""
+    stop = opts.stop or asyncio.Event()
+    async with serving(ctx, opts.host, opts.port) as port:
+        shown_host = "127.0.0.1" if opts.host in ("0.0.0.0", "::", "") else opts.host
+        base = f"http://{shown_host}:{port}"
+        res.page_url = f"{base}/ui/incidents/{res.incident_id}" if res.incident_id else f"{base}/ui/"
+        say.step("The web view")
+        say.say(f"incident page: {say.p.bold(res.page_url)}")
+        say.say(f"viewer token:  {viewer_token}")
+        say.note("paste the token into the login form (or send it as Authorization: Bearer …); "
+                 "serving until Ctrl-C")
+        await stop.wait()
 
 
 # ----------------------------------------------------------------------------- the story
@@ -352,7 +390,7 @@ async def _top_proposal(db: Database, incident_id: str) -> Proposal | None:
 
 
 async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool | None = None,
-                   workdir: Path | None = None) -> DemoResult:
+                   workdir: Path | None = None, serve: ServeOptions | None = None) -> DemoResult:
     palette = Palette(use_colour(out) if colour is None else colour)
     say = Narrator(out, palette)
     started = time.perf_counter()
@@ -387,7 +425,8 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
     await controller.start()
     runbook_dir = write_runbooks(work / "runbooks", controller.port)
     token = secrets.token_urlsafe(24)
-    settings = demo_settings(db_url, case_dir, runbook_dir, token)
+    viewer_token = secrets.token_urlsafe(24) if serve is not None else None
+    settings = demo_settings(db_url, case_dir, runbook_dir, token, viewer_token)
 
     from bot.app import build_context, build_runner
 
@@ -446,13 +485,17 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
             say.say(palette.green(f"audit chain intact: {chain.checked} rows"))
         else:
             say.say(palette.red(f"audit chain BROKEN at row seq={chain.bad_seq}: {chain.reason}"))
+        if serve is not None and viewer_token is not None:
+            _summary(say, res, shop, adapter, time.perf_counter() - started, keep)
+            await _serve_web(ctx, res, viewer_token, serve, say)
     finally:
         if ctx is not None and ctx.triage is not None:
             await ctx.triage.aclose()
         await controller.stop()
         await db.dispose()
 
-    _summary(say, res, shop, adapter, time.perf_counter() - started, keep)
+    if serve is None:
+        _summary(say, res, shop, adapter, time.perf_counter() - started, keep)
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return res
@@ -528,8 +571,19 @@ def main(args: argparse.Namespace) -> int:
     seed = int(getattr(args, "seed", 7))
     keep = bool(getattr(args, "keep", False))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    async def go() -> DemoResult:
+        serve = None
+        if getattr(args, "serve", False):
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            serve = ServeOptions(host=str(args.host), port=int(args.port), stop=stop)
+        return await run_demo(seed, out=sys.stdout, keep=keep, serve=serve)
+
     try:
-        res = asyncio.run(run_demo(seed, out=sys.stdout, keep=keep))
+        res = asyncio.run(go())
     except DemoError as exc:
         print(f"onwatch demo: {exc}", file=sys.stderr)
         return 1
