@@ -374,3 +374,21 @@ class SeenCommand(SQLModel, table=True):
     __tablename__ = "seen_command"
     key: str = Field(primary_key=True, max_length=128)
     seen_at: float = Field(default_factory=now, index=True)
+
+
+class LifecycleEvent(SQLModel, table=True):
+    """The incident lifecycle's outbox (``bot.incidents.outbox``): one row per thing that happened to an incident,
+    written in the transaction that made it happen. The chat hub renders each once, in ``id`` order; a row is
+    claimed for ``claimed_until`` while it is rendered, and ``delivered_at`` is set once it was."""
+
+    __tablename__ = "lifecycle_event"
+    __table_args__ = (Index("ix_lifecycle_event_pending", "delivered_at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(max_length=32, index=True)
+    kind: str = Field(max_length=48)  # bot.incidents.outbox.EventKind
+    params: dict[str, Any] = json_col()
+    at: float = Field(default_factory=now)
+    claimed_by: str = Field(default="", max_length=100)
+    claimed_until: float | None = None
+    attempts: int = 0
+    delivered_at: float | None = None

@@ -1,0 +1,55 @@
+"""The chat hub's subscription to the lifecycle outbox: each event becomes the hub call that renders it.
+
+The domain writes events (``bot.incidents.outbox``); this edge turns them into messages. Every rendering is
+idempotent, so an event delivered twice (a crash between rendering and marking) changes nothing more: the
+card is edited in place, proposal messages are replaced under their key, an announcement of an incident that
+already has a thread only refreshes its card, and a note is posted under the event's key (adapters edit a
+message they already posted under a key instead of posting it again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.chat.hub import ChatHub, ThreadOrigin
+from bot.incidents.outbox import EventKind, OutboxEvent
+
+
+def origin_params(origin: ThreadOrigin | None) -> dict[str, Any]:
+    """An incident's chat origin as event params (``incident.opened``)."""
+    if origin is None:
+        return {}
+    return {"origin": {"platform": origin.platform, "channel": origin.channel, "thread_id": origin.thread_id,
+                       "reference": dict(origin.reference)}}
+
+
+def _origin(params: Any) -> ThreadOrigin | None:
+    o = params.get("origin") if hasattr(params, "get") else None
+    if not isinstance(o, dict):
+        return None
+    return ThreadOrigin(str(o.get("platform", "")), str(o.get("channel", "")), str(o.get("thread_id", "")),
+                        dict(o.get("reference") or {}))
+
+
+class HubRenderer:
+    """An outbox subscriber rendering through the hub ``hub()`` returns when the event arrives."""
+
+    def __init__(self, hub: Callable[[], ChatHub]):
+        self.hub = hub
+
+    async def __call__(self, event: OutboxEvent) -> None:
+        hub, inc, p = self.hub(), event.incident_id, event.params
+        if event.kind == EventKind.INCIDENT_OPENED:
+            await hub.incident_opened(inc, _origin(p))
+        elif event.kind in (EventKind.INCIDENT_CHANGED, EventKind.INCIDENT_UPDATED):
+            await hub.incident_updated(inc)
+        elif event.kind == EventKind.INVESTIGATION_FINISHED:
+            await hub.investigation_finished(inc, str(p["investigation_id"]))
+        elif event.kind == EventKind.PROPOSALS_OFFERED:
+            await hub.proposals_offered(inc, [str(i) for i in p.get("proposal_ids", [])],
+                                        [str(r) for r in p.get("refused", [])])
+        elif event.kind == EventKind.PROPOSAL_CHANGED:
+            await hub.proposal_changed(str(p["proposal_id"]))
+        elif event.kind == EventKind.NOTE:
+            await hub.notify(inc, str(p.get("text", "")), key=event.key)
