@@ -179,8 +179,9 @@ async def test_proposal_message_has_buttons_with_opaque_id_and_confirm(client, f
 
 async def test_authorised_click_approves_once_and_replaces_buttons(client, fake, sctx):
     p, msg = await _offer(sctx, fake)
-    body = action_body("onwatch_approve", p.id, "UALICE", INCIDENT_CHANNEL, msg["ts"], msg["thread_ts"])
-    double = [await send(client, body, form=True) for _ in range(2)]  # a double click
+    # a double click: two interactions, each with its own trigger id (a replay of one is tested below)
+    double = [await send(client, action_body("onwatch_approve", p.id, "UALICE", INCIDENT_CHANNEL, msg["ts"],
+                                             msg["thread_ts"]), form=True) for _ in range(2)]
     assert all(r.status == 200 for r in double)
 
     async def decided() -> bool:
@@ -265,3 +266,70 @@ async def test_seen_commands_are_pruned(sctx):
     assert not await first_time(sctx.db, "slack:a", now=1001.0)
     assert await prune(sctx.db, keep_s=3600, now=1000.0 + 3601) == 1
     assert await first_time(sctx.db, "slack:a")
+
+
+# ----------------------------------------------------------------- replays across restarts and replicas
+
+
+async def _replica(settings: Any, url: str) -> tuple[AppContext, TestClient]:
+    """One onwatch process: its own Database engine, bolt app and HTTP server over the shared database."""
+    from bot.store.db import Database
+
+    ctx = AppContext.for_db(settings, Database(url))
+    ctx.chat.add(SlackAdapter(settings, ctx.db, debounce_s=0.05))
+    ctx.remediation = RemediationService(ctx)
+    c = TestClient(TestServer(create_app(ctx, installers=[slack_routes.install])))
+    await c.start_server()
+    return ctx, c
+
+
+async def test_replays_are_dropped_by_another_replica_and_after_a_restart(fake, anydb):
+    """Issue 17: Slack's retries of an event (same ``event_id``, ``X-Slack-Retry-Num``) and a replayed click
+    (same ``trigger_id``) reach another replica, or the same one restarted: the first delivery is recorded in
+    the database, so every later one is acknowledged and does nothing — on SQLite and on PostgreSQL."""
+    settings = slack_settings(anydb.url, fake.api_url)
+    (a, ca), (b, cb) = await _replica(settings, anydb.url), await _replica(settings, anydb.url)
+    try:
+        inc = await make_incident(a.db)
+        await a.chat.incident_opened(inc.id)
+        root = fake.messages[INCIDENT_CHANNEL][0]
+        event = {"type": "app_mention", "user": "UBOB", "text": "<@UONWATCH> status", "channel": INCIDENT_CHANNEL,
+                 "ts": fake.next_ts(), "thread_ts": root["ts"]}
+        body = event_body(event, event_id="Ev0REPLICA1")
+        assert (await send(ca, body)).status == 200
+        for n, replica in ((1, cb), (2, ca)):
+            resp = await send(replica, body, extra={"X-Slack-Retry-Num": str(n), "X-Slack-Retry-Reason": "http_timeout"})
+            assert resp.status == 200
+        await eventually(lambda: len(fake.thread(INCIDENT_CHANNEL, root["ts"])) >= 2)
+
+        p, msg = await _offer(a, fake)
+        click = action_body("onwatch_approve", p.id, "UALICE", INCIDENT_CHANNEL, msg["ts"], msg["thread_ts"])
+        assert (await send(cb, click, form=True)).status == 200
+        await eventually(lambda: statuses_of(a, p.id, "approved"))
+        await cb.close()  # replica b restarts: a new process, the same database
+        b2, cb = await _replica(settings, anydb.url)
+        await b.db.dispose()
+        b = b2
+        for replica in (ca, cb):
+            assert (await send(replica, click, form=True)).status == 200
+        await asyncio.sleep(0.5)  # time for a wrongly repeated handler to post or decide
+        assert len(fake.thread(INCIDENT_CHANNEL, root["ts"])) == 2  # the root and one status reply
+        assert fake.ephemerals == []  # a replayed click is not even told "already decided": it is not handled
+        async with a.db.session() as s:
+            approvals = (await s.exec(select(Approval).where(Approval.proposal_id == p.id))).all()
+            jobs = (await s.exec(select(Job).where(Job.kind == "execution"))).all()
+        assert len(approvals) == 1 and len(jobs) == 1
+        other = action_body("onwatch_approve", p.id, "UALICE", INCIDENT_CHANNEL, msg["ts"], msg["thread_ts"])
+        await send(cb, other, form=True)  # a new click (new trigger id) is handled: told it is decided
+        eph = await eventually(lambda: fake.ephemerals)
+        assert "already" in eph[0]["text"]
+    finally:
+        for c, r in ((ca, a), (cb, b)):
+            await c.close()
+            await r.db.dispose()
+
+
+async def statuses_of(ctx: AppContext, proposal_id: str, want: str) -> bool:
+    async with ctx.db.session() as s:
+        row = await s.get(Proposal, proposal_id)
+    return row is not None and row.status == want

@@ -1,19 +1,19 @@
 """The slack-bolt ``AsyncApp``: alert posts → triage, ``/investigate`` and mentions → commands, buttons → decisions.
 
-Every listener acks first (Slack wants an answer within 3 seconds) and does the work after. Event
-re-deliveries (``X-Slack-Retry-Num``) are recognised by ``event_id`` and acknowledged without being
-handled twice; the domain is idempotent underneath anyway (alert dedup by fingerprint, one conditional
-update per decision). Nothing a user types is executed: it is parsed into a verb by
-``bot.chat.commands``. Button values are opaque proposal ids; everything else is looked up and the
-clicker is authorised on the server by the remediation service.
+Every listener acks first (Slack wants an answer within 3 seconds) and does the work after. A
+delivery seen before — an event re-delivered with ``X-Slack-Retry-Num`` (same ``event_id``), a button
+click or slash command replayed (same ``trigger_id``) — is acknowledged and not handled again: its key is
+recorded in the database (``bot.chat.seen``), so a restart or another replica drops it too. The domain
+is idempotent underneath anyway (alert dedup by fingerprint, one conditional update per decision).
+Nothing a user types is executed: it is parsed into a verb by ``bot.chat.commands``. Button values are
+opaque proposal ids; everything else is looked up and the clicker is authorised on the server by the
+remediation service.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
-from collections import OrderedDict
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -47,21 +47,22 @@ IGNORED_SUBTYPES = frozenset({"message_changed", "message_deleted", "message_rep
                               "thread_broadcast", "bot_add", "bot_remove", "pinned_item", "unpinned_item"})
 
 
-class SeenEvents:
-    """Event ids handled recently (bounded, with a TTL), so a Slack retry is acked but not handled again."""
+def delivery_key(body: dict[str, Any], signature: str) -> str | None:
+    """What identifies one Slack delivery, so its replays can be recognised; None when nothing does.
 
-    def __init__(self, ttl_s: float = 3600, cap: int = 10_000) -> None:
-        self.ttl_s, self.cap = ttl_s, cap
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def first_time(self, event_id: str) -> bool:
-        now = time.monotonic()
-        while self._seen and (len(self._seen) > self.cap or next(iter(self._seen.values())) < now):
-            self._seen.popitem(last=False)
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = now + self.ttl_s
-        return True
+    An event's ``event_id`` stays the same across Slack's retries; every click, slash command and
+    shortcut gets its own ``trigger_id`` (two clicks are two triggers, one click replayed is one). A slash
+    command without a trigger id (not seen from Slack, but possible from a hand-made request) falls back
+    to its signature, which the 5-minute window makes unique enough."""
+    if body.get("type") == "event_callback":
+        event_id = body.get("event_id")
+        return command_key("slack", f"event:{event_id}") if event_id else None
+    trigger = body.get("trigger_id")
+    if trigger:
+        return command_key("slack", f"trigger:{trigger}")
+    if body.get("command") and signature:
+        return command_key("slack", f"signature:{signature}")
+    return None
 
 
 def _reply_rendered(reply: CommandReply) -> Rendered | str:
@@ -87,14 +88,17 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
         process_before_response=False,
     )
     groups = UserGroupCache(adapter.client, s.usergroup_cache_s)
-    seen = SeenEvents()
     alert_channels = set(s.alert_channels)
 
     @app.middleware
-    async def drop_redeliveries(body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002 - bolt's name
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not seen.first_time(str(event_id)):
-            log.info("Slack re-delivered event %s; already handled", event_id)
+    async def drop_redeliveries(body: dict[str, Any], req: AsyncBoltRequest,
+                                next: Any) -> BoltResponse | None:  # noqa: A002 - bolt's name
+        # runs after bolt's signature check, so an unsigned request cannot mark an id as seen
+        signature = str((req.headers.get("x-slack-signature") or [""])[0])
+        key = delivery_key(body, signature)
+        if key is not None and not await first_time(ctx.db, key):
+            retry = (req.headers.get("x-slack-retry-num") or [""])[0]
+            log.info("Slack delivered %s again%s; already handled", key[:24], f" (retry {retry})" if retry else "")
             return BoltResponse(status=200, body="")
         await next()
         return None
@@ -158,12 +162,8 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
             await adapter.say(channel, _reply_rendered(reply), thread_ts=thread_ts or ts)
 
     @app.command("/investigate")
-    async def on_investigate(ack: Any, command: dict[str, Any], request: AsyncBoltRequest) -> None:
-        await ack()  # within 3 s; the work below runs after Slack has its answer
-        unique = str(command.get("trigger_id") or "") or str(request.headers.get("x-slack-signature", [""])[0])
-        if unique and not await first_time(ctx.db, command_key("slack", unique)):
-            log.info("Slack /investigate replayed (trigger %s); already handled", unique[:16])
-            return
+    async def on_investigate(ack: Any, command: dict[str, Any]) -> None:
+        await ack()  # within 3 s; a replay never gets here (drop_redeliveries)
         channel, user = str(command.get("channel_id", "")), str(command.get("user_id", ""))
         text = str(command.get("text") or "").strip()
         reply = await run_command(f"investigate {text}".strip(), user, str(command.get("user_name") or ""),

@@ -20,7 +20,7 @@ import logging
 import re
 from typing import Any
 
-from botbuilder.core import ActivityHandler, TurnContext
+from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext, serializer_helper
 from botbuilder.schema import Activity, ActivityTypes, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
 
 from bot.audit import Actor
@@ -28,11 +28,13 @@ from bot.chat import compose
 from bot.chat.commands import CommandContext, ack_click, feedback_click, handle_command
 from bot.chat.feedback import feedback_message
 from bot.chat.hub import ThreadOrigin, load_card
-from bot.chat.teams import cards, refs
+from bot.chat.seen import first_time
+from bot.chat.teams import cards, refs, replays
 from bot.chat.teams.adapter import approvers_lookup, card_activity, message_activity, with_approvers
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.memory.feedback import state as feedback_state
+from bot.store.models import Proposal
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,39 @@ class OnwatchTeamsBot(ActivityHandler):
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
         self.approvers = approvers_lookup(ctx)
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        """A message or click delivered before (same activity id, on any replica) does not act again; a
+        replayed click is answered with the card as it now stands."""
+        activity = turn_context.activity
+        key = replays.delivery_key(activity)
+        if key is not None and not await first_time(self.ctx.db, key):
+            log.info("teams: activity %s delivered again; already handled", str(activity.id)[:40])
+            if replays.is_card_action(activity):
+                card = await self.replay_card(activity)
+                answer = AdaptiveCardInvokeResponse(status_code=200, type=cards.CARD_CONTENT_TYPE, value=card)
+                await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(
+                    status=200, body=serializer_helper(answer))))
+            return
+        await super().on_turn(turn_context)
+
+    async def replay_card(self, activity: Activity) -> cards.Card:
+        """What a replayed click sees: the proposal as it now stands, or a plain "already handled"."""
+        action = activity.value.get("action") if isinstance(activity.value, dict) else None
+        verb, data = (action.get("verb"), action.get("data")) if isinstance(action, dict) else (None, None)
+        proposal_id = _proposal_id(data)
+        if verb not in cards.DECISION_VERBS or proposal_id is None:
+            return cards.error_card("Already handled", replays.REPLAY_NOTICE)
+        try:
+            _, message = await compose.proposal_status_message(self.ctx.db, proposal_id)
+        except NotFound:
+            return cards.error_card("Unknown proposal", f"Proposal {proposal_id} does not exist.")
+        async with self.ctx.db.session() as s:
+            proposal = await s.get(Proposal, proposal_id)
+        status = proposal.status if proposal is not None else "decided"
+        message = await with_approvers(message, self.approvers)
+        return cards.render_message(message, next(iter(principals_of(activity)), None),
+                                    notice=f"{replays.REPLAY_NOTICE} The proposal is already {status}.")
 
     # ---- conversation references
 
