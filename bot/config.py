@@ -37,6 +37,7 @@ SECRET_KEYS = frozenset(
         "api_key",
         "password",
         "bearer_token",
+        "basic_password",
         "client_secret",
         "viewer_token",
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import os
 import random
 import ssl
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import SecretStr
 
 from bot.errors import ConfigError
 from integrations.base import (
@@ -51,28 +51,20 @@ class HttpConfig:
     verify: bool | str = True
 
 
-def _env(name: str, what: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigError([f"{what}: environment variable {name} is not set"])
-    return value
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def config_from_settings(s: Any, url: str, *, where: str) -> HttpConfig:
-    """Build an ``HttpConfig`` from any of the source settings models (reads credentials from the environment)."""
+    """Build an ``HttpConfig`` from any of the source settings models (their secrets already read by settings)."""
     headers: dict[str, str] = dict(getattr(s, "headers", {}) or {})
     tenant = getattr(s, "tenant_id", None)
     if tenant:
         headers["X-Scope-OrgID"] = tenant
-    bearer = None
-    if getattr(s, "bearer_token_env", None):
-        bearer = _env(s.bearer_token_env, f"{where}.bearer_token_env")
-    elif getattr(s, "token_env", None):
-        bearer = _env(s.token_env, f"{where}.token_env")
+    bearer = _secret(getattr(s, "bearer_token", None)) or _secret(getattr(s, "token", None))
     basic = None
     if getattr(s, "basic_user", None):
-        pw = _env(s.basic_password_env, f"{where}.basic_password_env") if s.basic_password_env else ""
-        basic = (s.basic_user, pw)
+        basic = (s.basic_user, _secret(s.basic_password) or "")
     verify: bool | str = bool(getattr(s, "tls_verify", True))
     ca = getattr(s, "ca_file", None)
     if verify and ca:

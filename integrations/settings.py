@@ -1,15 +1,31 @@
 """Settings of the telemetry and change sources (the ``sources`` section of the settings tree).
 
-Every key is documented in ``docs/sources.md``. Credentials are never read from the YAML: keys ending in
-``_env`` name the environment variable that holds them (a mounted secret can be exported by the chart).
+Every key is documented in ``docs/sources.md``. Credentials (``bearer_token``, ``basic_password``, ``token``)
+follow the one scheme of every secret in ``bot.config``: the environment (``ONWATCH_SOURCES__METRICS__BEARER_TOKEN``)
+or a mounted file (``bearer_token_file: /run/secrets/x``), never the YAML itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+def refuse_env_names(data: Any) -> Any:
+    """An older config named a secret's environment variable (``bearer_token_env: PROM_TOKEN``); that second
+    scheme is gone. Say what to write instead rather than pydantic's bare "extra inputs are not permitted"."""
+    if isinstance(data, dict):
+        for key in data:
+            if isinstance(key, str) and key.endswith("_env"):
+                secret = key.removesuffix("_env")
+                raise ValueError(
+                    f"{key} is no longer read: secrets come from the environment or a mounted file, like every "
+                    f"onwatch secret. Set {secret} from the environment (ONWATCH_SOURCES__<SECTION>__"
+                    f"{secret.upper()}, e.g. ONWATCH_SOURCES__METRICS__{secret.upper()}) or write "
+                    f"{secret}_file: /run/secrets/<file> (docs/sources.md)")
+    return data
 
 
 class _Source(BaseModel):
@@ -22,20 +38,22 @@ class _Source(BaseModel):
 
 class HttpAuth(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    bearer_token_env: str | None = None
+    bearer_token: SecretStr | None = Field(default=None, description="ONWATCH_SOURCES__<SECTION>__BEARER_TOKEN or bearer_token_file")
     basic_user: str | None = None
-    basic_password_env: str | None = None
+    basic_password: SecretStr | None = Field(default=None, description="from the environment or basic_password_file")
     tls_verify: bool = True
     ca_file: Path | None = None
     tenant_id: str | None = Field(default=None, description="sent as X-Scope-OrgID (Mimir, Loki, Tempo tenants)")
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (no secrets)")
 
+    _env_names = model_validator(mode="before")(refuse_env_names)
+
     @model_validator(mode="after")
     def _one_auth(self) -> HttpAuth:
-        if self.bearer_token_env and self.basic_user:
-            raise ValueError("set either bearer_token_env or basic_user, not both")
-        if self.basic_password_env and not self.basic_user:
-            raise ValueError("basic_password_env is set but basic_user is not")
+        if self.bearer_token and self.basic_user:
+            raise ValueError("set either bearer_token or basic_user, not both")
+        if self.basic_password and not self.basic_user:
+            raise ValueError("basic_password is set but basic_user is not")
         return self
 
 
@@ -80,7 +98,7 @@ class ChangeSourceSettings(_Source):
     kind: Literal["github", "argocd", "webhook"]
     repo: str | None = Field(default=None, description="github: owner/name")
     url: str | None = Field(default=None, description="github: API URL (default api.github.com); argocd: server URL")
-    token_env: str | None = None
+    token: SecretStr | None = Field(default=None, description="GitHub or Argo CD API token: token_file or env")
     app: str | None = Field(default=None, description="argocd: application name (all applications when unset)")
     service: str | None = Field(default=None, description="the service this repo or app deploys")
     environment: str | None = Field(default=None, description="github: only deployments to this environment")
@@ -90,6 +108,8 @@ class ChangeSourceSettings(_Source):
     max_pages: int = Field(default=5, ge=1, le=50, description="github: pages of 100 read at most per call")
     tls_verify: bool = True
     ca_file: Path | None = None
+
+    _env_names = model_validator(mode="before")(refuse_env_names)
 
     @model_validator(mode="after")
     def _needs(self) -> ChangeSourceSettings:

@@ -66,6 +66,42 @@ def test_secret_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert s.webhooks.hmac_secret is not None and s.webhooks.hmac_secret.get_secret_value() == "hook-token"
 
 
+def test_source_credentials_follow_the_one_secret_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Source credentials are secrets like any other: the environment, a mounted file, never the YAML."""
+    token = tmp_path / "gh-token"
+    token.write_text("ghp-secret\n")
+    cfg = write(tmp_path, f"""
+sources:
+  metrics: {{url: "http://prometheus:9090"}}
+  logs: {{url: "http://loki:3100", basic_user: u, basic_password_file: {token}}}
+  changes: [{{kind: github, repo: acme/shop, token_file: {token}}}]
+""")
+    monkeypatch.setenv("ONWATCH_SOURCES__METRICS__BEARER_TOKEN", "prom-secret")
+    s = load_settings(cfg)
+    assert s.sources.metrics is not None and s.sources.metrics.bearer_token is not None
+    assert s.sources.metrics.bearer_token.get_secret_value() == "prom-secret"
+    assert s.sources.logs is not None and s.sources.logs.basic_password is not None
+    assert s.sources.logs.basic_password.get_secret_value() == "ghp-secret"
+    assert s.sources.changes[0].token is not None and s.sources.changes[0].token.get_secret_value() == "ghp-secret"
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, 'sources: {metrics: {url: "http://p", bearer_token: plain}}\n'))
+    assert "sources.metrics.bearer_token" in str(err.value) and "ONWATCH_SOURCES__METRICS__BEARER_TOKEN" in str(err.value)
+
+
+@pytest.mark.parametrize(("yaml_text", "where", "key"), [
+    ('sources: {metrics: {url: "http://p", bearer_token_env: PROM_TOKEN}}\n', "sources.metrics", "bearer_token"),
+    ('sources: {logs: {url: "http://l", basic_user: u, basic_password_env: PW}}\n', "sources.logs", "basic_password"),
+    ("sources: {changes: [{kind: github, repo: a/b, token_env: GITHUB_TOKEN}]}\n", "sources.changes.0", "token"),
+])
+def test_an_old_env_name_key_says_the_new_way(tmp_path: Path, yaml_text: str, where: str, key: str) -> None:
+    """The removed ``*_env`` keys are refused with the way to write the secret now, not a bare "extra input"."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, yaml_text))
+    text = str(err.value)
+    assert where in text and f"{key}_env is no longer read" in text
+    assert f"{key}_file:" in text and f"__{key.upper()}" in text and "not permitted" not in text
+
+
 def test_every_error_is_listed_with_its_path(tmp_path: Path) -> None:
     cfg = write(tmp_path, """
 server: {port: 99999, bogus: 1}

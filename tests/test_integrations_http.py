@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from bot.errors import ConfigError
 from integrations.base import (
@@ -162,16 +163,16 @@ def test_retry_after_parsing() -> None:
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
-def test_config_from_settings_reads_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    s = MetricsSourceSettings(url="http://p:9090", bearer_token_env="PROM_TOKEN", tenant_id="team-a")
-    with pytest.raises(ConfigError, match="PROM_TOKEN is not set"):
-        config_from_settings(s, s.url, where="sources.metrics")
-    monkeypatch.setenv("PROM_TOKEN", "abc")
+def test_config_from_settings_uses_the_settings_secrets(tmp_path: Path) -> None:
+    s = MetricsSourceSettings(url="http://p:9090", bearer_token=SecretStr("abc"), tenant_id="team-a")
     cfg = config_from_settings(s, s.url, where="sources.metrics")
     assert cfg.bearer_token == "abc" and ("X-Scope-OrgID", "team-a") in cfg.headers and cfg.retries == 3
-    ls = LogSourceSettings(url="http://l", basic_user="u", basic_password_env="LOKI_PW", ca_file=tmp_path / "no.pem")
-    monkeypatch.setenv("LOKI_PW", "pw")
+    ls = LogSourceSettings(url="http://l", basic_user="u", basic_password=SecretStr("pw"))
+    assert config_from_settings(ls, ls.url, where="sources.logs").basic == ("u", "pw")
+    ls = LogSourceSettings(url="http://l", basic_user="u", basic_password=SecretStr("pw"), ca_file=tmp_path / "no.pem")
     with pytest.raises(ConfigError, match="does not exist"):
         config_from_settings(ls, ls.url, where="sources.logs")
-    with pytest.raises(ValueError, match="either bearer_token_env or basic_user"):
-        LogSourceSettings(url="http://l", basic_user="u", bearer_token_env="X")
+    with pytest.raises(ValueError, match="either bearer_token or basic_user"):
+        LogSourceSettings(url="http://l", basic_user="u", bearer_token=SecretStr("X"))
+    with pytest.raises(ValueError, match="bearer_token_env is no longer read"):
+        LogSourceSettings.model_validate({"url": "http://l", "bearer_token_env": "X"})

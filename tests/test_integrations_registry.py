@@ -32,13 +32,12 @@ from tests.integrations_fixtures import serve
 CASE = "sockshop/cases/sockshop-001"
 
 
-def test_live_sources_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GITHUB_TOKEN", "x")
+def test_live_sources_from_settings() -> None:
     s = SourcesSettings.model_validate({
         "metrics": {"kind": "prometheus", "url": "http://prometheus:9090", "catalog": "kubernetes,otel"},
         "logs": {"kind": "loki", "url": "http://loki:3100"},
         "traces": {"kind": "jaeger", "url": "http://jaeger:16686"},
-        "changes": [{"kind": "github", "repo": "acme/shop", "token_env": "GITHUB_TOKEN"},
+        "changes": [{"kind": "github", "repo": "acme/shop", "token": "x"},
                     {"kind": "argocd", "url": "https://argo"}, {"kind": "webhook"}],
         "kubernetes": {"kubeconfig": "/nonexistent"},
         "grafana": {"url": "https://grafana"},
@@ -53,15 +52,14 @@ def test_live_sources_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(src.aclose())
 
 
-def test_settings_errors_are_collected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+def test_settings_errors_are_collected() -> None:
     s = SourcesSettings.model_validate({
         "metrics": {"url": "http://p", "catalog": "nope"},
-        "traces": {"url": "http://t", "bearer_token_env": "NOPE_TOKEN"},
+        "traces": {"url": "http://t", "ca_file": "/nonexistent/ca.pem"},
     })
     with pytest.raises(ConfigError) as err:
         build_sources(s)
-    assert len(err.value.errors) == 2 and "NOPE_TOKEN" in str(err.value)
+    assert len(err.value.errors) == 2 and "/nonexistent/ca.pem" in str(err.value)
     with pytest.raises(ValueError, match="owner/name"):
         SourcesSettings.model_validate({"changes": [{"kind": "github"}]})
 
