@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
@@ -42,6 +44,11 @@ def migrations_dir() -> Path:
         if (candidate / "env.py").exists():
             return candidate
     raise DatabaseError("cannot find the migrations/ folder (run from the project or image root)")
+
+
+def head_revision() -> str | None:
+    """The newest migration of this onwatch (``bot.store.migrate`` upgrades to it)."""
+    return ScriptDirectory(str(migrations_dir())).get_current_head()
 
 
 def describe_db_error(exc: BaseException) -> str:
@@ -105,8 +112,6 @@ class Database:
 
     async def current_revision(self) -> str | None:
         def _rev(conn: Connection) -> str | None:
-            from alembic.runtime.migration import MigrationContext
-
             return MigrationContext.configure(conn).get_current_revision()
 
         try:
@@ -117,8 +122,6 @@ class Database:
 
     async def check_schema(self) -> None:
         """Raise ``DatabaseError`` unless the schema is at the newest migration."""
-        from bot.store.migrate import head_revision
-
         current, head = await self.current_revision(), head_revision()
         if current != head:
             raise DatabaseError(

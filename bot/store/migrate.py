@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 
-from bot.store.db import migrations_dir, normalise_urls
+from bot.store.db import head_revision, migrations_dir, normalise_urls
+
+__all__ = ["alembic_config", "head_revision", "upgrade"]
 
 
 def alembic_config(url: str) -> Config:
@@ -14,10 +15,6 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", normalise_urls(url)[0].replace("%", "%%"))
     return cfg
-
-
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
