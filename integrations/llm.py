@@ -2,7 +2,7 @@
 
 The only module that imports ``openai``. It sends the messages and the tool definitions it is given and
 returns one ``ModelTurn``: the text, the native ``tool_calls`` and the token counts. Nothing here decides
-what a turn means; ``bot.llm.loop`` does.
+what a turn means; ``bot.investigate.llm.loop`` does.
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ import pytest
 from bot.config import LlmSettings
 from bot.demo.simulate import simulate
 from bot.investigate.cli import run_case
+from bot.investigate.llm.investigator import investigate_report
+from bot.investigate.llm.loop import CallRecord, LlmOutcome, LlmStatus
+from bot.investigate.llm.tools import Toolbox, ToolRefused, fit
 from bot.investigate.report import Report
-from bot.llm.investigator import investigate_report
-from bot.llm.loop import CallRecord, LlmOutcome, LlmStatus
-from bot.llm.tools import Toolbox, ToolRefused, fit
 from integrations.replay import replay_sources
 from tests.fakes.openai_tools import Turn, answer, serve_scripted
 

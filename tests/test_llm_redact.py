@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.llm.redact import Redactor, redact
+from bot.investigate.llm.redact import Redactor, redact
 
 
 @pytest.mark.parametrize("raw,leak,tag", [

@@ -24,9 +24,9 @@ import numpy as np
 from bot.config import LlmSettings, load_settings
 from bot.errors import ConfigError
 from bot.investigate.cli import run_case
+from bot.investigate.llm import cli as llm_cli
+from bot.investigate.llm.investigator import configured
 from bot.investigate.stats import estimate_step, forward_fill, make_grid
-from bot.llm import cli as llm_cli
-from bot.llm.investigator import configured
 from integrations.replay import BundleError, ReplayCase
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from bot.errors import ConfigError
 from bot.investigate.engine import investigate
+from bot.investigate.llm import cli as llm_cli
 from bot.investigate.report import Report, render_text
 from bot.investigate.scope import ScopeError, anchored_scope, parse_at
-from bot.llm import cli as llm_cli
 from integrations.base import Sources
 from integrations.replay import BundleError, ReplayCase, replay_sources
 

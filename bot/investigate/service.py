@@ -5,7 +5,7 @@ engine over the sources the context provides, stores the report, evidence and fi
 audit row per reasoning step, and tells the chat and the remediation service. While the engine runs,
 each reasoning step is posted to the incident thread as it is made (keyed ``step:<inv>:<n>``), and
 the root card moves to "Investigating" at the start. When an LLM is configured, the LLM investigator
-(``bot.llm``) continues from the finished report with read-only tools; its checked answer is stored as
+(``bot.investigate.llm``) continues from the finished report with read-only tools; its checked answer is stored as
 ``report["llm"]`` beside the engine's ranking, and a failing endpoint is a line of ``missing``, never a
 failed investigation.
 """
@@ -23,11 +23,11 @@ from bot.chat.model import Step as ChatStep
 from bot.config import MemorySettings
 from bot.errors import NotFound
 from bot.investigate.engine import PastIncident, StepCallback, investigate
+from bot.investigate.llm.investigator import configured, investigate_report
+from bot.investigate.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
+from bot.investigate.llm.thread import LlmThread
 from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope, window_end
-from bot.llm.investigator import configured, investigate_report
-from bot.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
-from bot.llm.thread import LlmThread
 from bot.memory.similar import Signature, report_facets
 from bot.memory.store import Recalled, incident_link, recall
 from bot.store.models import Alert, Evidence, Finding, Incident, Investigation

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bot.config import LlmSettings
+from bot.investigate.llm.budgets import Budget
+from bot.investigate.llm.loop import CallRecord, Investigator, LlmOutcome, off
+from bot.investigate.llm.redact import Redactor
+from bot.investigate.llm.tools import Toolbox
 from bot.investigate.report import Report
-from bot.llm.budgets import Budget
-from bot.llm.loop import CallRecord, Investigator, LlmOutcome, off
-from bot.llm.redact import Redactor
-from bot.llm.tools import Toolbox
 from integrations.base import Sources
 from integrations.llm import OpenAICompatible
 

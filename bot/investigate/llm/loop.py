@@ -1,7 +1,7 @@
 """The LLM investigator's loop: the engine's report in, read-only tool calls, one checked answer out.
 
 It runs after the deterministic report and never changes it: the model's refined cause is its reading,
-shown beside the engine's ranking, and only if code accepts it (``bot.llm.checks``). Everything sent is
+shown beside the engine's ranking, and only if code accepts it (``bot.investigate.llm.checks``). Everything sent is
 redacted first with one placeholder table per investigation, and the answer is mapped back. Everything
 the model reads from tools (log lines, alert text, diffs) is data: text in it that imitates instructions
 or tool calls is flagged in the audit, and whatever the model then asks for still goes through the same
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot.investigate.llm.budgets import Budget, Meter
+from bot.investigate.llm.checks import Answer, AnswerRefused, check_answer
+from bot.investigate.llm.parse import answer_object, arguments, content_tool_calls
+from bot.investigate.llm.redact import Redactor
+from bot.investigate.llm.tools import Toolbox, ToolOutcome, ToolStatus
 from bot.investigate.report import EvidenceItem, Report
-from bot.llm.budgets import Budget, Meter
-from bot.llm.checks import Answer, AnswerRefused, check_answer
-from bot.llm.parse import answer_object, arguments, content_tool_calls
-from bot.llm.redact import Redactor
-from bot.llm.tools import Toolbox, ToolOutcome, ToolStatus
 from integrations.base import SourceError
 from integrations.llm import ModelTurn, ToolCall
 

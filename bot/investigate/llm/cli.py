@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from bot.config import LlmSettings, load_settings
+from bot.investigate.llm.investigator import configured, investigate_report
+from bot.investigate.llm.loop import LlmOutcome, LlmStatus, off
 from bot.investigate.report import Report
-from bot.llm.investigator import configured, investigate_report
-from bot.llm.loop import LlmOutcome, LlmStatus, off
 from integrations.registry import build_sources
 from integrations.replay import replay_sources
 

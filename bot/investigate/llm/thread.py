@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat.model import EvidenceItem, Message, Step, Text
-from bot.llm.loop import LlmOutcome, LlmStatus
+from bot.investigate.llm.loop import LlmOutcome, LlmStatus
 
 HEADING = "The model's reading (LLM investigator, checked against the evidence; the engine's ranking is unchanged)"
 
