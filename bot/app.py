@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.audit import configure as configure_audit
+from bot.chat import weekly as weekly_report
 from bot.chat.checkpoints import write_checkpoint
 from bot.chat.seen import prune as prune_seen
 from bot.config import Settings, exposure_problems
@@ -76,6 +77,11 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
             ctx.metrics.investigation_seconds.observe(time.perf_counter() - started)
 
     handlers["investigation"] = investigation
+
+    async def weekly(job: Job) -> None:
+        await weekly_report.handle_job(ctx, job)
+
+    handlers[weekly_report.JOB_KIND] = weekly
     if ctx.remediation is not None:
         handlers["execution"] = ctx.remediation.run_execution
         handlers["verification"] = ctx.remediation.run_verification
@@ -101,6 +107,10 @@ def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     sched.every(600.0, "prune-seen-commands", lambda: prune_seen(ctx.db))
     if ctx.settings.audit.checkpoint_every_s:
         sched.every(float(ctx.settings.audit.checkpoint_every_s), "audit-checkpoint", lambda: write_checkpoint(ctx))
+    rs = ctx.settings.reports
+    if rs.weekly:
+        sched.weekly(weekly_report.JOB_KIND, rs.weekly_day, rs.weekly_time, rs.timezone,
+                     lambda: weekly_report.enqueue_weekly_report(ctx))
     return sched
 
 

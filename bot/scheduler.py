@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -65,6 +68,25 @@ class LeaderScheduler:
 
         self._scheduler.add_job(_run, "interval", seconds=seconds, id=name, name=name,
                                 max_instances=1, coalesce=True)
+
+    def weekly(self, name: str, day: str, at: str, tz: str, func: Periodic) -> None:
+        """Run ``func`` each week on ``day`` (mon..sun) at local ``at`` (HH:MM) in zone ``tz``: wall-clock time,
+        so it keeps its hour across daylight-saving changes. A tick missed by up to an hour (a restart) still runs."""
+        hour, minute = (int(x) for x in at.split(":"))
+
+        async def _run() -> None:
+            if await self.election.try_acquire():
+                await func()
+
+        trigger = CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=ZoneInfo(tz))
+        self._scheduler.add_job(_run, trigger, id=name, name=name, max_instances=1, coalesce=True,
+                                misfire_grace_time=3600)
+
+    def next_run(self, name: str) -> datetime | None:
+        """When the named job fires next (None before ``start`` or for an unknown name)."""
+        job = self._scheduler.get_job(name)
+        when = getattr(job, "next_run_time", None) if job is not None else None
+        return when if isinstance(when, datetime) else None
 
     def start(self) -> None:
         self._scheduler.start()

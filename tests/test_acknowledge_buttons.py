@@ -177,7 +177,7 @@ async def test_the_summary_links_to_the_incident_page(fake, sqlite_url, db) -> N
 
     msgs = await compose.investigation_messages(db, inv.id, PUBLIC)
     card = render_message(msgs[-1])
-    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open incident page",
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open the incident page",
                                 "url": f"{PUBLIC}/ui/incidents/{inc.id}"}]
     assert all(not m.page_url for m in await compose.investigation_messages(db, inv.id))
     assert "actions" not in render_message((await compose.investigation_messages(db, inv.id))[-1])
@@ -250,7 +250,7 @@ async def test_teams_acknowledge_action_once_per_person_audited_and_shown(srv: S
     execute, page = card["actions"]
     assert execute["type"] == "Action.Execute" and execute["verb"] == "onwatch_ack"
     assert execute["data"] == {"incident_id": inc.id} and execute["fallback"]["type"] == "Action.Submit"
-    assert page == {"type": "Action.OpenUrl", "title": "Open incident page", "url": f"{PUBLIC}/ui/incidents/{inc.id}"}
+    assert page == {"type": "Action.OpenUrl", "title": "Open the incident page", "url": f"{PUBLIC}/ui/incidents/{inc.id}"}
     async with srv.ctx.db.session() as s:
         thread = (await s.exec(select(ChatThread))).one()
 

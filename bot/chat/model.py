@@ -164,7 +164,8 @@ class Message:
     key: str = ""
     ephemeral_to: str = ""  # platform user id for an ephemeral reply
     attachments: tuple[Chart, ...] = field(default_factory=tuple)
-    page_url: str = ""  # the incident's web page (server.public_url); renderers add an "Open incident page" link
+    page_url: str = ""  # a web view page (server.public_url) this message is about; renderers add a link to it
+    page_title: str = "incident page"  # shown as "Open the <page_title>"
 
 
 def incident_page(public_url: str | None, incident_id: str) -> str:

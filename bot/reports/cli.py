@@ -11,17 +11,12 @@ from bot.chat.format import fmt_num
 from bot.config import load_settings
 from bot.errors import NotFound, OnwatchError
 from bot.operator_cli import run_on_database
-from bot.reports.figures import DURATIONS, Report
+from bot.reports.figures import Report
 from bot.reports.load import build_report
+from bot.reports.text import report_text
 from bot.reports.timeline import IncidentTimeline, incident_timeline, timeline_dict
 from bot.reports.times import iso, zone
 from bot.store.db import Database
-
-
-def _dur(s: float | None) -> str:
-    if s is None:
-        return "–"
-    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
 
 
 def render_timeline(t: IncidentTimeline, tz: dt.tzinfo) -> str:
@@ -62,25 +57,6 @@ def render_timeline(t: IncidentTimeline, tz: dt.tzinfo) -> str:
     return "\n".join(out)
 
 
-def render_report(r: Report, tz: dt.tzinfo) -> str:
-    d = r.as_dict(lambda ts: iso(ts, tz))
-    out = [f"Report {d['window']['start']} → {d['window']['end']} · {r.incidents} incident(s)", "",
-           f"{'time to':<14} {'median':>10} {'p90':>10} {'n':>4}"]
-    for k in DURATIONS:
-        st = r.durations[k].overall
-        out.append(f"{k.removeprefix('time_to_'):<14} {_dur(st.median_s):>10} {_dur(st.p90_s):>10} {st.n:>4}")
-    cfr = r.change_fail_rate
-    out += ["", f"change fail rate: {'–' if cfr is None else f'{cfr:.0%}'} "
-                f"({len(r.failed_deployments)} of {r.deployments} deployments)",
-            f"failed deployment recovery: median {_dur(r.recovery.median_s)}, p90 {_dur(r.recovery.p90_s)} "
-            f"(n {r.recovery.n})",
-            f"pages per shift: {len(r.shifts)} shifts, {r.shifts_over_limit} over the limit of 2, "
-            f"busiest {d['pages_per_shift']['max']}",
-            f"alerts received {r.noise.get('received', 0)}, duplicates {r.noise.get('duplicates', 0)}, "
-            f"suppressed {r.noise.get('suppressed', 0)}"]
-    return "\n".join(out)
-
-
 def show_main(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
     tz = zone(settings.reports.timezone)
@@ -112,5 +88,5 @@ def report_main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r.as_dict(lambda ts: iso(ts, tz)), indent=2))
     else:
-        print(render_report(r, tz))
+        print(report_text(r, tz))
     return 0

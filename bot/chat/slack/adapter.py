@@ -194,6 +194,20 @@ class SlackAdapter:
         if rendered.blocks:
             self._schedule(ref.channel, ref.message_id, rendered)
 
+    async def post_to_channel(self, message: Message) -> bool:
+        """A message for the whole incident channel, not one incident's thread (the weekly report): posted in
+        ``slack.incident_channel`` with its charts uploaded right under it. False when it could not be posted."""
+        channel = self.settings.slack.incident_channel
+        if not channel:
+            log.info("slack: %s not posted (slack.incident_channel is not set)", message.fallback[:60])
+            return False
+        rendered = render_message(message)
+        if await self._post(channel, rendered) is None:
+            return False
+        for f in rendered.files:
+            await self.upload(channel, None, f)
+        return True
+
     # ----------------------------------------------------------------- writes
 
     async def ephemeral(self, channel: str, user: str, content: Rendered | str, thread_ts: str | None = None) -> None:

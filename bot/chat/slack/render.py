@@ -262,7 +262,7 @@ def render_message(message: Message) -> Rendered:
         if not any(f.filename == a.filename and f.content == a.png for f in files):
             files.append(FileOut(a.filename, a.png, a.title))
     if message.page_url:
-        blocks.append(context(link(message.page_url, "Open the incident page")))
+        blocks.append(context(link(message.page_url, f"Open the {message.page_title}")))
     if len(blocks) > MAX_BLOCKS:
         overflow = blocks[MAX_BLOCKS - 1:]
         full = "\n\n".join(_block_text(b) for b in overflow)

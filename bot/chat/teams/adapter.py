@@ -205,6 +205,26 @@ class TeamsAdapter:
             thread_id = refs.thread_of(channel_id, root_id)
         return thread_id, root_id
 
+    async def post_to_channel(self, message: Message) -> bool:
+        """A message for the whole incident channel (the weekly report): a new post in ``teams.channel``, charts
+        inline. False when it could not be posted (no channel, no stored reference, a delivery error)."""
+        channel = self.settings.channel
+        stored = await refs.load_reference(self.db, channel) if channel else None
+        if not channel or stored is None:
+            log.warning("teams: %s not posted: teams.channel is not set or has no conversation reference yet",
+                        message.fallback[:60])
+            return False
+        activity = message_activity(await prepared(message, None))  # the chart shrunk to travel inline
+        try:
+            if is_channel(stored):
+                await self.new_channel_thread(stored, channel, activity)
+            else:
+                await self.send(stored, channel, activity)
+        except TeamsDeliveryError as exc:
+            log.warning("teams: posting %s failed: %s", message.fallback[:60], exc)
+            return False
+        return True
+
     # ---- ChatAdapter
 
     async def announce(self, card: IncidentCard, origin: ThreadOrigin | None) -> None:

@@ -148,7 +148,7 @@ def incident_card(card: IncidentCard) -> Card:
                         "data": {"incident_id": card.incident_id}, "style": _ACTION_STYLE[ack.style],
                         "fallback": {"type": "Action.Submit", "title": ack.label,
                                      "data": {"verb": VERB_ACK, "incident_id": card.incident_id}}})
-    page = open_url("Open incident page", card.url)
+    page = open_url("Open the incident page", card.url)
     if page is not None:
         actions.append(page)
     if actions:
@@ -347,7 +347,7 @@ def render_message(message: Message, viewer: str | None = None, notice: str = ""
     if notice and not any(isinstance(b, ProposalBlock) for b in message.blocks):
         body.insert(0, text_block(notice, color="Attention", weight="Bolder"))
     card = envelope(body, fallback_text=message.fallback, refresh=refresh_for(message))
-    page = open_url("Open incident page", message.page_url)
+    page = open_url(f"Open the {message.page_title}", message.page_url)
     if page is not None:
         card["actions"] = [page]
     return card
