@@ -4,15 +4,13 @@ Executors are the only code in onwatch that changes anything (invariant 1). They
 rendered from a catalog runbook and checked against its scope; they re-check what they can see (bounds,
 labels) and report what they changed. Errors are typed so the caller can tell a definite failure (nothing
 changed) from an uncertain one (a write was sent and no answer came back): the latter becomes ``unknown``.
+The implementations import this module, never the reverse; ``integrations.executor_setup`` assembles them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from bot.config import Settings
+from typing import Any, Protocol, runtime_checkable
 
 
 class ExecutorError(Exception):
@@ -74,15 +72,3 @@ class ExecutorRegistry:
     async def aclose(self) -> None:
         for ex in self._executors.values():
             await ex.aclose()
-
-
-def build_registry(settings: Settings) -> ExecutorRegistry:
-    """The executors a process can use. Kubernetes needs its own write credential; without it every
-    Kubernetes action is refused with a message saying what to configure."""
-    from integrations.http_executor import HttpExecutor
-    from integrations.kubernetes_write import KubernetesWriteExecutor
-
-    reg = ExecutorRegistry()
-    reg.add(HttpExecutor())
-    reg.add(KubernetesWriteExecutor(settings.sources.kubernetes))
-    return reg

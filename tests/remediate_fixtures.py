@@ -69,7 +69,7 @@ class RecordingHub(ChatHub):
     async def proposal_changed(self, proposal_id: str) -> None:
         self.events.append(("changed", proposal_id))
 
-    async def notify(self, incident_id: str, text: str) -> None:
+    async def notify(self, incident_id: str, text: str, key: str = "") -> None:
         self.events.append(("notify", (incident_id, text)))
 
     async def incident_updated(self, incident_id: str) -> None:

@@ -1,4 +1,5 @@
-"""Verification: after an action succeeds, re-query the symptom until it recovers or the deadline passes.
+"""Verify: after an action succeeds, re-query the symptom until it recovers or the deadline passes, and record
+the outcome (the incident is mitigated when the fix held).
 
 The symptom is the runbook's ``verify`` block: one metrics signal of the cause's service and a threshold
 (``below`` or ``above``) that must hold for ``consecutive`` polls in a row within ``deadline_s``. A failing
@@ -12,7 +13,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sqlalchemy import update
+from sqlmodel import col
+
+from bot.audit import BOT, audit
+from bot.incidents.lifecycle import IncidentPhase, IncidentStatus
 from bot.remediate.catalog import Verify
+from bot.remediate.shared import Remediation, changed, set_phase
+from bot.store.models import Execution, Proposal
 from integrations.base import SourceError, Sources, TimeWindow
 
 
@@ -76,3 +84,39 @@ async def verify_until(
             await sleep(min(verify.poll_s, remaining))
     finally:
         await sources.aclose()
+
+
+async def verify(r: Remediation, execution_id: str) -> str:
+    """Re-query the symptom until it recovers or the deadline passes; mark the incident accordingly. Resumable:
+    a re-run job only re-queries, and the outcome is recorded once (``verification = 'pending'`` guards it)."""
+    async with r.db.session() as s:
+        exe = await s.get(Execution, execution_id)
+        p = await s.get(Proposal, exe.proposal_id) if exe is not None else None
+    if exe is None or p is None or exe.verification != "pending":
+        return exe.verification if exe is not None else "not_found"
+    rb = r.catalog.get(p.runbook_id)
+    if rb is None or rb.verify is None:
+        return ""
+    result = await verify_until(r.ctx.sources_factory, rb.verify, p.service)
+    outcome = "recovered" if result.recovered else "not_recovered"
+    async with r.db.begin() as s:
+        res = await s.exec(  # type: ignore[call-overload]
+            update(Execution).where(col(Execution.id) == exe.id, col(Execution.verification) == "pending")
+            .values(verification=outcome, verified_at=time.time())
+        )
+        if res.rowcount != 1:
+            return outcome
+        await audit(r.db, BOT, f"verification.{outcome}", incident_id=p.incident_id,
+                    params={"execution_id": exe.id, "proposal_id": p.id, "signal": rb.verify.signal,
+                            "value": result.value, "checks": result.checks,
+                            "elapsed_s": round(result.elapsed_s, 3)},
+                    result=result.detail, session=s)
+        if result.recovered:
+            await set_phase(s, r, p.incident_id, IncidentPhase.VERIFIED, IncidentStatus.MITIGATED)
+            text = f"Recovered after “{p.title}”: {result.detail}. The incident is mitigated."
+        else:
+            await set_phase(s, r, p.incident_id, IncidentPhase.NOT_RECOVERED)
+            text = f"“{p.title}” did not help: {result.detail}. The incident stays open."
+        await changed(s, p, text)
+    await r.publish()
+    return outcome
