@@ -12,6 +12,8 @@ from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
 from bot.chat.model import steps_key
+from bot.chat.outbox import HubRenderer
+from bot.incidents.outbox import Outbox
 from bot.investigate.service import request_investigation, run_investigation
 from bot.jobs import JobQueue
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
@@ -52,7 +54,9 @@ class _Remediation:
 async def _setup(db, tmp_path: Path, effect) -> SimpleNamespace:
     case = make_case(tmp_path, effect)
     ctx = SimpleNamespace(db=db, jobs=JobQueue(db), chat=_Chat(), remediation=_Remediation(), memory=None,
-                          settings=SimpleNamespace(triage=None), sources_factory=lambda: replay_sources(case))
+                          settings=SimpleNamespace(triage=None), sources_factory=lambda: replay_sources(case),
+                          outbox=Outbox(db))
+    ctx.outbox.subscribe(HubRenderer(lambda: ctx.chat))  # chat hears the service through the outbox, as served
     async with db.begin() as s:
         s.add(Incident(id="INC-T1", title="storefront slow", services=["frontend"]))
         await s.flush()

@@ -10,14 +10,16 @@ read back unchanged.
 Allowed phase moves (target <- the phases it may follow):
 
     new                 <- resolved                      (a related alert reopened it)
-    investigating       <- any phase                     (a new look may be asked for at any time)
+    investigating       <- any phase but resolved        (a new look may be asked for at any time)
     cause_found,
     inconclusive        <- investigating, cause_found, inconclusive   (a later answer replaces an earlier one)
     remediation phases  <- any phase but resolved        (they follow the latest proposal's step)
     resolved            <- any phase but resolved        (all of its alerts resolved)
 
 Allowed status moves: open -> mitigated (with phase ``verified``: a fix held) | resolved; mitigated -> resolved;
-resolved -> open (reopened, phase ``new``). An incident is ``resolved`` exactly when its phase is ``resolved``.
+resolved -> open (reopened, phase ``new``). An incident is ``resolved`` exactly when its phase is ``resolved``:
+a late step on a resolved incident (an investigation asked for afterwards, a verification) is recorded in its
+own rows, not in the phase.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ REMEDIATION_PHASES = frozenset({P.AWAITING_APPROVAL, P.REJECTED, P.EXECUTING, P.
 # target phase -> the phases it may follow
 PHASE_MOVES: dict[IncidentPhase, frozenset[IncidentPhase]] = {
     P.NEW: frozenset({P.RESOLVED}),
-    P.INVESTIGATING: ALL_PHASES,
+    P.INVESTIGATING: LIVE_PHASES,
     **{p: frozenset({P.INVESTIGATING}) | INVESTIGATION_RESULTS for p in INVESTIGATION_RESULTS},
     **{p: LIVE_PHASES for p in REMEDIATION_PHASES},
     P.RESOLVED: LIVE_PHASES,

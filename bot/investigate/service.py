@@ -22,6 +22,8 @@ from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
 from bot.config import MemorySettings
 from bot.errors import NotFound
+from bot.incidents.lifecycle import IncidentPhase, transition
+from bot.incidents.outbox import EventKind, emit
 from bot.investigate.engine import PastIncident, StepCallback, investigate
 from bot.investigate.llm.investigator import configured, investigate_report
 from bot.investigate.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
@@ -126,12 +128,9 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
         row.status = "running"
         row.started_at = time.time()
         s.add(row)
-        inc = await s.get(Incident, incident.id)
-        if inc is not None:
-            inc.phase = "investigating"
-            inc.updated_at = time.time()
-            s.add(inc)
-    await ctx.chat.incident_updated(incident.id)
+        await transition(s, ctx.db, incident.id, IncidentPhase.INVESTIGATING, BOT, late_ok=True,
+                         params={"investigation_id": investigation_id})
+    await ctx.outbox.publish()  # the card moves to "Investigating" before the first step is posted
     firing = [a for a in alerts if a.status == "firing"] or alerts
     onset = min((a.starts_at for a in firing), default=incident.opened_at)
     symptoms = sorted({a.service for a in firing if a.service} | set(incident.services))
@@ -168,7 +167,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
     if llm.status == LlmStatus.ERROR:
         data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})
     await _store(ctx, investigation_id, incident.id, report, data)
-    await ctx.chat.investigation_finished(incident.id, investigation_id)
+    await ctx.outbox.publish()
     if report.causes and not report.abstained and getattr(ctx, "remediation", None) is not None:
         await ctx.remediation.propose(incident.id, investigation_id)
 
@@ -240,6 +239,10 @@ async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Repo
             await audit(ctx.db, BOT, "investigation.step", incident_id=incident_id,
                         params={"investigation_id": investigation_id, "n": st.n, "looked_at": st.looked_at},
                         result=st.concluded, session=s)
+        found = not report.abstained and bool(report.causes)
+        await transition(s, ctx.db, incident_id, IncidentPhase.CAUSE_FOUND if found else IncidentPhase.INCONCLUSIVE,
+                         BOT, late_ok=True, params={"investigation_id": investigation_id})
+        await emit(s, incident_id, EventKind.INVESTIGATION_FINISHED, {"investigation_id": investigation_id})
         top = report.causes[0] if report.causes else None
         await audit(
             ctx.db, BOT, "investigation.result", incident_id=incident_id,
@@ -249,11 +252,6 @@ async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Repo
             else f"{top.service} {top.kind} ({top.confidence:.2f})",
             session=s,
         )
-        inc = await s.get(Incident, incident_id)
-        if inc is not None:
-            inc.phase = "inconclusive" if report.abstained or not report.causes else "cause_found"
-            inc.updated_at = time.time()
-            s.add(inc)
 
 
 async def handle_job(ctx: Any, payload: dict[str, Any]) -> None:
