@@ -14,7 +14,7 @@ from bot.operator_cli import run_on_database
 from bot.reports.figures import Report
 from bot.reports.load import build_report
 from bot.reports.text import report_text
-from bot.reports.timeline import IncidentTimeline, incident_timeline, timeline_dict
+from bot.reports.timeline import FeedbackView, IncidentTimeline, incident_timeline, timeline_dict
 from bot.reports.times import iso, zone
 from bot.store.db import Database
 
@@ -25,6 +25,7 @@ def render_timeline(t: IncidentTimeline, tz: dt.tzinfo) -> str:
            f"  status {inc.status} ({inc.phase}) · severity {inc.severity} · services {', '.join(inc.services) or '–'}",
            f"  opened {iso(inc.opened_at, tz)}" + (f" · resolved {iso(inc.resolved_at, tz)}" if inc.resolved_at else ""),
            "  acknowledged " + ("; ".join(f"{a.actor_name or a.actor} at {iso(a.at, tz)}" for a in t.acks) or "not yet")]
+    out += feedback_lines(t.feedback, tz)
     v = t.latest
     if v is not None:
         out.append("")
@@ -55,6 +56,17 @@ def render_timeline(t: IncidentTimeline, tz: dt.tzinfo) -> str:
     for entry in t.entries:
         out.append(f"  {iso(entry.at, tz)}  {entry.action:<24} {entry.actor:<16} {entry.text}")
     return "\n".join(out)
+
+
+def feedback_lines(f: FeedbackView, tz: dt.tzinfo) -> list[str]:
+    """What people said about the cause and the fix (``onwatch incidents confirm|correct``, chat buttons)."""
+    if f.cause_service:
+        cause = (f"  cause {f.cause_verb} by {f.cause_by} at {iso(f.cause_at, tz)}: {f.cause_kind} in {f.cause_service}"
+                 + (f" — {f.cause_note}" if f.cause_note else ""))
+    else:
+        cause = "  cause not confirmed by anyone yet"
+    fix = f"  fixed by: {f.fix} (recorded by {f.fix_by} at {iso(f.fix_at, tz)})" if f.fix else "  what fixed it: not recorded"
+    return [cause, fix] + ([f"  memory: {f.memory}"] if f.memory else [])
 
 
 def show_main(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """One incident as a reader sees it: its alerts, everything the audit trail says happened to it in order, the
 investigations with their evidence, causes (or abstention) and the model's reading, proposals, decisions,
-executions and verification, and who acknowledged it.
+executions and verification, who acknowledged it, and what people said about its cause and fix (with the
+grade of the memory that feedback made).
 
 A read view only (the web page and ``onwatch incidents show`` both render this): it never writes. Reports
 written by older or newer engines are read tolerantly — a missing or oddly typed key shows as absent.
@@ -15,6 +16,8 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.errors import NotFound
+from bot.memory.grade import LABELS as GRADE_LABELS
+from bot.memory.grade import Grade
 from bot.reports.times import iso
 from bot.store.db import Database
 from bot.store.models import (
@@ -26,7 +29,9 @@ from bot.store.models import (
     Execution,
     Finding,
     Incident,
+    IncidentFeedback,
     Investigation,
+    Memory,
     Proposal,
 )
 from bot.store.queries import incident_alerts
@@ -122,6 +127,42 @@ class ProposalView:
     execution: Execution | None
 
 
+CAUSE_VERBS = {"confirmed": "confirmed", "ranked": "corrected", "free": "named"}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackView:
+    """People's word on the cause and the fix (``bot.memory.feedback``), and how far memory trusts it."""
+
+    cause_service: str = ""
+    cause_kind: str = ""
+    cause_verb: str = ""  # confirmed | corrected | named; empty when nobody spoke to the cause
+    cause_note: str = ""
+    cause_by: str = ""
+    cause_at: float | None = None
+    fix: str = ""
+    fix_by: str = ""
+    fix_at: float | None = None
+    memory: str = ""  # the memory's grade as shown ("confirmed", "fix verified", ...); empty before it is remembered
+
+    @property
+    def empty(self) -> bool:
+        return not (self.cause_service or self.fix or self.memory)
+
+
+def feedback_view(fb: IncidentFeedback | None, memory: Memory | None) -> FeedbackView:
+    grade = ""
+    if memory is not None:
+        grade = GRADE_LABELS[Grade(memory.grade)] if memory.grade in set(Grade) else memory.grade
+    if fb is None:
+        return FeedbackView(memory=grade)
+    return FeedbackView(
+        cause_service=fb.cause_service, cause_kind=fb.cause_kind.replace("_", " "),
+        cause_verb=CAUSE_VERBS.get(fb.cause_choice, "named") if fb.cause_service else "",
+        cause_note=fb.cause_note, cause_by=fb.cause_by_name or fb.cause_by, cause_at=fb.cause_at,
+        fix=fb.fix, fix_by=fb.fix_by_name or fb.fix_by, fix_at=fb.fix_at, memory=grade)
+
+
 @dataclass(slots=True)
 class IncidentTimeline:
     incident: Incident
@@ -130,6 +171,7 @@ class IncidentTimeline:
     investigations: list[InvestigationView]
     proposals: list[ProposalView]
     acks: list[Acknowledgement]
+    feedback: FeedbackView = field(default_factory=FeedbackView)
 
     @property
     def latest(self) -> InvestigationView | None:
@@ -268,12 +310,22 @@ async def incident_timeline(db: Database, incident_id: str) -> IncidentTimeline:
                                         execution))
         acks = list((await s.exec(select(Acknowledgement).where(Acknowledgement.incident_id == incident_id)
                                   .order_by(col(Acknowledgement.at)))).all())
+        feedback = feedback_view(await s.get(IncidentFeedback, incident_id),
+                                 (await s.exec(select(Memory).where(Memory.incident_id == incident_id))).first())
     entries = _alert_entries(alerts) + [
         TimelineEntry(r.at, "audit", r.action, actor_of(r), _audit_text(r), dict(r.params or {}), r.seq)
         for r in audit_rows
     ]
     entries.sort(key=lambda e: (e.at, 0 if e.kind == "alert" else 1, e.seq or 0))
-    return IncidentTimeline(inc, alerts, entries, inv_views, p_views, acks)
+    return IncidentTimeline(inc, alerts, entries, inv_views, p_views, acks, feedback)
+
+
+def _feedback_dict(f: FeedbackView) -> dict[str, Any]:
+    cause = None if not f.cause_service else {
+        "service": f.cause_service, "kind": f.cause_kind, "how": f.cause_verb, "note": f.cause_note,
+        "by": f.cause_by, "at": iso(f.cause_at)}
+    fix = None if not f.fix else {"text": f.fix, "by": f.fix_by, "at": iso(f.fix_at)}
+    return {"cause": cause, "fix": fix, "memory": f.memory or None}
 
 
 def timeline_dict(t: IncidentTimeline) -> dict[str, Any]:
@@ -292,6 +344,7 @@ def timeline_dict(t: IncidentTimeline) -> dict[str, Any]:
         "services": list(inc.services), "owner": inc.owner, "source": inc.source, "alert_count": inc.alert_count,
         "opened_at": iso(inc.opened_at), "resolved_at": iso(inc.resolved_at), "summary": inc.summary,
         "acknowledgements": [{"actor": a.actor_name or a.actor, "at": iso(a.at)} for a in t.acks],
+        "feedback": _feedback_dict(t.feedback),
         "timeline": [{"at": iso(e.at), "kind": e.kind, "action": e.action, "actor": e.actor, "text": e.text}
                      for e in t.entries],
         "investigations": [
