@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.audit import configure as configure_audit
 from bot.chat import weekly as weekly_report
 from bot.chat.checkpoints import write_checkpoint
+from bot.chat.notes import incident_channels, post_to_channels
 from bot.chat.seen import prune as prune_seen
 from bot.config import Settings, exposure_problems
 from bot.context import AppContext
@@ -49,6 +50,13 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
     from bot.remediate.service import RemediationService
 
     ctx.remediation = RemediationService(ctx)
+    add_chat_adapters(ctx)
+    return ctx
+
+
+def add_chat_adapters(ctx: AppContext) -> None:
+    """The Slack and Teams adapters the settings enable, added to ``ctx.chat``."""
+    settings, db = ctx.settings, ctx.db
     if settings.slack.enabled:
         from bot.chat.slack.adapter import SlackAdapter
 
@@ -59,7 +67,21 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
 
         ctx.chat.add(TeamsAdapter(db, settings.teams, build_cloud_adapter(settings.teams),
                                   approvers=approvers_lookup(ctx)))
-    return ctx
+
+
+async def post_incident_note(settings: Settings, db: Database, text: str) -> list[str]:
+    """A visible note from an operator command (``onwatch silences add|remove``) in the incident channels
+    (``slack.incident_channel``, ``teams.channel``), through the adapters ``serve`` uses; the platforms
+    it reached (none when chat is not configured)."""
+    ctx = AppContext.for_db(settings, db)
+    add_chat_adapters(ctx)
+    try:
+        return await post_to_channels(ctx.chat.adapters, incident_channels(settings), text)
+    finally:
+        for adapter in ctx.chat.adapters:
+            close = getattr(adapter, "aclose", None)
+            if close is not None:
+                await close()
 
 
 def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = None) -> JobRunner:

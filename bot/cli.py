@@ -202,6 +202,15 @@ def cmd_auto(args: argparse.Namespace) -> int:
     return killswitch_main(args)
 
 
+def cmd_silences_change(args: argparse.Namespace) -> int:
+    """``silences add|remove``, with the note in the incident channels that chat-made silences get."""
+    from bot.app import post_incident_note
+    from bot.triage import silences_cli
+
+    change = silences_cli.add_main if args.sub == "add" else silences_cli.remove_main
+    return change(args, notify=post_incident_note)
+
+
 def _lazy(module: str, func: str = "main") -> Command:
     def run(args: argparse.Namespace) -> int:
         import importlib
@@ -290,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sub", required=True)
     sp = add("list", _lazy("bot.triage.silences_cli", "list_main"), "the active silences", sil)
     sp.add_argument("--json", action="store_true")
-    sp = add("add", _lazy("bot.triage.silences_cli", "add_main"),
+    sp = add("add", cmd_silences_change,
              "mute alerts matching every MATCHER (label=value, label=~regex, label=!value) for a while", sil)
     sp.add_argument("matchers", nargs="+", metavar="MATCHER")
     sp.add_argument("--for", dest="duration", required=True, help="30m, 2h, 1d (at most silences.max_duration_s)")
     sp.add_argument("--comment", default="")
     sp.add_argument("--confirm-all", action="store_true", help="allow matchers that match every alert")
-    sp = add("remove", _lazy("bot.triage.silences_cli", "remove_main"), "end a silence now", sil)
+    sp = add("remove", cmd_silences_change, "end a silence now", sil)
     sp.add_argument("id", type=int)
 
     sp = add("noise", cmd_noise, "daily triage noise: received, duplicates, suppressed, incidents, pages per shift")

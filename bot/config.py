@@ -191,6 +191,8 @@ class AuditSettings(Section):
                                   "database never holds it. Without it the chain is plain SHA-256")
     checkpoint_every_s: int = Field(default=3600, ge=0, description="log (and post) count + head hash; 0: never")
     slack_channel: str | None = Field(default=None, description="Slack channel that also receives the checkpoints")
+    teams_channel: str | None = Field(default=None, description="Teams channel (or chat) id that also receives the "
+                                                             "checkpoints; onwatch must be installed there")
 
 
 class LlmSettings(Section):

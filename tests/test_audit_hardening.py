@@ -151,8 +151,11 @@ async def test_checkpoints_are_logged_and_posted(ctx: AppContext, caplog: pytest
     said: list[tuple[str, str]] = []
 
     class Poster:
-        async def say(self, channel: str, text: str) -> None:
+        platform = "slack"  # posted to audit.slack_channel (tests/test_chat_notes.py: the real adapters)
+
+        async def say(self, channel: str, text: str) -> str | None:
             said.append((channel, text))
+            return "1.0"
 
     ctx.chat.adapters.append(Poster())  # type: ignore[arg-type]
     ctx.settings.audit.slack_channel = "CAUDIT"

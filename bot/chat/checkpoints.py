@@ -3,7 +3,8 @@
 Whoever holds the database can delete the newest audit rows, or all of them, and what is left still
 chains. A checkpoint kept elsewhere — the log pipeline and a chat channel — says how long the chain was and
 how it ended; ``onwatch audit verify --checkpoint COUNT:HEAD`` then finds the deletion or a rewrite before
-that point. The leader writes one every ``audit.checkpoint_every_s``.
+that point. The leader writes one every ``audit.checkpoint_every_s``, to the log and to the Slack
+and Teams audit channels that are configured.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from bot.audit import Checkpoint, current_checkpoint
+from bot.chat.notes import audit_channels, post_to_channels
 from bot.context import AppContext
 
 log = logging.getLogger("onwatch.audit")
@@ -22,13 +24,8 @@ def checkpoint_text(cp: Checkpoint) -> str:
 
 
 async def write_checkpoint(ctx: AppContext) -> Checkpoint:
-    """Log the checkpoint (always) and post it to ``audit.slack_channel`` when one is set."""
+    """Log the checkpoint (always) and post it to ``audit.slack_channel`` / ``audit.teams_channel`` when set."""
     cp = await current_checkpoint(ctx.db)
     log.info("audit checkpoint %s", cp.token)
-    channel = ctx.settings.audit.slack_channel
-    if channel:
-        for adapter in ctx.chat.adapters:
-            say = getattr(adapter, "say", None)  # the Slack adapter posts to a channel by id
-            if say is not None:
-                await say(channel, checkpoint_text(cp))
+    await post_to_channels(ctx.chat.adapters, audit_channels(ctx.settings), checkpoint_text(cp))
     return cp

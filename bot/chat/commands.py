@@ -165,11 +165,7 @@ async def _silence(ctx: AppContext, arg: str, cc: CommandContext) -> CommandRepl
                                      " ".join(rest)[:1000], confirm_all=confirm_all, incident_id=cc.incident_id)
     except silences.SilenceRefused as exc:
         return _err(str(exc))
-    who = cc.actor.name or cc.actor.id
-    return CommandReply(text=f"🔕 {who} silenced alerts matching {made.shown_matchers or '(everything)'} for "
-                             f"{silences.fmt_duration(duration)} (until "
-                             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(made.ends_at))}), silence "
-                             f"{made.id}. Undo: `unsilence {made.id}`.")
+    return CommandReply(text=silences.created_note(made, cc.actor.name or cc.actor.id))
 
 
 async def _unsilence(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
@@ -180,8 +176,7 @@ async def _unsilence(ctx: AppContext, arg: str, cc: CommandContext) -> CommandRe
         gone = await silences.remove(ctx.db, ctx.settings, cc.actor, cc.principals, int(ident))
     except silences.SilenceRefused as exc:
         return _err(str(exc))
-    who = cc.actor.name or cc.actor.id
-    return CommandReply(text=f"🔔 {who} removed silence {gone.id} ({gone.shown_matchers}); those alerts page again.")
+    return CommandReply(text=silences.removed_note(gone, cc.actor.name or cc.actor.id))
 
 
 async def _silences(ctx: AppContext, cc: CommandContext) -> CommandReply:

@@ -147,3 +147,16 @@ def fmt_duration(seconds: float) -> str:
     if s % 3600 == 0:
         return f"{s // 3600}h"
     return f"{max(1, s // 60)}m"
+
+
+def created_note(made: SilenceView, who: str) -> str:
+    """The note everyone in the channel sees when a silence starts (from chat or the CLI), with its undo."""
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(made.ends_at))
+    return (f"🔕 {who} silenced alerts matching {made.shown_matchers or '(everything)'} for "
+            f"{fmt_duration(round(made.ends_at - made.starts_at))} (until {until}), silence {made.id}. "
+            f"Undo: `unsilence {made.id}`.")
+
+
+def removed_note(gone: SilenceView, who: str) -> str:
+    """The note everyone in the channel sees when a silence is ended early."""
+    return f"🔔 {who} removed silence {gone.id} ({gone.shown_matchers}); those alerts page again."

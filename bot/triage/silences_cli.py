@@ -1,4 +1,7 @@
-"""``onwatch silences list|add|remove``: the operator's view of silences (same limits as chat, audited)."""
+"""``onwatch silences list|add|remove``: the operator's view of silences (same limits as chat, audited).
+
+Adding or removing one posts the same note as chat does, in the incident channel of each configured
+platform, so a silence set from a terminal is as visible as one set in chat."""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from bot.store.db import Database
 from bot.triage import silences
 
 T = TypeVar("T")
+# posts a note where chat-created silences are announced; the platforms it reached (wired by bot.cli)
+Notify = Callable[[Settings, Database, str], Awaitable[list[str]]]
 MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=([^=\n]{1,200})$")
 DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 
@@ -47,7 +52,7 @@ def list_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_main(args: argparse.Namespace) -> int:
+def add_main(args: argparse.Namespace, notify: Notify | None = None) -> int:
     matchers: dict[str, str] = {}
     for m in args.matchers:
         hit = MATCHER.match(m)
@@ -58,13 +63,32 @@ def add_main(args: argparse.Namespace) -> int:
     if not dur:
         raise UsageError(f"--for {args.duration[:20]!r} must look like 30m, 2h or 1d")
     seconds = int(dur.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[dur.group(2)]
-    made = _run(args, lambda db, st: silences.create(db, st, operator(), None, matchers, seconds, args.comment or "",
-                                                     confirm_all=args.confirm_all))
-    print(f"silence {made.id}: {made.shown_matchers} until {_when(made.ends_at)}")
+    actor = operator()
+
+    async def change(db: Database, st: Settings) -> tuple[silences.SilenceView, list[str]]:
+        made = await silences.create(db, st, actor, None, matchers, seconds, args.comment or "",
+                                     confirm_all=args.confirm_all)
+        note = silences.created_note(made, f"{actor.name} (onwatch CLI)")
+        return made, await notify(st, db, note) if notify is not None else []
+
+    made, posted = _run(args, change)
+    print(f"silence {made.id}: {made.shown_matchers} until {_when(made.ends_at)}{_posted(posted)}")
     return 0
 
 
-def remove_main(args: argparse.Namespace) -> int:
-    gone = _run(args, lambda db, st: silences.remove(db, st, operator(), None, args.id))
-    print(f"silence {gone.id} removed ({gone.shown_matchers})")
+def remove_main(args: argparse.Namespace, notify: Notify | None = None) -> int:
+    actor = operator()
+
+    async def change(db: Database, st: Settings) -> tuple[silences.SilenceView, list[str]]:
+        gone = await silences.remove(db, st, actor, None, args.id)
+        note = silences.removed_note(gone, f"{actor.name} (onwatch CLI)")
+        return gone, await notify(st, db, note) if notify is not None else []
+
+    gone, posted = _run(args, change)
+    print(f"silence {gone.id} removed ({gone.shown_matchers}){_posted(posted)}")
     return 0
+
+
+def _posted(platforms: list[str]) -> str:
+    return f"; noted in the incident channel on {', '.join(platforms)}" if platforms else \
+        "; no note posted (no chat incident channel configured or reachable)"

@@ -225,6 +225,24 @@ class TeamsAdapter:
             return False
         return True
 
+    async def say(self, channel: str, content: str) -> str | None:
+        """A plain note (escaped text) as a new post in a channel, or a message in a chat; its id, or None
+        when it could not be posted (no stored reference for ``channel`` yet, or Teams refused)."""
+        base = await refs.load_reference(self.db, channel)
+        if base is None:
+            log.warning("teams: note not posted: no conversation reference for %s yet (install the app in that "
+                        "team, or mention the bot there once)", channel[:100])
+            return None
+        activity = Activity(type=ActivityTypes.message, text=cards.escape(content), text_format="markdown")
+        try:
+            if is_channel(base):
+                _, root_id = await self.new_channel_thread(base, channel, activity)
+                return root_id
+            return await self.send(base, channel, activity) or None
+        except TeamsDeliveryError as exc:
+            log.warning("teams: posting a note to %s failed: %s", channel[:100], exc)
+            return None
+
     # ---- ChatAdapter
 
     async def announce(self, card: IncidentCard, origin: ThreadOrigin | None) -> None:
