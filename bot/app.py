@@ -15,18 +15,43 @@ from aiohttp import web
 from bot.audit import configure as configure_audit
 from bot.chat import weekly as weekly_report
 from bot.chat.checkpoints import write_checkpoint
+from bot.chat.hub import ChatHub
 from bot.chat.notes import incident_channels, post_to_channels
+from bot.chat.outbox import HubRenderer
 from bot.chat.seen import prune as prune_seen
+from bot.chat.slack.adapter import SlackAdapter
+from bot.chat.slack.socket import SocketModeRunner
+from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
+from bot.chat.teams.connection import build_cloud_adapter
 from bot.config import Settings, exposure_problems
 from bot.context import AppContext
+from bot.deadletter import DeadLetters
 from bot.errors import ConfigError, ListenError
-from bot.jobs import Handler, JobRunner, LostHook
+from bot.incidents.outbox import Outbox
+from bot.investigate.service import handle_job
+from bot.jobs import Handler, JobQueue, JobRunner, LostHook
+from bot.memory.grade import grade_outcomes
+from bot.memory.store import remember_resolved
+from bot.remediate.service import RemediationService
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
 from bot.store.models import Job
+from bot.triage.service import TriageService
 from bot.web import create_app
+from integrations.registry import build_sources
 
 log = logging.getLogger(__name__)
+
+
+def context_for(settings: Settings, db: Database) -> AppContext:
+    """The context over an open database: the chat hub (no platform yet) rendering the lifecycle outbox, the
+    dead-letter keeper and triage. ``build_context`` adds the sources, remediation and the chat platforms."""
+    hub = ChatHub(db, public_url=settings.server.public_url)
+    ctx = AppContext(settings=settings, db=db, jobs=JobQueue(db), chat=hub, outbox=Outbox(db))
+    ctx.outbox.subscribe(HubRenderer(lambda: ctx.chat))  # the hub renders lifecycle events (tests swap ctx.chat)
+    ctx.dead_letters = DeadLetters(db, ctx.metrics, settings.webhooks)
+    ctx.triage = TriageService(ctx)
+    return ctx
 
 
 async def build_context(settings: Settings, db: Database | None = None) -> AppContext:
@@ -40,15 +65,8 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
     if key is None:
         log.warning("audit.chain_key is not set: the audit chain is plain SHA-256, so whoever can write the database "
                     "can rewrite it undetected after the last checkpoint (docs/security.md)")
-    ctx = AppContext.for_db(settings, db)
-    from integrations.registry import build_sources
-
+    ctx = context_for(settings, db)
     ctx.sources_factory = lambda: build_sources(settings.sources, db=db)
-    from bot.triage.service import TriageService
-
-    ctx.triage = TriageService(ctx)
-    from bot.remediate.service import RemediationService
-
     ctx.remediation = RemediationService(ctx)
     add_chat_adapters(ctx)
     return ctx
@@ -58,13 +76,8 @@ def add_chat_adapters(ctx: AppContext) -> None:
     """The Slack and Teams adapters the settings enable, added to ``ctx.chat``."""
     settings, db = ctx.settings, ctx.db
     if settings.slack.enabled:
-        from bot.chat.slack.adapter import SlackAdapter
-
         ctx.chat.add(SlackAdapter(settings, db))
     if settings.teams.enabled:
-        from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
-        from bot.chat.teams.connection import build_cloud_adapter
-
         ctx.chat.add(TeamsAdapter(db, settings.teams, build_cloud_adapter(settings.teams),
                                   approvers=approvers_lookup(ctx)))
 
@@ -73,7 +86,7 @@ async def post_incident_note(settings: Settings, db: Database, text: str) -> lis
     """A visible note from an operator command (``onwatch silences add|remove``) in the incident channels
     (``slack.incident_channel``, ``teams.channel``), through the adapters ``serve`` uses; the platforms
     it reached (none when chat is not configured)."""
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     add_chat_adapters(ctx)
     try:
         return await post_to_channels(ctx.chat.adapters, incident_channels(settings), text)
@@ -90,8 +103,6 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
     on_lost: dict[str, LostHook] = {}
 
     async def investigation(job: Job) -> None:
-        from bot.investigate.service import handle_job
-
         started = time.perf_counter()
         try:
             await handle_job(ctx, job.payload)
@@ -119,9 +130,6 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
 def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     sched = LeaderScheduler(ctx.db)
     sched.every(max(5.0, ctx.settings.server.lease_s / 2), "reap-leases", runner.reap_expired)
-    from bot.memory.grade import grade_outcomes
-    from bot.memory.store import remember_resolved
-
     sched.every(60.0, "remember-resolved", lambda: remember_resolved(ctx.db))
     sched.every(300.0, "grade-memories", lambda: grade_outcomes(ctx.db, ctx.settings.memory.verify_quiet_s))
     if ctx.remediation is not None:
@@ -176,8 +184,6 @@ async def running(
     sched.start()
     slack_socket = None
     if s.slack.enabled and s.slack.app_token is not None:  # Socket Mode: no public URL needed
-        from bot.chat.slack.socket import SocketModeRunner
-
         slack_socket = SocketModeRunner(ctx)
         await slack_socket.start()
     try:

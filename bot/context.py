@@ -1,23 +1,25 @@
-"""The application context: everything a component needs, built once at start-up and passed explicitly."""
+"""The application context: everything a component needs, built once at start-up and passed explicitly.
+
+Its services are typed by the protocols of ``bot.ports``; ``bot.app.context_for`` and ``bot.app.build_context``
+plug in the implementations, so this module (imported by the domain) imports no chat, route or service.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from bot.chat.hub import ChatHub
-from bot.chat.outbox import HubRenderer
 from bot.config import Settings
 from bot.deadletter import DeadLetters
 from bot.incidents.outbox import Outbox
 from bot.jobs import JobQueue
 from bot.metrics import Metrics
+from bot.ports import ChatPort, RemediationPort, TriagePort
 from bot.store.db import Database
 from integrations.base import Sources
 
 
-def _no_sources() -> Sources:
+def no_sources() -> Sources:
     return Sources()
 
 
@@ -26,19 +28,10 @@ class AppContext:
     settings: Settings
     db: Database
     jobs: JobQueue
-    chat: ChatHub
+    chat: ChatPort
     outbox: Outbox
     metrics: Metrics = field(default_factory=Metrics)
-    sources_factory: Callable[[], Sources] = _no_sources
-    # Domain services, set by ``bot.app.build_context`` (kept loosely typed to avoid import cycles).
-    triage: Any = None
-    remediation: Any = None
+    sources_factory: Callable[[], Sources] = no_sources
+    triage: TriagePort | None = None
+    remediation: RemediationPort | None = None
     dead_letters: DeadLetters | None = None
-
-    @classmethod
-    def for_db(cls, settings: Settings, db: Database) -> AppContext:
-        chat = ChatHub(db, public_url=settings.server.public_url)
-        ctx = cls(settings=settings, db=db, jobs=JobQueue(db), chat=chat, outbox=Outbox(db))
-        ctx.outbox.subscribe(HubRenderer(lambda: ctx.chat))  # the hub renders lifecycle events (tests swap it)
-        ctx.dead_letters = DeadLetters(db, ctx.metrics, settings.webhooks)
-        return ctx

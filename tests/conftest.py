@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import context_for
 from bot.config import Settings
 from bot.context import AppContext
 from bot.store.db import Database
@@ -120,4 +121,4 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
 
 @pytest.fixture
 def ctx(settings: Settings, db: Database) -> AppContext:
-    return AppContext.for_db(settings, db)
+    return context_for(settings, db)

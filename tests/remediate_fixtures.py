@@ -16,6 +16,7 @@ import httpx
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.app import context_for
 from bot.chat.hub import ChatHub
 from bot.config import Settings
 from bot.context import AppContext
@@ -110,7 +111,7 @@ def make_ctx(settings: Settings, db: Database, *, catalog: Catalog | None = None
              registry: ExecutorRegistry | None = None, metrics: ScriptedMetrics | None = None
              ) -> tuple[AppContext, RemediationService, RecordingHub]:
     hub = RecordingHub(db)
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.chat = hub
     if metrics is not None:
         ctx.sources_factory = lambda: Sources(metrics=metrics)

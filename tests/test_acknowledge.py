@@ -6,10 +6,10 @@ import time
 
 from sqlmodel import select
 
+from bot.app import context_for
 from bot.audit import Actor, verify_chain
 from bot.chat.commands import CommandContext, handle_command
 from bot.config import ReportSettings, Settings
-from bot.context import AppContext
 from bot.reports.load import build_report
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Incident
@@ -23,7 +23,7 @@ def _cc(actor: Actor, incident_id: str | None) -> CommandContext:
 
 
 async def test_ack_is_audited_once_per_person_and_timed(anydb: Database) -> None:
-    ctx = AppContext.for_db(Settings(database={"url": str(anydb.engine.url)}), anydb)  # type: ignore[arg-type]
+    ctx = context_for(Settings(database={"url": str(anydb.engine.url)}), anydb)  # type: ignore[arg-type]
     async with anydb.begin() as s:
         opened = time.time() - 100
         s.add(Incident(id="INC-ACC001", title="x", severity="critical", services=["checkout"], opened_at=opened))

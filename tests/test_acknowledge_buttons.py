@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from bot.app import build_context
+from bot.app import build_context, context_for
 from bot.audit import verify_chain
 from bot.chat import compose
 from bot.chat.hub import card_for
@@ -93,7 +93,7 @@ async def _slack(fake: FakeSlack, sqlite_url: str, db: Database, **server: Any) 
     settings = slack_settings(sqlite_url, fake.api_url)
     for k, v in server.items():
         setattr(settings.server, k, v)
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.chat.add(SlackAdapter(settings, db, debounce_s=0.05))
     return ctx
 

@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlmodel import select
 
+from bot.app import context_for
 from bot.audit import Actor
 from bot.chat.commands import CommandContext, handle_command, parse_duration
 from bot.chat.model import Cause
@@ -46,6 +47,7 @@ async def test_investigate_unknown_incident(ctx):
 
 
 async def test_investigate_free_text_without_triage(ctx):
+    ctx.triage = None  # a process that runs commands but not triage (``context_for`` wires it)
     r = await handle_command(ctx, "investigate checkout is slow", cc())
     assert r.ephemeral and "triage is not running" in r.text
 
@@ -129,12 +131,11 @@ async def test_investigate_by_id_and_in_thread_queue_a_durable_job(ctx):
 
 
 async def test_investigate_free_text_opens_an_adhoc_incident(settings, db):
-    from bot.context import AppContext
     from bot.store.models import Incident
     from bot.triage.service import TriageService
 
     s2 = settings.model_copy(update={"triage": settings.triage.model_copy(update={"owners": {"checkout": "team-shop"}})})
-    ctx = AppContext.for_db(s2, db)
+    ctx = context_for(s2, db)
     ctx.triage = TriageService(ctx)
     r = await handle_command(ctx, "investigate checkout is slow since 14:00", cc())
     assert not r.ephemeral and r.text.startswith("Opened INC-")

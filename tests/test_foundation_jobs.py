@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from bot.app import running
+from bot.app import context_for, running
 from bot.config import Settings
-from bot.context import AppContext
 from bot.jobs import JobQueue, JobRunner
 from bot.store.db import Database
 from bot.store.models import Job
@@ -34,8 +33,8 @@ async def test_two_app_instances_run_each_job_exactly_once(pg_db: Database, sett
             ran.append((job.id, name))
         return handle
 
-    ctx_a = AppContext.for_db(settings, pg_db)
-    ctx_b = AppContext.for_db(settings, other)
+    ctx_a = context_for(settings, pg_db)
+    ctx_b = context_for(settings, other)
     n = 60
     for i in range(n):
         await ctx_a.jobs.enqueue("investigation", {"i": i})

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.app import context_for
 from bot.audit import BOT, audit
 from bot.cli import main
 from bot.context import AppContext
@@ -36,7 +37,7 @@ async def test_readyz_fails_when_schema_is_behind(tmp_path: Path, ctx: AppContex
     await asyncio.to_thread(upgrade, url, "0001")
     old = Database(url)
     try:
-        behind = AppContext.for_db(ctx.settings, old)
+        behind = context_for(ctx.settings, old)
         async with TestClient(TestServer(create_app(behind))) as client:
             r = await client.get("/readyz")
             assert r.status == 503

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot import change_webhook
-from bot.context import AppContext
+from bot.app import context_for
 from bot.intake import routes
 from bot.rfc3339 import parse_rfc3339
 from bot.store.db import Database
@@ -48,7 +48,7 @@ async def test_an_unauthenticated_body_is_kept_to_4_kib_even_gzipped(db: Databas
 
 
 async def test_dead_letters_are_bounded_and_counted(db: Database) -> None:
-    ctx = AppContext.for_db(make_settings(db.url), db)
+    ctx = context_for(make_settings(db.url), db)
     ctx.settings.webhooks.dead_letter_max_rows = 10
     ctx.settings.webhooks.dead_letter_burst = 12
     ctx.settings.webhooks.dead_letter_rate_per_s = 0.001

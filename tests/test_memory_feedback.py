@@ -16,6 +16,7 @@ from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount
 from sqlmodel import col, select
 
+from bot.app import context_for
 from bot.audit import verify_chain
 from bot.chat.slack import routes as slack_routes
 from bot.chat.slack.adapter import SlackAdapter
@@ -75,7 +76,7 @@ async def fake() -> AsyncIterator[FakeSlack]:
 @pytest.fixture
 async def sctx(fake: FakeSlack, sqlite_url: str, db: Database) -> AsyncIterator[AppContext]:
     settings = slack_settings(sqlite_url, fake.api_url)
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.chat.add(SlackAdapter(settings, db, debounce_s=0.05))
     yield ctx
 
@@ -240,7 +241,7 @@ def _invoke_card(adapter: TestAdapter) -> dict[str, Any]:
 
 
 async def test_teams_feedback_invokes_authorised_audited_and_edited(db: Database, sqlite_url: str) -> None:
-    ctx = AppContext.for_db(teams_settings(sqlite_url), db)
+    ctx = context_for(teams_settings(sqlite_url), db)
     inc = await make_incident(db)
     await make_investigation(db, inc.id, rows=True)
     fix = await _with_fix(db, inc.id)
@@ -281,7 +282,7 @@ async def test_teams_feedback_group_is_configurable(db: Database, sqlite_url: st
     settings = teams_settings(sqlite_url)
     settings.approvals.groups["postmortem-crew"] = [f"teams:{STRANGER_AAD}"]
     settings.memory.feedback_groups = ["postmortem-crew"]
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     inc = await make_incident(db)
     await make_investigation(db, inc.id, rows=True)
     approver = _teams_adapter(APPROVER_AAD)  # an approver of runbooks, but not in the feedback group

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
+from bot.app import context_for
 from bot.chat.seen import first_time, prune
 from bot.chat.slack import routes as slack_routes
 from bot.chat.slack.adapter import SlackAdapter
@@ -42,7 +43,7 @@ async def fake() -> AsyncIterator[FakeSlack]:
 @pytest.fixture
 async def sctx(fake: FakeSlack, sqlite_url: str, db: Any) -> AsyncIterator[AppContext]:
     settings = slack_settings(sqlite_url, fake.api_url)
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.chat.add(SlackAdapter(settings, db, debounce_s=0.05))
     ctx.remediation = RemediationService(ctx)
     yield ctx
@@ -275,7 +276,7 @@ async def _replica(settings: Any, url: str) -> tuple[AppContext, TestClient]:
     """One onwatch process: its own Database engine, bolt app and HTTP server over the shared database."""
     from bot.store.db import Database
 
-    ctx = AppContext.for_db(settings, Database(url))
+    ctx = context_for(settings, Database(url))
     ctx.chat.add(SlackAdapter(settings, ctx.db, debounce_s=0.05))
     ctx.remediation = RemediationService(ctx)
     c = TestClient(TestServer(create_app(ctx, installers=[slack_routes.install])))

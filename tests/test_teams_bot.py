@@ -10,6 +10,7 @@ from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount, Entity
 from sqlmodel import select
 
+from bot.app import context_for
 from bot.chat.teams.bot import OnwatchTeamsBot, command_text, thread_id_of
 from bot.context import AppContext
 from bot.store.models import Approval, AuditEvent, ConversationRef, Job, Proposal
@@ -42,7 +43,7 @@ def adapter_for(aad: str | None = APPROVER_AAD, conversation_id: str = THREAD, c
 
 @pytest.fixture
 def tctx(db: Any, sqlite_url: str, tmp_path: Path) -> AppContext:
-    ctx = AppContext.for_db(teams_settings(sqlite_url), db)
+    ctx = context_for(teams_settings(sqlite_url), db)
     ctx.remediation = remediation_for(ctx, tmp_path)
     return ctx
 

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 
+from bot.app import context_for
 from bot.config import Settings
-from bot.context import AppContext
 from bot.store.db import Database
 from bot.web import create_app
 from bot.web_ui import views
@@ -25,7 +25,7 @@ def _settings(db: Database, **web: object) -> Settings:
 
 
 async def _client(db: Database, **web: object) -> TestClient:
-    ctx = AppContext.for_db(_settings(db, **web), db)
+    ctx = context_for(_settings(db, **web), db)
     client = TestClient(TestServer(create_app(ctx, installers=[views.install])))
     await client.start_server()
     return client

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bot.app import context_for
 from bot.config import Settings
-from bot.context import AppContext
 from bot.store.db import Database
 from bot.web import create_app
 from bot.web_ui import views
@@ -30,7 +30,7 @@ async def test_chromium_walks_list_incident_audit(db: Database) -> None:
     ids = await populate(db)
     settings = Settings(database={"url": str(db.engine.url)}, web={"enabled": True, "viewer_token": TOKEN},  # type: ignore[arg-type]
                         reports={"timezone": "Europe/Berlin"})  # type: ignore[arg-type]
-    runner = web.AppRunner(create_app(AppContext.for_db(settings, db), installers=[views.install]))
+    runner = web.AppRunner(create_app(context_for(settings, db), installers=[views.install]))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bot.app import build_context, build_runner, build_scheduler
+from bot.app import build_context, build_runner, build_scheduler, context_for
 from bot.chat import weekly
 from bot.chat.slack.adapter import SlackAdapter
 from bot.config import Settings
-from bot.context import AppContext
 from bot.reports.load import build_report
 from bot.reports.text import report_text
 from bot.reports.times import zone
@@ -101,7 +100,7 @@ async def test_slack_weekly_post_with_its_chart(fake: FakeSlack, sqlite_url: str
     await crafted(db)
     settings = slack_settings(sqlite_url, fake.api_url)
     settings.server.public_url = PUBLIC
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.chat.add(SlackAdapter(settings, db, debounce_s=0.05))
     assert await weekly.post_weekly_report(ctx, END) == 1
     post, chart = fake.messages[INCIDENT_CHANNEL]
@@ -179,7 +178,7 @@ async def test_one_post_per_week_through_a_durable_job(fake: FakeSlack, sqlite_u
     await crafted(db)
     settings = slack_settings(sqlite_url, fake.api_url)
     settings.reports.timezone = "Europe/Berlin"
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.chat.add(SlackAdapter(settings, db, debounce_s=0.05))
     runner = build_runner(ctx)
     assert weekly.JOB_KIND in runner.handlers
@@ -194,7 +193,7 @@ async def test_one_post_per_week_through_a_durable_job(fake: FakeSlack, sqlite_u
 
 
 async def test_the_leader_schedules_it_only_when_on(db: Database, sqlite_url: str) -> None:
-    on = AppContext.for_db(Settings(database={"url": sqlite_url}, reports={"weekly_day": "fri",  # type: ignore[arg-type]
+    on = context_for(Settings(database={"url": sqlite_url}, reports={"weekly_day": "fri",  # type: ignore[arg-type]
                                                                            "weekly_time": "16:30"}), db)
     sched = build_scheduler(on, build_runner(on))
     sched.start()
@@ -203,7 +202,7 @@ async def test_the_leader_schedules_it_only_when_on(db: Database, sqlite_url: st
         assert nxt is not None and (nxt.weekday(), nxt.hour, nxt.minute) == (4, 16, 30)
     finally:
         await sched.stop()
-    off = AppContext.for_db(Settings(database={"url": sqlite_url}, reports={"weekly": False}), db)  # type: ignore[arg-type]
+    off = context_for(Settings(database={"url": sqlite_url}, reports={"weekly": False}), db)  # type: ignore[arg-type]
     sched = build_scheduler(off, build_runner(off))
     sched.start()
     try:

@@ -13,6 +13,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import col, select
 
+from bot.app import context_for
 from bot.config import Settings
 from bot.context import AppContext
 from bot.intake import routes
@@ -34,7 +35,7 @@ def make_settings(url: str, **triage: Any) -> Settings:
 
 
 def make_ctx(db: Database, **triage: Any) -> AppContext:
-    ctx = AppContext.for_db(make_settings(db.url, **triage), db)
+    ctx = context_for(make_settings(db.url, **triage), db)
     ctx.triage = TriageService(ctx)
     return ctx
 

@@ -37,10 +37,10 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select
 
+from bot.app import context_for
 from bot.chat.hub import ThreadOrigin
 from bot.chat.model import IncidentCard, Message
 from bot.config import Settings
-from bot.context import AppContext
 from bot.intake import routes
 from bot.store.db import Database
 from bot.store.migrate import upgrade
@@ -135,7 +135,7 @@ async def _storm_once(url: str, bodies: list[bytes], unique: int, per_batch: int
     settings = Settings(database={"url": url}, webhooks={"token": TOKEN,  # type: ignore[arg-type]
                                                          "max_body_bytes": 4 * 1_048_576})
     db = Database(url, pool_size=concurrency + 2)
-    ctx = AppContext.for_db(settings, db)
+    ctx = context_for(settings, db)
     ctx.triage = TriageService(ctx)
     chat = RecordingAdapter()
     ctx.chat.add(chat)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from sqlmodel import col, select
 
@@ -18,36 +16,11 @@ from bot.chat.feedback import feedback_message
 from bot.chat.model import IncidentCard, Message, feedback_key, incident_page
 from bot.memory.feedback import DEFAULT_EDIT_WINDOW_S
 from bot.memory.feedback import state as feedback_state
+from bot.ports import ChatAdapter, ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import Acknowledgement, Incident
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadOrigin:
-    """Where an incident was born in chat (an alert post): onwatch answers in that message's thread."""
-
-    platform: str
-    channel: str
-    thread_id: str
-    reference: dict[str, Any] = field(default_factory=dict)
-
-
-class ChatAdapter(Protocol):
-    platform: str
-
-    async def announce(self, card: IncidentCard, origin: ThreadOrigin | None) -> None:
-        """Post the incident's root message (or adopt ``origin`` as its thread) and remember where."""
-        ...
-
-    async def update_card(self, card: IncidentCard) -> None: ...
-
-    async def post(self, incident_id: str, message: Message) -> None: ...
-
-    async def replace(self, incident_id: str, key: str, message: Message) -> None:
-        """Edit a message posted earlier with ``message.key == key``."""
-        ...
 
 
 def card_for(incident: Incident, acknowledged_by: tuple[str, ...] = (), public_url: str | None = None) -> IncidentCard:

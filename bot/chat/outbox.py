@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.chat.hub import ChatHub, ThreadOrigin
 from bot.incidents.outbox import EventKind, OutboxEvent
+from bot.ports import ChatPort, ThreadOrigin
 
 
 def origin_params(origin: ThreadOrigin | None) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def _origin(params: Any) -> ThreadOrigin | None:
 class HubRenderer:
     """An outbox subscriber rendering through the hub ``hub()`` returns when the event arrives."""
 
-    def __init__(self, hub: Callable[[], ChatHub]):
+    def __init__(self, hub: Callable[[], ChatPort]):
         self.hub = hub
 
     async def __call__(self, event: OutboxEvent) -> None:

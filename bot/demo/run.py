@@ -50,7 +50,7 @@ from sqlmodel import col, select
 from bot.audit import Actor, verify_chain
 from bot.chat.format import utc_clock
 from bot.config import Settings
-from bot.context import AppContext, _no_sources
+from bot.context import AppContext, no_sources
 from bot.demo.simulate import CULPRIT, NAMESPACE, SERVICES, ShopCase, simulate
 from bot.demo.terminal import Palette, TerminalAdapter, use_colour
 from bot.store.db import Database
@@ -435,7 +435,7 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
     ctx: AppContext | None = None
     try:
         ctx = await build_context(settings, db)
-        if ctx.sources_factory is _no_sources:
+        if ctx.sources_factory is no_sources:
             # an older wiring: build the replay sources the way the registry does
             from integrations.registry import build_sources
 

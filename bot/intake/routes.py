@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -32,9 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.audit import Actor
 from bot.context import AppContext
 from bot.deadletter import AUTH_FAILURE_BODY_CAP
-from bot.errors import DatabaseError
+from bot.errors import ConfigError, DatabaseError
 from bot.httpio import CTX, BodyError, dead_letter, is_json_type, read_body
 from bot.intake.payloads import PAYLOADS, Envelope, describe
+from bot.ports import TriagePort
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def _safe_headers(request: web.Request) -> dict[str, str]:
             for h in _KEPT_HEADERS if h in request.headers}
 
 
-def make_handler(source: str):  # type: ignore[no-untyped-def]
+def make_handler(source: str, triage: TriagePort) -> Callable[[web.Request], Awaitable[web.Response]]:
     model = PAYLOADS[source]
 
     async def handle(request: web.Request) -> web.Response:
@@ -132,7 +134,7 @@ def make_handler(source: str):  # type: ignore[no-untyped-def]
             for _i, reason, item in batch.refused:
                 await dead_letter(ctx, source, reason, json.dumps(item, ensure_ascii=False).encode("utf-8",
                                   "backslashreplace"), headers, authenticated=True)
-            outcome = await ctx.triage.ingest(batch.alerts, actor=Actor("webhook", source, how))
+            outcome = await triage.ingest(batch.alerts, actor=Actor("webhook", source, how))
         except Rejected as rej:
             try:
                 await dead_letter(ctx, source, rej.reason, rej.body, headers, authenticated=rej.authenticated)
@@ -152,10 +154,8 @@ def make_handler(source: str):  # type: ignore[no-untyped-def]
 
 def install(app: web.Application, ctx: AppContext) -> None:
     if ctx.triage is None:
-        from bot.triage.service import TriageService
-
-        ctx.triage = TriageService(ctx)
+        raise ConfigError(["the webhook routes need triage: build the context with bot.app.context_for"])
     for source in PAYLOADS:
-        app.router.add_post(f"/webhooks/{source}", make_handler(source))
+        app.router.add_post(f"/webhooks/{source}", make_handler(source, ctx.triage))
     if ctx.settings.webhooks.token is None and ctx.settings.webhooks.hmac_secret is None:
         log.warning("webhooks.token and webhooks.hmac_secret are unset: the webhook endpoints refuse every request")

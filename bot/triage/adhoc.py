@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from bot.audit import Actor, audit
-from bot.chat.hub import ThreadOrigin
+from bot.ports import ThreadOrigin
 from bot.store.models import Incident
 from bot.triage.grouping import Identity
 from bot.triage.severity import incident_severity

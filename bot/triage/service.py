@@ -20,12 +20,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from sqlalchemy.orm import configure_mappers
 
 from bot.audit import BOT, Actor
-from bot.chat.hub import ThreadOrigin
+from bot.context import AppContext
+from bot.investigate.service import investigation_rows, request_investigation
+from bot.ports import ThreadOrigin
+from bot.triage.adhoc import open_adhoc
 from bot.triage.alert import AlertIn
 from bot.triage.prepared import prepare
 from bot.triage.store import TriageStore
@@ -39,7 +41,7 @@ Announcement = tuple[list[tuple[str, ThreadOrigin | None]], list[str], list[tupl
 
 
 class TriageService:
-    def __init__(self, ctx: Any):
+    def __init__(self, ctx: AppContext):
         self.ctx = ctx
         self.db = ctx.db
         self.settings = ctx.settings.triage
@@ -47,15 +49,7 @@ class TriageService:
         self._lock = asyncio.Lock()
         self._chat: asyncio.Queue[Announcement] = asyncio.Queue()
         self._announcer: asyncio.Task[None] | None = None
-        # Resolved at start-up, not inside the first storm's transaction: importing the engine (numpy,
-        # matplotlib) takes a third of a second, which would otherwise hold the write lock the first time.
-        self._investigation_rows: InvestigationRows | None
-        try:
-            from bot.investigate.service import investigation_rows
-        except ImportError:
-            self._investigation_rows = None
-        else:
-            self._investigation_rows = investigation_rows
+        self._investigation_rows: InvestigationRows = investigation_rows
         configure_mappers()  # once here, not in the first pass (building the first model row configures them)
 
     async def start(self) -> None:
@@ -95,8 +89,6 @@ class TriageService:
         for source, n in Counter(a.source for a in alerts).items():
             self.ctx.metrics.alerts.labels(source).inc(n)
         if out.opened:
-            if self._investigation_rows is None:
-                log.warning("investigation engine not installed; incidents %s are not investigated", out.opened)
             self.ctx.jobs.wakeup.set()
         if out.opened or result.updated or result.flap_notes:
             self._chat.put_nowait(([(i, origin) for i in out.opened], result.updated, result.flap_notes))
@@ -138,16 +130,9 @@ class TriageService:
                     await chat.notify(inc_id, f"Alert {fp} is flapping; onwatch suppresses it until it settles.")
 
     async def open_adhoc(self, text_: str, actor: Actor, origin: ThreadOrigin | None) -> str | None:
-        from bot.triage.adhoc import open_adhoc
-
         return await open_adhoc(self, text_, actor, origin)
 
     async def start_incident(self, incident_id: str, origin: ThreadOrigin | None, requested_by: Actor) -> None:
         """Request the investigation (a durable job) and announce the incident."""
-        try:
-            from bot.investigate.service import request_investigation
-        except ImportError:
-            log.warning("investigation engine not installed; incident %s is not investigated", incident_id)
-        else:
-            await request_investigation(self.ctx, incident_id, requested_by)
+        await request_investigation(self.ctx, incident_id, requested_by)
         await self.ctx.chat.incident_opened(incident_id, origin)

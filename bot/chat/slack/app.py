@@ -30,12 +30,12 @@ from bot.chat.commands import (
     feedback_click,
     handle_command,
 )
-from bot.chat.hub import ThreadOrigin
 from bot.chat.seen import command_key, first_time
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.principals import UserGroupCache
 from bot.chat.slack.render import Rendered, render_message
 from bot.context import AppContext
+from bot.ports import DecisionVerb, ThreadOrigin
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
 
     # ------------------------------------------------------------- Approve / Reject
 
-    async def decide(body: dict[str, Any], action: dict[str, Any], decision: str) -> None:
+    async def decide(body: dict[str, Any], action: dict[str, Any], decision: DecisionVerb) -> None:
         user = body.get("user") or {}
         user_id = str(user.get("id", ""))
         channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")

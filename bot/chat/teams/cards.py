@@ -39,6 +39,7 @@ from bot.chat.model import (
     Text,
     ack_action,
 )
+from bot.ports import DecisionVerb
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
@@ -48,7 +49,7 @@ VERB_REJECT = "onwatch_reject"
 VERB_REFRESH = "onwatch_refresh"
 VERB_ACK = "onwatch_ack"  # data: {"incident_id": "INC-…"}; the same domain path as the `ack` command
 VERB_FEEDBACK = "onwatch_feedback"  # data: {"feedback": "<incident>|<choice>"}, checked on the server
-DECISION_VERBS = {VERB_APPROVE: "approve", VERB_REJECT: "reject"}
+DECISION_VERBS: dict[str, DecisionVerb] = {VERB_APPROVE: "approve", VERB_REJECT: "reject"}
 MAX_REFRESH_USERS = 60  # Teams refreshes automatically for at most 60 listed users
 MAX_TEXT = 4000
 
