@@ -16,11 +16,13 @@ from sqlmodel import col, select
 
 from bot.acknowledge import acknowledge
 from bot.audit import Actor
-from bot.chat.hub import ThreadOrigin
+from bot.chat.compose import status_message
 from bot.chat.model import Message, Text
 from bot.context import AppContext
 from bot.errors import NotFound
+from bot.investigate.service import request_investigation
 from bot.memory.feedback import FeedbackError, set_cause, set_fix
+from bot.ports import ThreadOrigin
 from bot.store.models import Incident
 from bot.triage import silences
 
@@ -89,8 +91,6 @@ async def _investigate(ctx: AppContext, arg: str, cc: CommandContext) -> Command
         inc = await _incident(ctx, arg)
         if inc is None:
             return _err(f"There is no incident {arg.upper()}. Type `status` to list open incidents.")
-        from bot.investigate.service import request_investigation
-
         inv_id = await request_investigation(ctx, inc.id, cc.actor)
         return CommandReply(text=f"Investigating {inc.id} ({inv_id}); the findings will appear in its thread.")
     if ctx.triage is None:
@@ -104,8 +104,6 @@ async def _investigate(ctx: AppContext, arg: str, cc: CommandContext) -> Command
 
 
 async def _status(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
-    from bot.chat.compose import status_message
-
     target = arg or cc.incident_id or ""
     if target:
         if not INCIDENT_ID.match(target):

@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from bot.chat.chart import chart_for_report
 from bot.chat.format import utc_time as when
 from bot.chat.model import (
+    PHASE_LABELS,
     Action,
     Block,
     Cause,
@@ -138,8 +140,6 @@ async def load_report(db: Database, investigation_id: str) -> tuple[Investigatio
 async def investigation_messages(db: Database, investigation_id: str, public_url: str | None = None) -> list[Message]:
     """The reasoning steps, a chart of the key signal, and the ranked causes each with its evidence; the causes
     (the summary) link to the incident's web page when ``public_url`` is set."""
-    from bot.chat.chart import chart_for_report
-
     inv, inc, report = await load_report(db, investigation_id)
     out: list[Message] = []
 
@@ -339,8 +339,6 @@ async def status_message(db: Database, incident_id: str, public_url: str | None 
                             .order_by(col(Investigation.started_at).desc(), col(Investigation.id)))).first()
         proposals = (await s.exec(select(Proposal).where(Proposal.incident_id == incident_id)
                                   .order_by(col(Proposal.created_at)))).all()
-    from bot.chat.model import PHASE_LABELS
-
     facts = [("Status", inc.status), ("Phase", PHASE_LABELS.get(inc.phase, inc.phase)), ("Severity", inc.severity),
              ("Services", ", ".join(inc.services) or "–"), ("Owner", inc.owner or "–"), ("Opened", when(inc.opened_at))]
     blocks: list[Block] = [Text(f"{inc.id} · {inc.title}", "heading"), Facts(tuple(facts))]

@@ -12,8 +12,9 @@ from collections import OrderedDict
 
 from sqlmodel import col, select
 
+from bot.chat import compose
 from bot.chat.feedback import feedback_message
-from bot.chat.model import IncidentCard, Message, feedback_key, incident_page
+from bot.chat.model import IncidentCard, Message, Text, feedback_key, incident_page
 from bot.memory.feedback import DEFAULT_EDIT_WINDOW_S
 from bot.memory.feedback import state as feedback_state
 from bot.ports import ChatAdapter, ThreadOrigin
@@ -99,8 +100,6 @@ class ChatHub:
     async def investigation_finished(self, incident_id: str, investigation_id: str) -> None:
         if not self.adapters:
             return
-        from bot.chat import compose
-
         await self.incident_updated(incident_id)
         for msg in await compose.investigation_messages(self.db, investigation_id, self.public_url):
             await self.post(incident_id, msg)
@@ -117,8 +116,6 @@ class ChatHub:
         """Post each proposal with its buttons; ``refused`` lists out-of-scope matches and why."""
         if not self.adapters:
             return
-        from bot.chat import compose
-
         await self.incident_updated(incident_id)
         for msg in await compose.proposal_messages(self.db, proposal_ids, refused):
             await self.post(incident_id, msg)
@@ -127,8 +124,6 @@ class ChatHub:
         """A decision, expiry, execution or verification: replace the proposal message and refresh the card."""
         if not self.adapters:
             return
-        from bot.chat import compose
-
         incident_id, msg = await compose.proposal_status_message(self.db, proposal_id)
         await self.replace(incident_id, msg.key, msg)
         await self.incident_updated(incident_id)
@@ -138,6 +133,4 @@ class ChatHub:
         a second notify under the same key edits the first instead of repeating it (outbox re-deliveries)."""
         if not self.adapters:
             return
-        from bot.chat.model import Text
-
         await self.post(incident_id, Message(blocks=(Text(text),), fallback=text, key=key))

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.chat.format import change_ratio, confidence_bar, fmt_num, utc_clock
-from bot.chat.hub import ThreadOrigin
 from bot.chat.model import (
     PHASE_LABELS,
     Block,
@@ -34,6 +33,7 @@ from bot.chat.model import (
     Step,
     Text,
 )
+from bot.ports import ThreadOrigin
 
 WIDTH = 100
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")

@@ -12,15 +12,14 @@ failed investigation.
 
 from __future__ import annotations
 
-import inspect
 import time
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from bot.audit import BOT, Actor, AuditEntry, audit
 from bot.chat.model import Message, Text, steps_key
 from bot.chat.model import Step as ChatStep
 from bot.config import MemorySettings
+from bot.context import AppContext
 from bot.errors import NotFound
 from bot.incidents.lifecycle import IncidentPhase, transition
 from bot.incidents.outbox import EventKind, emit
@@ -32,7 +31,7 @@ from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope, window_end
 from bot.memory.similar import Signature, report_facets
 from bot.memory.store import Recalled, incident_link, recall
-from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
+from bot.store.models import Alert, Evidence, Finding, Incident, Investigation, Job, new_id
 from bot.store.queries import incident_alerts, investigation_and_incident
 from integrations.base import Sources
 
@@ -41,7 +40,7 @@ class InvestigationNotFound(NotFound):
     """The investigation or its incident does not exist."""
 
 
-async def request_investigation(ctx: Any, incident_id: str, requested_by: Actor) -> str:
+async def request_investigation(ctx: AppContext, incident_id: str, requested_by: Actor) -> str:
     """Queue an investigation of ``incident_id``: one row, one audit row, one durable job."""
     async with ctx.db.begin() as s:
         incident = await s.get(Incident, incident_id)
@@ -59,14 +58,14 @@ async def request_investigation(ctx: Any, incident_id: str, requested_by: Actor)
     return inv_id
 
 
-async def _load(ctx: Any, investigation_id: str) -> tuple[Investigation, Incident, list[Alert]]:
+async def _load(ctx: AppContext, investigation_id: str) -> tuple[Investigation, Incident, list[Alert]]:
     async with ctx.db.session() as s:
         inv, incident = await investigation_and_incident(s, investigation_id)
         alerts = await incident_alerts(s, incident.id)
     return inv, incident, alerts
 
 
-def _memory_settings(ctx: Any) -> MemorySettings:
+def _memory_settings(ctx: AppContext) -> MemorySettings:
     cfg = getattr(getattr(ctx, "settings", None), "memory", None)
     return cfg if isinstance(cfg, MemorySettings) else MemorySettings()
 
@@ -85,7 +84,7 @@ def report_signature(services: list[str], alertnames: list[str], title: str, dat
                         facets["log_templates"], f"{title} {causes}".strip())
 
 
-async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[PastIncident]:
+async def _past(ctx: AppContext, incident: Incident, alertnames: list[str]) -> list[PastIncident]:
     cfg = _memory_settings(ctx)
     found = await recall(ctx.db, Signature.of(incident.services, alertnames, text=incident.title),
                          exclude=incident.id, limit=cfg.recall_limit, min_score=cfg.min_score,
@@ -93,7 +92,7 @@ async def _past(ctx: Any, incident: Incident, alertnames: list[str]) -> list[Pas
     return past_incidents(found)
 
 
-async def _similar(ctx: Any, incident: Incident, alertnames: list[str], data: dict[str, Any]) -> None:
+async def _similar(ctx: AppContext, incident: Incident, alertnames: list[str], data: dict[str, Any]) -> None:
     """Replace the report's look-alikes by a recall over everything the investigation found, each with why it
     matched, its grade and a link to its page (in place)."""
     cfg = _memory_settings(ctx)
@@ -106,18 +105,7 @@ async def _similar(ctx: Any, incident: Incident, alertnames: list[str], data: di
         data["similar"] = [r.to_dict(incident_link(public_url, r.incident_id)) for r in found]
 
 
-async def _open_sources(ctx: Any, sources: Sources | None) -> tuple[Sources, AbstractAsyncContextManager[Any] | None]:
-    if sources is not None:
-        return sources, None
-    made = ctx.sources_factory()
-    if hasattr(made, "__aenter__"):
-        return await made.__aenter__(), made
-    if inspect.isawaitable(made):
-        made = await made
-    return made, None
-
-
-async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | None = None) -> None:
+async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sources | None = None) -> None:
     """Run one queued investigation to the end and record everything it did."""
     inv, incident, alerts = await _load(ctx, investigation_id)
     if inv.status == "done":
@@ -135,7 +123,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
     onset = min((a.starts_at for a in firing), default=incident.opened_at)
     symptoms = sorted({a.service for a in firing if a.service} | set(incident.services))
     alertnames = sorted({a.name for a in firing})
-    src, cm = await _open_sources(ctx, sources)
+    src = sources if sources is not None else ctx.sources_factory()
     try:
         now = window_end(onset, src.clock())  # a late or re-run job looks at the alert's time, not today
         triage = getattr(ctx.settings, "triage", None)
@@ -157,10 +145,7 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
                         params={"investigation_id": investigation_id}, result=f"{type(exc).__name__}: {exc}", session=s)
         raise
     finally:
-        if cm is not None:
-            await cm.__aexit__(None, None, None)
-        else:
-            await src.aclose()
+        await src.aclose()
     data = report.to_dict()
     await _similar(ctx, incident, alertnames, data)
     data["llm"] = llm.to_dict()
@@ -168,11 +153,11 @@ async def run_investigation(ctx: Any, investigation_id: str, sources: Sources | 
         data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})
     await _store(ctx, investigation_id, incident.id, report, data)
     await ctx.outbox.publish()
-    if report.causes and not report.abstained and getattr(ctx, "remediation", None) is not None:
+    if report.causes and not report.abstained and ctx.remediation is not None:
         await ctx.remediation.propose(incident.id, investigation_id)
 
 
-def _step_poster(ctx: Any, incident_id: str, investigation_id: str) -> StepCallback:
+def _step_poster(ctx: AppContext, incident_id: str, investigation_id: str) -> StepCallback:
     """A callback that shows each reasoning step in the incident thread as the engine makes it.
 
     The steps go into one message, posted with the first step and edited with each next one (adapters
@@ -196,7 +181,7 @@ def _step_poster(ctx: Any, incident_id: str, investigation_id: str) -> StepCallb
     return post
 
 
-async def _investigate_llm(ctx: Any, incident_id: str, investigation_id: str, report: Report,
+async def _investigate_llm(ctx: AppContext, incident_id: str, investigation_id: str, report: Report,
                           src: Sources) -> LlmOutcome:
     """With ``llm:`` configured, the investigator continues from the report (docs/llm.md): every model call
     an audit row, its steps and its checked reading in the thread as the model's. It never raises for the
@@ -215,7 +200,7 @@ async def _investigate_llm(ctx: Any, incident_id: str, investigation_id: str, re
     return outcome
 
 
-async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Report, data: dict[str, Any]) -> None:
+async def _store(ctx: AppContext, investigation_id: str, incident_id: str, report: Report, data: dict[str, Any]) -> None:
     async with ctx.db.begin() as s:
         row = await s.get(Investigation, investigation_id)
         assert row is not None
@@ -254,7 +239,7 @@ async def _store(ctx: Any, investigation_id: str, incident_id: str, report: Repo
         )
 
 
-async def handle_job(ctx: Any, payload: dict[str, Any]) -> None:
+async def handle_job(ctx: AppContext, payload: dict[str, Any]) -> None:
     """The job handler core: ``payload`` is ``{"investigation_id": ...}``."""
     await run_investigation(ctx, str(payload["investigation_id"]))
 
@@ -267,8 +252,6 @@ def investigation_rows(incident_ids: list[str], requested_by: Actor) -> tuple[
     instance per row costs about a millisecond in a storm that opens dozens of incidents). Fresh
     investigation ids make fresh job dedup keys, so no look-up for an existing job is needed.
     """
-    from bot.store.models import Job, new_id
-
     inv_row = Investigation(incident_id="", status="queued", requested_by=requested_by.key).model_dump()
     invs = [{**inv_row, "id": new_id("inv"), "incident_id": i} for i in incident_ids]
     entries = [AuditEntry(requested_by, "investigation.requested", incident_id=inv["incident_id"],

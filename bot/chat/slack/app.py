@@ -35,7 +35,9 @@ from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.principals import UserGroupCache
 from bot.chat.slack.render import Rendered, render_message
 from bot.context import AppContext
+from bot.intake.posts import ChatPost, parse_alert_post
 from bot.ports import DecisionVerb, ThreadOrigin
+from bot.store.models import Proposal
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,6 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
         if ctx.triage is None:
             log.warning("alert post in %s ignored: triage is not running", channel)
             return
-        from bot.intake.posts import ChatPost, parse_alert_post
-
         post = ChatPost(platform="slack", channel=channel, ts=ts, user=str(event.get("user") or ""),
                         bot_id=str(event.get("bot_id") or ""), username=str(event.get("username") or ""),
                         text=str(event.get("text") or ""), attachments=list(event.get("attachments") or []),
@@ -247,8 +247,6 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
 
 async def _proposal_approvers(ctx: AppContext, proposal_id: str) -> set[str]:
     """The proposal's own approver identities (to know which user groups to look up)."""
-    from bot.store.models import Proposal
-
     async with ctx.db.session() as s:
         proposal = await s.get(Proposal, proposal_id)
     if proposal is None:

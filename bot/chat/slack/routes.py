@@ -14,16 +14,16 @@ import time
 
 from aiohttp import web
 
+from bot.chat.slack.adapter import SlackAdapter
+from bot.chat.slack.app import bolt_app
 from bot.context import AppContext
 
 PATH = "/slack/events"
 MAX_SKEW_S = 300
 
 
-def slack_adapter(ctx: AppContext) -> object:
+def slack_adapter(ctx: AppContext) -> SlackAdapter:
     """The context's Slack adapter, created and added to the chat hub if ``build_context`` did not."""
-    from bot.chat.slack.adapter import SlackAdapter
-
     for a in ctx.chat.adapters:
         if isinstance(a, SlackAdapter):
             return a
@@ -49,11 +49,7 @@ def install(app: web.Application, ctx: AppContext) -> None:
         return
     from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
-    from bot.chat.slack.adapter import SlackAdapter
-    from bot.chat.slack.app import bolt_app
-
     adapter = slack_adapter(ctx)
-    assert isinstance(adapter, SlackAdapter)
     bolt = bolt_app(ctx, adapter)
 
     secret = s.signing_secret.get_secret_value().encode()

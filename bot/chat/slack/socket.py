@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from bot.chat.slack.app import bolt_app
+from bot.chat.slack.routes import slack_adapter
 from bot.context import AppContext
 
 log = logging.getLogger(__name__)
@@ -18,16 +20,10 @@ class SocketModeRunner:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
         from slack_sdk.web.async_client import AsyncWebClient
 
-        from bot.chat.slack.adapter import SlackAdapter
-        from bot.chat.slack.app import bolt_app
-        from bot.chat.slack.routes import slack_adapter
-
         s = ctx.settings.slack
         if s.app_token is None:
             raise ValueError("Socket Mode needs slack.app_token (xapp-…)")
-        adapter = slack_adapter(ctx)
-        assert isinstance(adapter, SlackAdapter)
-        self.adapter = adapter
+        self.adapter = adapter = slack_adapter(ctx)
         # apps.connections.open is called with the app-level token, on the same API base URL
         web_client = AsyncWebClient(base_url=adapter.client.base_url, retry_handlers=adapter.client.retry_handlers)
         self.handler = AsyncSocketModeHandler(bolt_app(ctx, adapter), s.app_token.get_secret_value(),

@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,16 +33,14 @@ from botbuilder.schema import (
 )
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
-from bot.chat.hub import ThreadOrigin
 from bot.chat.model import Chart, IncidentCard, Message, ProposalBlock
 from bot.chat.teams import cards, images, refs
 from bot.config import TeamsSettings
+from bot.context import AppContext
 from bot.errors import OnwatchError
+from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import Proposal
-
-if TYPE_CHECKING:
-    from bot.context import AppContext
 
 log = logging.getLogger(__name__)
 

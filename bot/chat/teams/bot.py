@@ -27,13 +27,14 @@ from bot.audit import Actor
 from bot.chat import compose
 from bot.chat.commands import CommandContext, ack_click, feedback_click, handle_command
 from bot.chat.feedback import feedback_message
-from bot.chat.hub import ThreadOrigin, load_card
+from bot.chat.hub import load_card
 from bot.chat.seen import first_time
 from bot.chat.teams import cards, refs, replays
 from bot.chat.teams.adapter import approvers_lookup, card_activity, message_activity, with_approvers
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.memory.feedback import state as feedback_state
+from bot.ports import ThreadOrigin
 from bot.store.models import Proposal
 
 log = logging.getLogger(__name__)
