@@ -1,5 +1,6 @@
 """Kubernetes, read side (kubernetes_asyncio): events, pod states (OOMKilled, CrashLoopBackOff, Evicted,
-restarts) and Deployment rollout history (ReplicaSet revisions and their images).
+restarts), Deployment rollout history (ReplicaSet revisions and their images) and object descriptions
+(Deployment, Pod, Node; ``kubernetes_describe``).
 
 This client only lists; it never holds the write credential (``write_kubeconfig`` is the executor's). Lists
 are read raw (``_preload_content=False``) with ``limit`` and a byte cap, so a huge cluster cannot flood the
@@ -35,6 +36,17 @@ from integrations.base import (
     parse_rfc3339,
 )
 from integrations.http import run_all
+from integrations.kubernetes_describe import (
+    MAX_RELATED,
+    SUMMARISERS,
+    DescribeResult,
+    ObjectDescription,
+    ObjectKind,
+    meta_of,
+    object_events,
+    pod_health,
+    pod_line,
+)
 from integrations.settings import KubernetesSettings
 
 log = logging.getLogger(__name__)
@@ -132,6 +144,7 @@ class KubernetesReader:
             ("deployments", False): apps.list_deployment_for_all_namespaces,
             ("replicasets", True): apps.list_namespaced_replica_set,
             ("replicasets", False): apps.list_replica_set_for_all_namespaces,
+            ("nodes", False): core.list_node,
         }
         call = calls[(plural, ns is not None)]
         args = (ns,) if ns is not None else ()
@@ -257,6 +270,58 @@ class KubernetesReader:
                                                 f"{where}: {waiting.get('message', '')}"[:1000], obj, node,
                                                 count=max(1, restarts)))
         return out
+
+    # ---------------------------------------------------------------- describe (the LLM investigator's tool)
+
+    async def describe(self, kind: ObjectKind, name: str, namespace: str | None,
+                       window: TimeWindow) -> DescribeResult:
+        """A Deployment, Pod or Node as ``kubectl describe`` shows it, trimmed (``kubernetes_describe``).
+
+        ``name`` is the object's name or, for a Deployment or a Pod, the service it belongs to (a service's
+        least healthy pod is described, its other pods listed)."""
+        if kind is ObjectKind.NODE:
+            nodes = await self._list_one(await self.api(), "nodes", None)
+            objs, events = [n for n in nodes if meta_of(n).get("name") == name], await self._list("events")
+            known = sorted(str(meta_of(n).get("name", "")) for n in nodes)
+            return self._described(kind, objs, [], events, window, known)
+        plural = "deployments" if kind is ObjectKind.DEPLOYMENT else "pods"
+        items, pods, events = await run_all([self._list(plural), self._list("pods"), self._list("events")])
+        here = [o for o in items if namespace in (None, meta_of(o).get("namespace"))]
+        objs = [o for o in here if meta_of(o).get("name") == name] or \
+            [o for o in here if self.service_of(meta_of(o)) == name]
+        if kind is ObjectKind.POD:
+            objs.sort(key=pod_health)
+        known = sorted({str(meta_of(o).get("name", "")) for o in here} | {self.service_of(meta_of(o)) for o in here})
+        return self._described(kind, objs, pods, events, window, known)
+
+    def _described(self, kind: ObjectKind, objs: list[dict[str, Any]], pods: list[dict[str, Any]],
+                   events: list[dict[str, Any]], window: TimeWindow, known: list[str]) -> DescribeResult:
+        if not objs:
+            return DescribeResult(None, tuple(known[:60]))
+        obj = objs[0]
+        meta = meta_of(obj)
+        ns, name, service = str(meta.get("namespace", "")), str(meta.get("name", "")), self.service_of(meta)
+        spec, status, conds = SUMMARISERS[kind](obj)
+        related: list[dict[str, Any]] = []
+        if kind is ObjectKind.NODE:
+            def involved(o: dict[str, Any]) -> bool:
+                return o.get("kind") == "Node" and o.get("name") == name
+        else:
+            siblings = [p for p in pods if meta_of(p).get("namespace") == ns and self.service_of(meta_of(p)) == service]
+            if kind is ObjectKind.DEPLOYMENT:
+                related = [pod_line(p) for p in sorted(siblings, key=pod_health)[:MAX_RELATED]]
+                names = {name} | {str(meta_of(p).get("name")) for p in siblings}
+
+                def involved(o: dict[str, Any]) -> bool:
+                    return o.get("namespace", ns) == ns and (o.get("name") in names or (
+                        o.get("kind") == "ReplicaSet" and self.service_of({"name": o.get("name", "")}) == service))
+            else:
+                related = [pod_line(p) for p in objs[1:MAX_RELATED + 1]]
+
+                def involved(o: dict[str, Any]) -> bool:
+                    return o.get("namespace", ns) == ns and o.get("name") == name
+        return DescribeResult(ObjectDescription(kind, ns, name, service, spec, status, conds,
+                                                object_events(events, involved, window), related))
 
     # ---------------------------------------------------------------- rollouts
 

@@ -1,4 +1,4 @@
-"""A fake Kubernetes API server for the read client: lists of events, pods, deployments and replicasets,
+"""A fake Kubernetes API server for the read client: lists of events, pods, deployments, replicasets and nodes,
 namespaced or across namespaces, honouring ``limit`` (with a ``continue`` token) and a bearer token."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from tests.fakes import new_app
 
 OBJECTS: web.AppKey[dict[str, list[dict[str, Any]]]] = web.AppKey("objects", dict)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
-KINDS = {"events": "EventList", "pods": "PodList", "deployments": "DeploymentList", "replicasets": "ReplicaSetList"}
+KINDS = {"events": "EventList", "pods": "PodList", "deployments": "DeploymentList", "replicasets": "ReplicaSetList",
+         "nodes": "NodeList"}
 
 
 def _handler(plural: str, namespaced: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -34,7 +35,7 @@ def _list(request: web.Request, plural: str, namespace: str | None) -> web.Respo
     meta: dict[str, Any] = {"resourceVersion": "100"}
     if limit and len(items) > limit:
         items, meta["continue"] = items[:limit], "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ"
-    api = "v1" if plural in ("events", "pods") else "apps/v1"
+    api = "v1" if plural in ("events", "pods", "nodes") else "apps/v1"
     return web.json_response({"kind": KINDS[plural], "apiVersion": api, "metadata": meta, "items": items})
 
 
@@ -45,6 +46,7 @@ def make_app(objects: dict[str, list[dict[str, Any]]], token: str) -> web.Applic
     for plural in ("events", "pods"):
         app.router.add_get(f"/api/v1/{plural}", _handler(plural, False))
         app.router.add_get(f"/api/v1/namespaces/{{ns}}/{plural}", _handler(plural, True))
+    app.router.add_get("/api/v1/nodes", _handler("nodes", False))  # cluster-scoped
     for plural in ("deployments", "replicasets"):
         app.router.add_get(f"/apis/apps/v1/{plural}", _handler(plural, False))
         app.router.add_get(f"/apis/apps/v1/namespaces/{{ns}}/{plural}", _handler(plural, True))

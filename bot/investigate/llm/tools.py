@@ -20,8 +20,12 @@ from bot.investigate.report import EvidenceItem
 from bot.investigate.templates import mine_shifts
 from integrations.base import ChangeEvent, LogLine, Sources, Span, TimeWindow, call_tool
 from integrations.diffs import DiffSource
+from integrations.kubernetes_describe import DescribeResult, ObjectDescriber, ObjectKind
 
 MAX_LINE_CHARS = 500
+_TIME_KEYS = frozenset({"time", "since", "started", "finished"})
+_BAD_CONDITIONS = frozenset({"MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable",
+                             "ReplicaFailure"})
 
 
 class ToolName(StrEnum):
@@ -29,6 +33,7 @@ class ToolName(StrEnum):
     LOGS = "logs"
     TRACES = "traces"
     K8S_EVENTS = "k8s_events"
+    DESCRIBE = "describe"
     CHANGES = "changes"
     DIFF = "diff"
 
@@ -63,6 +68,13 @@ _SPECS: dict[ToolName, tuple[str, dict[str, Any], list[str]]] = {
     ToolName.K8S_EVENTS: (
         "Kubernetes events and pod states of one service (OOMKilled, CrashLoopBackOff, probe failures…).",
         {"service": _STR}, ["service"]),
+    ToolName.DESCRIBE: (
+        "A Kubernetes Deployment, Pod or Node as kubectl describe shows it, trimmed: replicas and strategy, "
+        "containers with image, resources and probes, status, conditions, restarts and last terminations, "
+        "capacity and taints, and its recent events. name is the object's name, or for a Deployment or a Pod "
+        "the service's name (its least healthy pod is described). Read-only.",
+        {"kind": {"type": "string", "enum": [k.value for k in ObjectKind]}, "name": _STR, "namespace": _STR},
+        ["kind", "name"]),
     ToolName.CHANGES: (
         "Deploys, config changes, flag flips and scaling events in the investigated window, optionally of "
         "one service; each with the version to pass to the diff tool.",
@@ -179,6 +191,7 @@ class Toolbox:
         s = self.sources
         have = {ToolName.METRICS: s.metrics is not None, ToolName.LOGS: s.logs is not None,
                 ToolName.TRACES: s.traces is not None, ToolName.K8S_EVENTS: s.cluster is not None,
+                ToolName.DESCRIBE: isinstance(s.cluster, ObjectDescriber),
                 ToolName.CHANGES: bool(s.changes),
                 ToolName.DIFF: any(isinstance(c, DiffSource) for c in s.changes)}
         return [t for t in ToolName if have[t]]
@@ -211,7 +224,8 @@ class Toolbox:
             return ToolOutcome(name, call, ToolStatus.REFUSED, {"error": msg}, reason="repeated identical call")
         handlers: dict[ToolName, Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], EvidenceItem]]]] = {
             ToolName.METRICS: self._metrics, ToolName.LOGS: self._logs, ToolName.TRACES: self._traces,
-            ToolName.K8S_EVENTS: self._events, ToolName.CHANGES: self._changes, ToolName.DIFF: self._diff,
+            ToolName.K8S_EVENTS: self._events, ToolName.DESCRIBE: self._describe, ToolName.CHANGES: self._changes,
+            ToolName.DIFF: self._diff,
         }
         try:
             unknown = set(args) - set(_SPECS[tool][1])
@@ -345,6 +359,44 @@ class Toolbox:
         item = EvidenceItem("", src.name, "cluster", service, "events", canonical("k8s_events", args),
                             f"Kubernetes events of {service}: {len(rows)}" + (f" ({', '.join(reasons[:5])})" if reasons else ""))
         return {"service": service, "events": rows}, item
+
+    async def _describe(self, args: dict[str, Any]) -> tuple[dict[str, Any], EvidenceItem]:
+        raw_kind = _str_arg(args, "kind", True)
+        kind = next((k for k in ObjectKind if k.value.lower() == raw_kind.lower()), None)
+        if kind is None:
+            raise ToolRefused(f"kind must be one of {', '.join(k.value for k in ObjectKind)}")
+        name = _str_arg(args, "name", True, max_len=253)
+        namespace = _str_arg(args, "namespace", max_len=63) or None
+        src = self.sources.cluster
+        assert isinstance(src, ObjectDescriber)
+        got: DescribeResult = await self._call(src.name, f"{kind.value} {name}",
+                                               src.describe(kind, name, namespace, self.whole))
+        d = got.description
+        if d is None:
+            where = f" in namespace {namespace}" if namespace else ""
+            raise ToolRefused(f"no {kind.value} named {name!r}{where}; there are: "
+                              f"{', '.join(got.known) or 'none'}")
+
+        def rel(v: Any) -> Any:  # Unix times (conditions, events, terminations) relative to the alert
+            if isinstance(v, dict):
+                return {k: (_rel(x, self.onset) if k in _TIME_KEYS and isinstance(x, float) else rel(x))
+                        for k, x in v.items()}
+            return [rel(x) for x in v] if isinstance(v, list) else v
+
+        content = {"kind": d.kind.value, "namespace": d.namespace, "name": d.name, "service": d.service,
+                   "spec": rel(d.spec), "status": rel(d.status), "conditions": rel(d.conditions),
+                   "events": rel(d.events), **({"other_pods" if d.kind is ObjectKind.POD else "pods": d.related}
+                                              if d.related else {})}
+        failing = [c["type"] for c in d.conditions if c.get("status") == "False" and c.get("type") != "Progressing"
+                   or c.get("type") in _BAD_CONDITIONS and c.get("status") == "True"]
+        reasons = sorted({e["reason"] for e in d.events if e.get("type") == "Warning"})
+        subject = d.service if d.kind is not ObjectKind.NODE else d.name
+        item = EvidenceItem("", src.name, "cluster", subject, "describe", canonical("describe", args),
+                            f"{d.kind.value} {d.namespace + '/' if d.namespace else ''}{d.name}"
+                            + (f": conditions not well: {', '.join(failing[:4])}" if failing else "")
+                            + (f"; warnings: {', '.join(reasons[:5])}" if reasons else "")
+                            + f"; {len(d.events)} recent events")
+        return content, item
 
     async def _all_changes(self, service: str) -> list[tuple[ChangeEvent, str]]:
         out: list[tuple[ChangeEvent, str]] = []
