@@ -19,7 +19,7 @@ from bot.store.db import Database
 from integrations.base import Sources
 
 
-def no_sources() -> Sources:
+def _no_sources() -> Sources:
     return Sources()
 
 
@@ -31,7 +31,7 @@ class AppContext:
     chat: ChatPort
     outbox: Outbox
     metrics: Metrics = field(default_factory=Metrics)
-    sources_factory: Callable[[], Sources] = no_sources
+    sources_factory: Callable[[], Sources] = _no_sources
     triage: TriagePort | None = None
     remediation: RemediationPort | None = None
     dead_letters: DeadLetters | None = None

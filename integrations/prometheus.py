@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from integrations.base import ProfileInventory, Series, SignalInventory, SourceRejected, TimeWindow
+from integrations.base import (
+    ProfileInventory,
+    Series,
+    SignalInventory,
+    SourceBadResponse,
+    SourceRejected,
+    TimeWindow,
+)
 from integrations.catalog import Catalog
 from integrations.grafana import GrafanaLinks
 from integrations.http import HttpSource, expect
@@ -135,8 +142,6 @@ def _matrix_series(r: dict[str, Any]) -> PromSeries:
 
 
 def _bad(name: str, what: str, exc: Exception) -> Exception:
-    from integrations.base import SourceBadResponse
-
     return SourceBadResponse(name, f"malformed {what}: {type(exc).__name__}: {exc}")
 
 

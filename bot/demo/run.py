@@ -19,8 +19,7 @@ simulated:
 With ``--serve`` the same server then stays up with the read-only web view (docs/web.md) switched on and a fresh
 viewer token: the demo ends by printing the incident page's URL and the token, and serves until Ctrl-C.
 
-Parts of onwatch that are not installed are skipped with a note, so the demo always shows what the
-project can do end to end today.
+A step that has nothing to act on (no runbook proposed) is skipped with a note.
 """
 
 from __future__ import annotations
@@ -47,15 +46,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, select
 
+from bot.app import build_context, build_runner
 from bot.audit import Actor, verify_chain
 from bot.chat.format import utc_clock
 from bot.config import Settings
-from bot.context import AppContext, no_sources
+from bot.context import AppContext
 from bot.demo.simulate import CULPRIT, NAMESPACE, SERVICES, ShopCase, simulate
 from bot.demo.terminal import Palette, TerminalAdapter, use_colour
 from bot.store.db import Database
 from bot.store.migrate import upgrade
 from bot.store.models import Execution, Finding, Investigation, Job, Proposal
+from bot.web import create_app
 
 log = logging.getLogger(__name__)
 
@@ -234,20 +235,9 @@ def demo_settings(db_url: str, case_dir: Path, runbook_dir: Path, token: str,
     )
 
 
-def _have(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @contextlib.asynccontextmanager
 async def serving(ctx: AppContext, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
     """The real aiohttp application (webhooks included, and the web view when it is on) on ``host:port``."""
-    from bot.web import create_app
-
     runner = web.AppRunner(create_app(ctx), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -339,7 +329,7 @@ async def _post_alert(port: int, token: str, payload: dict[str, Any]) -> tuple[i
 
 
 async def _ingest(ctx: AppContext, token: str, payload: dict[str, Any], say: Narrator) -> str | None:
-    """The alert through the real intake: the webhook when it is installed, else triage directly."""
+    """The alert through the real intake: the Alertmanager webhook of the served application."""
     async with serving(ctx) as port:
         status, body = await _post_alert(port, token, payload)
     if status == 200 and ctx.triage is not None:
@@ -347,18 +337,9 @@ async def _ingest(ctx: AppContext, token: str, payload: dict[str, Any], say: Nar
     if status == 200:
         say.note(f"POST /webhooks/alertmanager → 200 {body.get('status', '')}: "
                  f"opened {', '.join(body.get('opened') or []) or 'nothing'}")
-    if status == 200:
-        ids = list(body.get("opened") or body.get("incident_ids") or [])
-        return ids[0] if ids else None
-    if status != 404:
+    if status != 200:
         raise DemoError(f"the webhook refused the demo alert ({status}): {body.get('error', body)}")
-    if ctx.triage is None:
-        return None
-    from bot.intake.payloads import AlertmanagerWebhook
-
-    say.note("the webhook endpoint is not installed in this build; handing the alert to triage directly")
-    outcome = await ctx.triage.ingest(AlertmanagerWebhook.model_validate(payload).normalise().alerts)
-    ids = list(outcome.opened or outcome.incident_ids)
+    ids = list(body.get("opened") or body.get("incident_ids") or [])
     return ids[0] if ids else None
 
 
@@ -428,28 +409,13 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
     viewer_token = secrets.token_urlsafe(24) if serve is not None else None
     settings = demo_settings(db_url, case_dir, runbook_dir, token, viewer_token)
 
-    from bot.app import build_context, build_runner
-
     db = Database(db_url)
     adapter = TerminalAdapter(out=out, chart_dir=work / "charts", colour=palette.on)
     ctx: AppContext | None = None
     try:
         ctx = await build_context(settings, db)
-        if ctx.sources_factory is no_sources:
-            # an older wiring: build the replay sources the way the registry does
-            from integrations.registry import build_sources
-
-            ctx.sources_factory = lambda: build_sources(settings.sources, db=db)
         ctx.chat.add(adapter)
         runner = build_runner(ctx)
-        if "investigation" not in runner.handlers and _have("bot.investigate.service"):  # pragma: no cover
-            # an older wiring of build_runner: register the engine's job handler the way it will be
-            from bot.investigate.service import handle_job
-
-            async def _investigation(job: Job) -> None:
-                await handle_job(ctx, job.payload)
-
-            runner.handlers["investigation"] = _investigation
 
         say.step("The alert arrives")
         incident_id = await _ingest(ctx, token, shop.alert, say)
@@ -459,24 +425,18 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
 
         say.step("onwatch investigates (durable job)")
         t0 = time.perf_counter()
-        if not _have("bot.investigate.service"):
-            res.skipped.append("investigation (bot.investigate.service is not in this build)")
-            say.say("The investigation engine is not in this build yet: stopping after triage.")
-        else:
-            await run_jobs(ctx, runner)
-            inv = await _latest_investigation(db, incident_id)
-            if inv is None:
-                raise DemoError(f"no investigation was requested for {incident_id}")
-            res.investigation_id = inv.id
-            res.investigation_s = (inv.finished_at - inv.started_at) if inv.finished_at and inv.started_at \
-                else time.perf_counter() - t0
-            causes = (inv.report or {}).get("causes") or []
-            res.top_cause = dict(causes[0]) if causes and not inv.abstained else None
-            if inv.status != "done":
-                raise DemoError(f"the investigation {inv.id} ended {inv.status}: {inv.error}")
-
-        if res.investigation_id is not None:
-            await _remediate(ctx, runner, res, say, controller)
+        await run_jobs(ctx, runner)
+        inv = await _latest_investigation(db, incident_id)
+        if inv is None:
+            raise DemoError(f"no investigation was requested for {incident_id}")
+        res.investigation_id = inv.id
+        res.investigation_s = (inv.finished_at - inv.started_at) if inv.finished_at and inv.started_at \
+            else time.perf_counter() - t0
+        causes = (inv.report or {}).get("causes") or []
+        res.top_cause = dict(causes[0]) if causes and not inv.abstained else None
+        if inv.status != "done":
+            raise DemoError(f"the investigation {inv.id} ended {inv.status}: {inv.error}")
+        await _remediate(ctx, runner, res, say, controller)
 
         say.step("Audit trail")
         chain = await verify_chain(db)
@@ -504,10 +464,7 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
 async def _remediate(ctx: AppContext, runner: Any, res: DemoResult, say: Narrator, controller: ShopController) -> None:
     assert res.incident_id is not None
     if ctx.remediation is None:
-        res.skipped.append("remediation (bot.remediate.service is not wired in this build)")
-        say.step("Remediation")
-        say.say("Remediation is not in this build yet: the demo stops after the investigation.")
-        return
+        raise DemoError("remediation is not wired (bot.app.build_context sets it)")
     proposal = await _top_proposal(ctx.db, res.incident_id)
     say.step("An on-call engineer approves")
     if proposal is None:

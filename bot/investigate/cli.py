@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.investigate.engine import investigate
 from bot.investigate.llm import cli as llm_cli
 from bot.investigate.report import Report, render_text
 from bot.investigate.scope import ScopeError, anchored_scope, parse_at
 from integrations.base import Sources
+from integrations.registry import build_sources
 from integrations.replay import BundleError, ReplayCase, replay_sources
 
 
@@ -34,9 +36,6 @@ async def run_case(case_dir: str | Path, at: float | None = None) -> Report:
 
 
 async def _run_live(alert_path: Path, config_path: Path, at: float | None = None) -> Report:
-    from bot.config import load_settings
-    from integrations.registry import build_sources  # written by the integrations owner
-
     settings = load_settings(config_path)
     text = await asyncio.to_thread(alert_path.read_text, encoding="utf-8")
     payload: Any = json.loads(text)
