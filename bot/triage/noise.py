@@ -20,7 +20,6 @@ from bot.store.db import Database
 from bot.store.models import NoiseCounter
 
 SUSTAINABLE_PAGES_PER_SHIFT = 2
-NAMES = ("received", "duplicates", "suppressed", "incidents", "pages")
 
 
 def day_of(ts: float) -> str:
