@@ -47,6 +47,7 @@ from bot.store.queries import investigation_and_incident
 MAX_STEPS = 30
 MAX_CAUSES = 5
 MAX_EVIDENCE_PER_CAUSE = 4
+MAX_READING = 600  # characters of the model's mechanism shown beside the engine's cause
 RISKY = frozenset({"medium", "high"})
 # keys of an evidence dict that hold something worth quoting (a log excerpt, a trace id, a deploy diff)
 _EXCERPT_KEYS = ("excerpt", "log_excerpt", "lines", "sample", "trace_id", "trace", "commit", "version",
@@ -165,6 +166,23 @@ async def investigation_messages(db: Database, investigation_id: str, public_url
     return out
 
 
+def model_reading(report: Mapping[str, Any]) -> Text | None:
+    """The LLM investigator's accepted reading, one line marked as the model's with the evidence it cites;
+    None when the model was off, refused or failed (the engine's causes then stand alone)."""
+    llm = report.get("llm")
+    answer = llm.get("answer") if isinstance(llm, Mapping) and llm.get("status") == "accepted" else None
+    if not isinstance(answer, Mapping) or not answer.get("service"):
+        return None
+    cited = [str(e) for e in answer.get("evidence") or []]
+    for claim in answer.get("claims") or []:
+        if isinstance(claim, Mapping):
+            cited += [str(e) for e in claim.get("evidence") or []]
+    mechanism = " ".join(str(answer.get("mechanism") or "").split())[:MAX_READING]
+    return Text(f"Model's reading (LLM investigator, not the engine's ranking): {answer['service']} "
+                f"{str(answer.get('kind') or '').replace('_', ' ')}: {mechanism}"
+                f"{', cites ' + ', '.join(dict.fromkeys(cited)) if cited else ''}", "muted")
+
+
 def _causes_message(inv: Investigation, inc: Incident, report: Mapping[str, Any]) -> Message:
     evidence = {str(e.get("id") or e.get("key")): e for e in report.get("evidence") or [] if isinstance(e, Mapping)}
     causes = [c for c in report.get("causes") or [] if isinstance(c, Mapping)][:MAX_CAUSES]
@@ -180,6 +198,7 @@ def _causes_message(inv: Investigation, inc: Incident, report: Mapping[str, Any]
         blocks.append(Text(f"Likely causes of {inc.id}", "heading"))
     else:
         blocks.append(Text(f"No cause found for {inc.id}.", "warning"))
+    reading = model_reading(report)
     for rank, c in enumerate(causes, 1):
         keys = tuple(str(k) for k in c.get("evidence") or [])
         blocks.append(Cause(rank=rank, service=str(c.get("service", "")), kind=str(c.get("kind", "")),
@@ -189,6 +208,10 @@ def _causes_message(inv: Investigation, inc: Incident, report: Mapping[str, Any]
             ev = evidence.get(k)
             if ev is not None:
                 blocks.append(_evidence_item(ev))
+        if rank == 1 and reading is not None:  # beside the engine's leading cause, never in the ranking
+            blocks.append(reading)
+    if not causes and reading is not None:
+        blocks.append(reading)
     missing = [str(m) for m in report.get("missing") or []]
     if missing:
         blocks.append(Text("Could not check: " + "; ".join(missing), "muted"))
