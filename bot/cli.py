@@ -63,15 +63,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from bot.config import exposure_problems
+    from bot.remediate.catalog import load_catalog
 
     settings = _settings(args)
     problems: list[str] = exposure_problems(settings)
     try:
-        from bot.remediate.catalog import load_catalog
-
         load_catalog(settings.runbooks.dir, settings)
-    except ImportError:
-        pass
     except ConfigError as exc:
         problems.extend(exc.errors)
     if problems:
