@@ -26,13 +26,13 @@ NEUTRAL = frozenset({"bot.chat.model", "bot.chat.format"})
 
 @cache
 def graph() -> grimp.ImportGraph:
-    return grimp.build_graph("bot", "integrations", exclude_type_checking_imports=True)
+    return grimp.build_graph("bot", "integrations", exclude_type_checking_imports=True, cache_dir=None)
 
 
 @cache
 def graph_without_neutral() -> grimp.ImportGraph:
     """The graph with the imports of ``NEUTRAL`` modules left out (they are nobody's package)."""
-    g = grimp.build_graph("bot", "integrations", exclude_type_checking_imports=True)
+    g = grimp.build_graph("bot", "integrations", exclude_type_checking_imports=True, cache_dir=None)
     for neutral in NEUTRAL:
         for importer in g.find_modules_that_directly_import(neutral):
             g.remove_import(importer=importer, imported=neutral)
