@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -41,6 +42,8 @@ from bot.web import create_app
 from integrations.registry import build_sources
 
 log = logging.getLogger(__name__)
+
+OUTBOX_POLL_S = 5.0
 
 
 def context_for(settings: Settings, db: Database) -> AppContext:
@@ -182,6 +185,9 @@ async def running(
     runner.start()
     sched = build_scheduler(ctx, runner)
     sched.start()
+    # Lifecycle events are published right after the commit that wrote them; this loop also picks up those another
+    # replica wrote and did not publish (it stopped first) and retries renders that failed.
+    outbox_loop = asyncio.create_task(ctx.outbox.run(OUTBOX_POLL_S), name="onwatch-outbox")
     slack_socket = None
     if s.slack.enabled and s.slack.app_token is not None:  # Socket Mode: no public URL needed
         slack_socket = SocketModeRunner(ctx)
@@ -198,6 +204,9 @@ async def running(
             await ctx.remediation.aclose()
         if ctx.triage is not None:
             await ctx.triage.aclose()
+        outbox_loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await outbox_loop
 
 
 async def serve(settings: Settings) -> None:

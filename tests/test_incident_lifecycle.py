@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import func, select
 
 from bot.audit import BOT, Actor, verify_chain
-from bot.chat.hub import ChatHub, ThreadOrigin
+from bot.chat.hub import ChatHub
 from bot.chat.model import IncidentCard, Message
-from bot.chat.outbox import HubRenderer, origin_params
+from bot.chat.outbox import HubRenderer
 from bot.incidents import lifecycle
 from bot.incidents.lifecycle import (
     IllegalTransition,
@@ -23,9 +23,12 @@ from bot.incidents.lifecycle import (
     plan,
     transition,
 )
-from bot.incidents.outbox import EventKind, Outbox, OutboxEvent, emit
+from bot.incidents.outbox import EventKind, Outbox, OutboxEvent, emit, opened_params
+from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Incident, LifecycleEvent
+from bot.triage.alert import make_alert
+from tests.triage_fixtures import make_ctx
 
 P, S = IncidentPhase, IncidentStatus
 ANA = Actor("slack", "U1", "ana")
@@ -219,7 +222,7 @@ def _outbox(db: Database, adapter: _Recording, hub: ChatHub | None = None, **kw:
 async def _events(db: Database, inc: str) -> None:
     origin = ThreadOrigin("slack", "C1", "171.01")
     async with db.begin() as s:
-        await emit(s, inc, EventKind.INCIDENT_OPENED, origin_params(origin))
+        await emit(s, inc, EventKind.INCIDENT_OPENED, opened_params(origin))
         await transition(s, db, inc, P.INVESTIGATING, BOT)
         await emit(s, inc, EventKind.NOTE, {"text": "Alert abc is flapping"})
 
@@ -322,3 +325,75 @@ async def test_a_storm_of_updates_renders_the_card_once(anydb: Database) -> None
     rec = _Recording()
     assert await _outbox(anydb, rec).publish() == 5
     assert rec.log == [("card", inc, "new")]
+
+
+# ---------------------------------------------------------------- triage moves incidents through the lifecycle
+
+
+async def test_triage_opens_resolves_and_reopens_through_the_lifecycle(anydb: Database) -> None:
+    """Alerts open, resolve and reopen an incident: each move is a checked phase, an audit row with its from and
+    to, and an outbox event; the hub announces the incident in the thread of the chat post it came from."""
+    ctx = make_ctx(anydb)
+    assert ctx.triage is not None
+    rec = _Recording()
+    ctx.chat = ChatHub(anydb, [rec])
+    origin = ThreadOrigin("slack", "C-ALERTS", "1700.5")
+    clock = [1_714_557_600.0]
+    ctx.triage.clock = lambda: clock[0]  # type: ignore[attr-defined]
+
+    async def send(status: str) -> list[str]:
+        alert = make_alert(source="alertmanager", status=status, starts_at=clock[0],
+                           labels={"alertname": "HighLatency", "service": "checkout", "namespace": "shop"})
+        out = await ctx.triage.ingest([alert], origin=origin)
+        await ctx.triage.drained()
+        return out.incident_ids
+
+    (inc,) = await send("firing")
+    assert await _row(anydb, inc) == ("open", "new", None)
+    clock[0] += 60
+    await send("resolved")
+    assert (await _row(anydb, inc))[:2] == ("resolved", "resolved")
+    clock[0] += 60
+    await send("firing")  # within the cool-off: the same incident reopens
+    assert await _row(anydb, inc) == ("open", "new", None)
+    async with anydb.session() as s:
+        events = (await s.exec(select(LifecycleEvent).where(LifecycleEvent.incident_id == inc)
+                               .order_by(LifecycleEvent.id))).all()  # type: ignore[arg-type]
+        moves = (await s.exec(select(AuditEvent).where(AuditEvent.incident_id == inc)
+                              .where(AuditEvent.action.in_(["incident.resolved", "incident.reopened"]))  # type: ignore[attr-defined]
+                              .order_by(AuditEvent.seq))).all()  # type: ignore[arg-type]
+    assert [e.kind for e in events] == ["incident.opened", "incident.changed", "incident.changed"]
+    assert events[0].params["origin"]["thread_id"] == "1700.5"
+    assert [(e.params["from_phase"], e.params["to_phase"]) for e in events[1:]] == [("new", "resolved"),
+                                                                                   ("resolved", "new")]
+    assert all(e.delivered_at is not None for e in events)
+    assert [(m.action, m.params["to_status"]) for m in moves] == [("incident.resolved", "resolved"),
+                                                                  ("incident.reopened", "open")]
+    assert rec.log[0] == ("announce", inc, "1700.5")
+    assert [c for c in rec.log if c[0] == "card"] == [("card", inc, "resolved"), ("card", inc, "new")]
+    assert (await verify_chain(anydb)).ok
+
+
+async def test_migration_gives_resolved_rows_the_resolved_phase(tmp_path: Any) -> None:
+    """Before the lifecycle, a step finishing after the incident resolved could leave another phase on it; 0009
+    puts such rows where the lifecycle expects them, so a later reopen is a legal move."""
+    from bot.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    await asyncio.to_thread(upgrade, url, "0006")
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            for inc_id, status, phase in [("INC-OLD001", "resolved", "verified"), ("INC-OLD002", "open", "cause_found"),
+                                          ("INC-OLD003", "resolved", "resolved")]:
+                await conn.exec_driver_sql(
+                    "INSERT INTO incident (id, title, status, phase, severity, services, group_key, owner, source, "
+                    "alert_count, opened_at, updated_at, summary, stats) VALUES (?, 't', ?, ?, 'warning', '[]', '', "
+                    "'', '', 0, 1.0, 1.0, '', '{}')", (inc_id, status, phase))
+        await asyncio.to_thread(upgrade, url)
+        assert [(await _row(db, i))[:2] for i in ("INC-OLD001", "INC-OLD002", "INC-OLD003")] == [
+            ("resolved", "resolved"), ("open", "cause_found"), ("resolved", "resolved")]
+        async with db.begin() as s:
+            assert await transition(s, db, "INC-OLD001", P.NEW, BOT, to_status=S.OPEN) is not None
+    finally:
+        await db.dispose()

@@ -16,15 +16,8 @@ from bot.incidents.outbox import EventKind, OutboxEvent
 from bot.ports import ChatPort, ThreadOrigin
 
 
-def origin_params(origin: ThreadOrigin | None) -> dict[str, Any]:
-    """An incident's chat origin as event params (``incident.opened``)."""
-    if origin is None:
-        return {}
-    return {"origin": {"platform": origin.platform, "channel": origin.channel, "thread_id": origin.thread_id,
-                       "reference": dict(origin.reference)}}
-
-
 def _origin(params: Any) -> ThreadOrigin | None:
+    """The chat post an ``incident.opened`` event names (``bot.incidents.outbox.opened_params``), if any."""
     o = params.get("origin") if hasattr(params, "get") else None
     if not isinstance(o, dict):
         return None

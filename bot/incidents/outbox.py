@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_, text, update
 from sqlmodel import col, select
@@ -60,6 +60,30 @@ class OutboxEvent:
 
 
 Subscriber = Callable[[OutboxEvent], Awaitable[None]]
+
+
+class Origin(Protocol):
+    """The chat post an incident was born from (``bot.ports.ThreadOrigin``), as the outbox stores it."""
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def thread_id(self) -> str: ...
+
+    @property
+    def reference(self) -> Mapping[str, Any]: ...
+
+
+def opened_params(origin: Origin | None) -> dict[str, Any]:
+    """The params of an ``incident.opened`` event: where in chat the incident was born, if it was."""
+    if origin is None:
+        return {}
+    return {"origin": {"platform": origin.platform, "channel": origin.channel, "thread_id": origin.thread_id,
+                       "reference": dict(origin.reference)}}
 
 
 def event_row(incident_id: str, kind: EventKind, params: Mapping[str, Any] | None = None,

@@ -23,6 +23,7 @@ from bot.store.models import (
     IncidentAlert,
     Investigation,
     Job,
+    LifecycleEvent,
     NoiseCounter,
     Silence,
 )
@@ -31,12 +32,13 @@ TRIAGE_LOCK_KEY = 0x6F6E7472  # "ontr"
 _CHUNK = 500  # fingerprints / incident ids per IN (...) list
 
 TABLES: dict[str, Table] = {m.__tablename__: m.__table__  # type: ignore[attr-defined,misc,union-attr]
-                            for m in (Alert, Incident, IncidentAlert, Investigation, Job, AuditEvent, NoiseCounter)}
+                            for m in (Alert, Incident, IncidentAlert, Investigation, Job, AuditEvent, NoiseCounter,
+                                      LifecycleEvent)}
 
 STATE_COLS = ("id", "fingerprint", "status", "content_hash", "incident_id", "flips", "suppressed", "duplicates",
               "first_seen", "service", "severity")
 INCIDENT_COLS = ("id", "title", "status", "severity", "services", "group_key", "alert_count", "updated_at",
-                 "resolved_at", "stats")
+                 "resolved_at", "stats", "phase")
 
 
 def _where_recent(c: Any, now: float, window_s: float, cooloff_s: float) -> Any:

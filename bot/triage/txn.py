@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.audit import BOT, Actor, AuditEntry
+from bot.incidents.lifecycle import IncidentPhase, IncidentStatus, audit_entry, plan
+from bot.incidents.outbox import EventKind, event_row
 from bot.store.models import Incident
 from bot.triage.grouping import Candidate, CandidateIndex, neighbours, parse_key
 from bot.triage.noise import NoiseTally, day_of
@@ -67,6 +69,7 @@ class Batch:
     actor: Actor
     out: IngestOutcome
     touched: dict[str, None] = field(default_factory=dict)
+    opened_params: dict[str, Any] = field(default_factory=dict)  # of the incident.opened events it causes
 
 
 @dataclass
@@ -110,6 +113,7 @@ class _Inc:
     updated_at: float
     resolved_at: float | None
     stats: dict[str, Any]
+    phase: str = str(IncidentPhase.NEW)
 
 
 def share_stats(stats: dict[str, Any], share: _Share, sign: int) -> None:
@@ -165,6 +169,8 @@ class TriagePass:
         self.trail: list[AuditEntry] = []
         self.flap_notes: list[tuple[str, str]] = []
         self.opened: dict[str, Actor] = {}
+        self.opened_params: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []  # lifecycle outbox rows, written with the rest of the pass
         self.reopened: dict[str, Actor] = {}
         self.resolved_touch: dict[str, list[Batch]] = {}  # incident -> the batches that resolved an alert of it
 
@@ -259,6 +265,7 @@ class TriagePass:
                 cands.add(cand)
                 out.opened.append(inc_id)
                 self.opened[inc_id] = b.actor
+                self.opened_params[inc_id] = b.opened_params
             if cand.status == "resolved":
                 cand.status = "open"
                 out.reopened.append(cand.incident_id)
@@ -294,12 +301,16 @@ class TriagePass:
         for fp, inc_id in self.flap_notes:
             self.trail.append(AuditEntry(flap_actor[fp], "alert.flapping", incident_id=inc_id or None,
                                          params={"fingerprint": fp}, result="suppressed while flapping"))
+            if inc_id:
+                self.events.append(event_row(inc_id, EventKind.NOTE, {
+                    "text": f"Alert {fp} is flapping; onwatch suppresses it until it settles."}, now))
         if self.opened and self.investigation_rows is not None:
             invs, entries, jobs = self.investigation_rows(list(self.opened), BOT)
             store.insert("investigation", invs)
             self.trail.extend(entries)
             store.insert("job", jobs)
         store.append_audit(self.trail)
+        store.insert("lifecycle_event", self.events)
         return PassResult(updated, self.flap_notes)
 
     def _load_states(self, fps: list[str]) -> None:
@@ -407,22 +418,20 @@ class TriagePass:
             inc.severity = sev
             inc.title = with_count(inc.title, count)
             inc.updated_at = now
-            if inc_id in reopened and inc.status == "resolved":
-                inc.status, inc.resolved_at = "open", None
-                phases.append({"b_id": inc_id, "phase": "new"})
-                self.trail.append(AuditEntry(reopened[inc_id], "incident.reopened", incident_id=inc_id,
-                                             params={"alerts": count},
-                                             result="a related alert fired within the cool-off"))
+            if inc_id in reopened and inc.status == IncidentStatus.RESOLVED:
+                self._move(inc, IncidentPhase.NEW, IncidentStatus.OPEN, phases, reopened[inc_id], count,
+                           "a related alert fired within the cool-off")
+                inc.resolved_at = None
             resolvers = self.resolved_touch.get(inc_id)
-            if t.resolve_with_alerts and resolvers and inc.status != "resolved" and not live:
-                inc.status, inc.resolved_at = "resolved", now
-                phases.append({"b_id": inc_id, "phase": "resolved"})
+            if t.resolve_with_alerts and resolvers and inc.status != IncidentStatus.RESOLVED and not live:
+                self._move(inc, IncidentPhase.RESOLVED, IncidentStatus.RESOLVED, phases, resolvers[0].actor, count,
+                           "all of its alerts resolved")
+                inc.resolved_at = now
                 for b in resolvers:
                     if inc_id not in b.out.resolved:
                         b.out.resolved.append(inc_id)
-                self.trail.append(AuditEntry(resolvers[0].actor, "incident.resolved", incident_id=inc_id,
-                                             params={"alerts": count}, result="all of its alerts resolved"))
             if inc_id in opened:
+                self.events.append(event_row(inc_id, EventKind.INCIDENT_OPENED, self.opened_params[inc_id], now))
                 self.tally.add("incidents")
                 self.trail.append(AuditEntry(opened[inc_id], "incident.opened", incident_id=inc_id,
                                              params={"title": inc.title, "severity": sev, "services": list(inc.services),
@@ -435,6 +444,8 @@ class TriagePass:
                              "resolved_at": inc.resolved_at, "stats": stats})
             if inc_id not in opened and before != (inc.status, inc.severity, inc.alert_count, tuple(inc.services)):
                 updated.append(inc_id)
+                if before[0] == inc.status:  # a reopen or resolve has its incident.changed event already
+                    self.events.append(event_row(inc_id, EventKind.INCIDENT_UPDATED, None, now))
         for inc_id in restated:
             inc = self.incidents[inc_id]
             rows_out.append({"b_id": inc_id, "title": inc.title, "status": inc.status, "severity": inc.severity,
@@ -443,4 +454,14 @@ class TriagePass:
         self.store.update("incident", "id", rows_out)
         self.store.update("incident", "id", phases)
         return updated
+
+    def _move(self, inc: _Inc, phase: IncidentPhase, status: IncidentStatus, phases: list[dict[str, Any]],
+              actor: Actor, count: int, why: str) -> None:
+        """Reopen or resolve ``inc`` through the lifecycle's table: the phase row, its audit entry and its
+        ``incident.changed`` event join the pass's bulk writes (the pass holds the triage lock)."""
+        move = plan(inc.id, inc.status, inc.phase, phase, status)
+        inc.status, inc.phase = str(move.to_status), str(move.to_phase)
+        phases.append({"b_id": inc.id, "phase": inc.phase})
+        self.trail.append(audit_entry(move, actor, result=why, params={"alerts": count}))
+        self.events.append(event_row(inc.id, EventKind.INCIDENT_CHANGED, move.params(), self.now))
 

@@ -1,5 +1,7 @@
 """lifecycle_event: the incident lifecycle's outbox (what happened to an incident, rendered by chat once)
 
+Resolved incidents get phase ``resolved`` where an earlier late step left another one (bot.incidents.lifecycle).
+
 Revision ID: 0009
 Revises: 0006
 """
@@ -34,6 +36,9 @@ def upgrade() -> None:
     with op.batch_alter_table("lifecycle_event", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_lifecycle_event_incident_id"), ["incident_id"], unique=False)
         batch_op.create_index("ix_lifecycle_event_pending", ["delivered_at", "id"], unique=False)
+    # The lifecycle's rule: resolved exactly when the phase is resolved. Before it, an investigation or a
+    # verification finishing after the incident resolved could leave another phase on a resolved row.
+    op.execute("UPDATE incident SET phase = 'resolved' WHERE status = 'resolved' AND phase <> 'resolved'")
 
 
 def downgrade() -> None:
