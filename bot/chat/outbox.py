@@ -9,9 +9,10 @@ message they already posted under a key instead of posting it again).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from bot.chat.model import Message, Step, Text, steps_key
 from bot.incidents.outbox import EventKind, OutboxEvent
 from bot.ports import ChatPort, ThreadOrigin
 
@@ -23,6 +24,19 @@ def _origin(params: Any) -> ThreadOrigin | None:
         return None
     return ThreadOrigin(str(o.get("platform", "")), str(o.get("channel", "")), str(o.get("thread_id", "")),
                         dict(o.get("reference") or {}))
+
+
+async def _steps(hub: ChatPort, incident_id: str, params: Mapping[str, Any]) -> None:
+    """The investigation's reasoning so far as one message: posted with the first step, then edited."""
+    steps = [Step(int(n), str(kind), str(text)) for n, kind, text in params.get("steps", [])]
+    if not steps:
+        return
+    msg = Message(blocks=(Text(f"Investigating {incident_id}…", "heading"), *steps),
+                  fallback=f"{steps[-1].index}. {steps[-1].text}"[:3000], key=steps_key(str(params["investigation_id"])))
+    if len(steps) == 1:
+        await hub.post(incident_id, msg)
+    else:
+        await hub.replace(incident_id, msg.key, msg)
 
 
 class HubRenderer:
@@ -37,6 +51,8 @@ class HubRenderer:
             await hub.incident_opened(inc, _origin(p))
         elif event.kind in (EventKind.INCIDENT_CHANGED, EventKind.INCIDENT_UPDATED):
             await hub.incident_updated(inc)
+        elif event.kind == EventKind.INVESTIGATION_STEPS:
+            await _steps(hub, inc, p)
         elif event.kind == EventKind.INVESTIGATION_FINISHED:
             await hub.investigation_finished(inc, str(p["investigation_id"]))
         elif event.kind == EventKind.PROPOSALS_OFFERED:

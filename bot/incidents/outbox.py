@@ -39,6 +39,7 @@ class EventKind(StrEnum):
     INCIDENT_OPENED = "incident.opened"  # params: origin (the chat post it was born from), if any
     INCIDENT_CHANGED = "incident.changed"  # status or phase moved (``lifecycle.transition``): from_*, to_*
     INCIDENT_UPDATED = "incident.updated"  # title, severity, services or alert count changed (triage)
+    INVESTIGATION_STEPS = "investigation.steps"  # the reasoning so far: investigation_id, steps [[n, kind, text]]
     INVESTIGATION_FINISHED = "investigation.finished"  # params: investigation_id
     PROPOSALS_OFFERED = "proposals.offered"  # params: proposal_ids, refused (why matches were not offered)
     PROPOSAL_CHANGED = "proposal.changed"  # a decision, expiry, execution or verification; params: proposal_id

@@ -16,8 +16,6 @@ import time
 from typing import Any
 
 from bot.audit import BOT, Actor, AuditEntry, audit
-from bot.chat.model import Message, Text, steps_key
-from bot.chat.model import Step as ChatStep
 from bot.config import MemorySettings
 from bot.context import AppContext
 from bot.errors import NotFound
@@ -160,23 +158,18 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
 def _step_poster(ctx: AppContext, incident_id: str, investigation_id: str) -> StepCallback:
     """A callback that shows each reasoning step in the incident thread as the engine makes it.
 
-    The steps go into one message, posted with the first step and edited with each next one (adapters
-    coalesce rapid edits), so the thread shows the reasoning growing instead of a message per step; the
-    final summary replaces it under the same key.
+    Each step is an ``investigation.steps`` event carrying the reasoning so far, published at once: the thread
+    shows one message, posted with the first step and edited with each next one (adapters coalesce rapid
+    edits); the final summary replaces it under the same key.
     """
-    shown: list[ChatStep] = []
+    shown: list[list[Any]] = []
 
     async def post(step: Step) -> None:
-        shown.append(ChatStep(step.n, step.kind, step.text))
-        msg = Message(
-            blocks=(Text(f"Investigating {incident_id}…", "heading"), *shown),
-            fallback=f"{step.n}. {step.text}"[:3000],
-            key=steps_key(investigation_id),
-        )
-        if len(shown) == 1:
-            await ctx.chat.post(incident_id, msg)
-        else:
-            await ctx.chat.replace(incident_id, msg.key, msg)
+        shown.append([step.n, step.kind, step.text])
+        async with ctx.db.begin() as s:
+            await emit(s, incident_id, EventKind.INVESTIGATION_STEPS,
+                       {"investigation_id": investigation_id, "steps": list(shown)})
+        await ctx.outbox.publish()
 
     return post
 
