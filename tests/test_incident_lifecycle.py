@@ -317,6 +317,25 @@ async def test_a_failing_render_is_retried_later_not_lost(anydb: Database) -> No
     assert [k for k, _, _ in rec.log].count("post") == 2  # rendered by the hub each attempt, keyed alike
 
 
+async def test_flush_after_a_domain_step_never_raises_into_it(anydb: Database, caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread is a side channel: a step that committed is not failed by the outbox's database trouble;
+    its events wait for the next publish."""
+    inc = await _incident(anydb)
+    await _events(anydb, inc)
+    rec = _Recording()
+    box = _outbox(anydb, rec)
+
+    async def down() -> tuple[str, list[OutboxEvent]]:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(box, "_claim", down)
+    await box.flush()
+    assert "stay in the outbox" in caplog.text and rec.log == []
+    monkeypatch.undo()
+    assert await box.publish() == 3
+
+
 async def test_a_storm_of_updates_renders_the_card_once(anydb: Database) -> None:
     inc = await _incident(anydb)
     async with anydb.begin() as s:

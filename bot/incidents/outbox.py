@@ -134,6 +134,14 @@ class Outbox:
                     return delivered
                 delivered += await self._deliver(token, events)
 
+    async def flush(self) -> None:
+        """``publish`` for a domain step that just committed: the thread is a side channel, so a failure here is
+        logged, never raised into the step (its events stay for the next publish or the server's loop)."""
+        try:
+            await self.publish()
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("publishing lifecycle events failed; they stay in the outbox")
+
     def kick(self) -> None:
         """Publish in the background (a sender is not kept waiting on chat); ``idle`` waits for it."""
         if self._task is None or self._task.done():

@@ -116,7 +116,7 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
         s.add(row)
         await transition(s, ctx.db, incident.id, IncidentPhase.INVESTIGATING, BOT, late_ok=True,
                          params={"investigation_id": investigation_id})
-    await ctx.outbox.publish()  # the card moves to "Investigating" before the first step is posted
+    await ctx.outbox.flush()  # the card moves to "Investigating" before the first step is posted
     firing = [a for a in alerts if a.status == "firing"] or alerts
     onset = min((a.starts_at for a in firing), default=incident.opened_at)
     symptoms = sorted({a.service for a in firing if a.service} | set(incident.services))
@@ -150,7 +150,7 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
     if llm.status == LlmStatus.ERROR:
         data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})
     await _store(ctx, investigation_id, incident.id, report, data)
-    await ctx.outbox.publish()
+    await ctx.outbox.flush()
     if report.causes and not report.abstained and ctx.remediation is not None:
         await ctx.remediation.propose(incident.id, investigation_id)
 
@@ -169,7 +169,7 @@ def _step_poster(ctx: AppContext, incident_id: str, investigation_id: str) -> St
         async with ctx.db.begin() as s:
             await emit(s, incident_id, EventKind.INVESTIGATION_STEPS,
                        {"investigation_id": investigation_id, "steps": list(shown)})
-        await ctx.outbox.publish()
+        await ctx.outbox.flush()
 
     return post
 

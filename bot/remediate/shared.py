@@ -8,7 +8,6 @@ is a side channel: a chat outage leaves the events for a later publish and never
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +24,6 @@ from bot.store.db import Database
 from bot.store.models import Proposal
 from integrations.executor_setup import build_registry
 from integrations.executors import ExecutorRegistry
-
-log = logging.getLogger(__name__)
 
 LIVE = ("pending", "approved", "executing")  # proposal statuses that still hold their runbook for a service
 
@@ -63,10 +60,7 @@ class Remediation:
 
     async def publish(self) -> None:
         """Hand what the step committed to the outbox's subscribers (the chat hub) now."""
-        try:
-            await self.ctx.outbox.publish()
-        except Exception:  # noqa: BLE001 - the events stay in the outbox for the next publish
-            log.exception("publishing remediation events failed")
+        await self.ctx.outbox.flush()
 
 
 async def set_phase(session: AsyncSession, r: Remediation, incident_id: str, phase: IncidentPhase,

@@ -93,4 +93,4 @@ class TriageService:
         async with self.db.begin() as s:
             await emit(s, incident_id, EventKind.INCIDENT_OPENED, opened_params(origin))
         await request_investigation(self.ctx, incident_id, requested_by)
-        await self.ctx.outbox.publish()
+        await self.ctx.outbox.flush()
