@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot import change_webhook
 from bot.audit import configure as configure_audit
 from bot.chat import weekly as weekly_report
 from bot.chat.checkpoints import write_checkpoint
@@ -20,8 +21,10 @@ from bot.chat.hub import ChatHub
 from bot.chat.notes import incident_channels, post_to_channels
 from bot.chat.outbox import HubRenderer
 from bot.chat.seen import prune as prune_seen
+from bot.chat.slack import routes as slack_routes
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.socket import SocketModeRunner
+from bot.chat.teams import routes as teams_routes
 from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
 from bot.chat.teams.connection import build_cloud_adapter
 from bot.config import Settings, exposure_problems
@@ -29,6 +32,7 @@ from bot.context import AppContext
 from bot.deadletter import DeadLetters
 from bot.errors import ConfigError, ListenError
 from bot.incidents.outbox import Outbox
+from bot.intake import routes as intake_routes
 from bot.investigate.service import handle_job
 from bot.jobs import Handler, JobQueue, JobRunner, LostHook
 from bot.memory.grade import grade_outcomes
@@ -38,7 +42,8 @@ from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
 from bot.store.models import Job
 from bot.triage.service import TriageService
-from bot.web import create_app
+from bot.web import Installer, create_app
+from bot.web_ui import views as web_ui
 from integrations.registry import build_sources
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,19 @@ async def post_incident_note(settings: Settings, db: Database, text: str) -> lis
             close = getattr(adapter, "aclose", None)
             if close is not None:
                 await close()
+
+
+def feature_installers() -> list[Installer]:
+    """The routes of each feature, each owning its paths: the change and alert webhooks, Slack's
+    /slack/events (when Slack is configured), Teams' /api/messages (teams.enabled), the web view's /ui/
+    (web.enabled)."""
+    return [change_webhook.install, intake_routes.install, slack_routes.install, teams_routes.install,
+            web_ui.install]
+
+
+def web_app(ctx: AppContext) -> web.Application:
+    """The one aiohttp application with every feature's routes."""
+    return create_app(ctx, feature_installers())
 
 
 def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = None) -> JobRunner:
@@ -170,7 +188,7 @@ async def running(
     """Start the server, workers and scheduler; stop them in reverse order, letting jobs finish."""
     s = ctx.settings
     runner = build_runner(ctx, extra_handlers)
-    app = create_app(ctx)
+    app = web_app(ctx)
     web_runner = web.AppRunner(app, access_log=None)
     await web_runner.setup()
     bind_host, bind_port = host or s.server.host, s.server.port if port is None else port

@@ -147,5 +147,5 @@ def make_handler(ctx: AppContext) -> Any:
 
 
 def install(app: web.Application, ctx: AppContext) -> None:
-    """Route installer listed in ``bot.web.feature_installers``."""
+    """Route installer listed in ``bot.app.feature_installers``."""
     app.router.add_post(PATH, make_handler(ctx))

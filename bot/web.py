@@ -1,31 +1,21 @@
-"""The one aiohttp application: health, readiness and metrics here; feature routes installed by their owners."""
+"""The one aiohttp application: health, readiness and metrics here; the feature routes ``bot.app`` lists are
+installed by their owners."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot import change_webhook
-from bot.chat.slack import routes as slack_routes  # mounts /slack/events only when Slack is configured
-from bot.chat.teams import routes as teams_routes  # mounts /api/messages only when teams.enabled
 from bot.context import AppContext
 from bot.errors import DatabaseError
 from bot.httpio import CTX
-from bot.intake import routes as intake_routes
-from bot.web_ui import views as web_ui  # mounts /ui/ only when web.enabled
 
 log = logging.getLogger(__name__)
 
 Installer = Callable[[web.Application, AppContext], None]
-
-
-def feature_installers() -> list[Installer]:
-    """Route installers of each feature; each owns its paths under the one application."""
-    return [change_webhook.install, intake_routes.install, slack_routes.install, teams_routes.install,
-            web_ui.install]
 
 
 @web.middleware
@@ -66,7 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(ctx: AppContext, installers: list[Installer] | None = None) -> web.Application:
+def create_app(ctx: AppContext, installers: Sequence[Installer] = ()) -> web.Application:
     app = web.Application(
         middlewares=[_count_requests], client_max_size=max(ctx.settings.webhooks.max_body_bytes, 1024 * 1024)
     )
@@ -74,6 +64,6 @@ def create_app(ctx: AppContext, installers: list[Installer] | None = None) -> we
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    for install in feature_installers() if installers is None else installers:
+    for install in installers:
         install(app, ctx)
     return app

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiohttp
 
+from bot.app import web_app
 from bot.config import Settings
 from bot.context import AppContext
 from bot.store.db import Database
 from bot.store.models import Proposal
-from bot.web import create_app
 from tests.fakes import start_local
 from tests.slack_fixtures import make_incident as make_incident  # one seeded incident for both platforms
 
@@ -123,7 +123,7 @@ class Served:
 @asynccontextmanager
 async def serve(ctx: AppContext) -> AsyncIterator[Served]:
     """The real onwatch aiohttp app (every feature installer) on a free port."""
-    runner, port = await start_local(create_app(ctx))
+    runner, port = await start_local(web_app(ctx))
     try:
         async with aiohttp.ClientSession() as http:
             yield Served(ctx, f"http://127.0.0.1:{port}", http)

@@ -27,12 +27,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from bot.app import build_context
+from bot.app import build_context, web_app
 from bot.config import Settings
 from bot.context import AppContext
 from bot.store.db import Database
 from bot.store.models import Approval, AuditEvent, ChangeRecord, DeadLetter, Incident, Job, Proposal
-from bot.web import create_app
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack, action_body, event_body, sign
 from tests.teams_fixtures import APPROVER_AAD, CHANNEL, ROOT, activity, invoke, make_incident, make_proposal
@@ -181,7 +180,7 @@ async def env(db: Database, sqlite_url: str) -> AsyncIterator[Env]:
     async with FakeSlack() as slack, FakeBotConnector() as connector:
         slack.add_user("UALICE", "alice")
         ctx = await build_context(hostile_settings(sqlite_url, slack.api_url), db)
-        client = TestClient(TestServer(create_app(ctx)))
+        client = TestClient(TestServer(web_app(ctx)))
         await client.start_server()
         try:
             yield Env(ctx, client, slack, connector)

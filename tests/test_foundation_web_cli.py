@@ -11,18 +11,17 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import context_for
+from bot.app import context_for, web_app
 from bot.audit import BOT, audit
 from bot.cli import main
 from bot.context import AppContext
 from bot.store.db import Database
 from bot.store.migrate import upgrade
-from bot.web import create_app
 
 
 async def test_health_ready_metrics(ctx: AppContext) -> None:
     await ctx.jobs.enqueue("investigation", {})
-    async with TestClient(TestServer(create_app(ctx))) as client:
+    async with TestClient(TestServer(web_app(ctx))) as client:
         assert (await client.get("/healthz")).status == 200
         r = await client.get("/readyz")
         assert r.status == 200, await r.text()
@@ -38,7 +37,7 @@ async def test_readyz_fails_when_schema_is_behind(tmp_path: Path, ctx: AppContex
     old = Database(url)
     try:
         behind = context_for(ctx.settings, old)
-        async with TestClient(TestServer(create_app(behind))) as client:
+        async with TestClient(TestServer(web_app(behind))) as client:
             r = await client.get("/readyz")
             assert r.status == 503
             assert "onwatch migrate" in (await r.json())["reason"]

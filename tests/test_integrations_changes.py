@@ -13,11 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from bot.app import context_for
+from bot.app import context_for, web_app
 from bot.config import Settings
 from bot.store.db import Database
 from bot.store.models import AuditEvent, ChangeRecord, DeadLetter
-from bot.web import create_app
 from integrations.argocd import ArgoCDChanges
 from integrations.base import SourceRejected, SourceUnavailable, TimeWindow
 from integrations.change_webhook import WebhookChangeSource
@@ -134,7 +133,7 @@ async def change_db(db: Database) -> Database:
 @pytest.fixture
 async def client(change_db: Database) -> AsyncIterator[TestClient]:
     settings = Settings(webhooks={"token": "hook-token", "max_body_bytes": 2048})  # type: ignore[arg-type]
-    app = create_app(context_for(settings, change_db))
+    app = web_app(context_for(settings, change_db))
     async with TestClient(TestServer(app)) as c:
         yield c
 
@@ -198,7 +197,7 @@ async def test_webhook_auth(client: TestClient, change_db: Database) -> None:
 
 
 async def test_webhook_disabled_without_token(change_db: Database) -> None:
-    app = create_app(context_for(Settings(), change_db))
+    app = web_app(context_for(Settings(), change_db))
     async with TestClient(TestServer(app)) as c:
         r = await c.post("/webhooks/change", json={"service": "a"})
         assert r.status == 503 and "webhooks.token" in (await r.json())["error"]

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from bot.app import build_context
+from bot.app import build_context, web_app
 from bot.chat.slack.adapter import SlackAdapter
 from bot.context import AppContext
 from bot.jobs import JobRunner
@@ -27,7 +27,6 @@ from bot.store.models import (
     Investigation,
     Proposal,
 )
-from bot.web import create_app
 from tests.fakes.slack_api import FakeSlack, action_body, event_body, sign
 from tests.investigate_fixtures import deploy_case
 from tests.remediate_fixtures import Receiver, serve_receiver, wire_e2e
@@ -56,7 +55,7 @@ async def world(fake: FakeSlack, receiver: tuple[Receiver, str], sqlite_url: str
     settings = slack_settings(sqlite_url, fake.api_url)
     ctx = await build_context(settings, db)
     runner = wire_e2e(ctx, deploy_case(tmp_path), receiver[1], HOOK_SECRET)
-    client = TestClient(TestServer(create_app(ctx)))
+    client = TestClient(TestServer(web_app(ctx)))
     await client.start_server()
     try:
         yield ctx, client, runner

@@ -102,7 +102,7 @@ async def offered(srv: Served, inc: Incident) -> Proposal:
 
 
 def test_the_teams_adapter_is_wired_in() -> None:
-    from bot.web import feature_installers
+    from bot.app import feature_installers
 
     assert any(i.__module__ == "bot.chat.teams.routes" for i in feature_installers())
 

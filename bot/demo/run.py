@@ -46,7 +46,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, select
 
-from bot.app import build_context, build_runner
+from bot.app import build_context, build_runner, web_app
 from bot.audit import Actor, verify_chain
 from bot.chat.format import utc_clock
 from bot.config import Settings
@@ -56,7 +56,6 @@ from bot.demo.terminal import Palette, TerminalAdapter, use_colour
 from bot.store.db import Database
 from bot.store.migrate import upgrade
 from bot.store.models import Execution, Finding, Investigation, Job, Proposal
-from bot.web import create_app
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +237,7 @@ def demo_settings(db_url: str, case_dir: Path, runbook_dir: Path, token: str,
 @contextlib.asynccontextmanager
 async def serving(ctx: AppContext, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
     """The real aiohttp application (webhooks included, and the web view when it is on) on ``host:port``."""
-    runner = web.AppRunner(create_app(ctx), access_log=None)
+    runner = web.AppRunner(web_app(ctx), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
