@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.chat.model import Message, Step, Text, steps_key
 from bot.incidents.outbox import EventKind, OutboxEvent
+from bot.investigate.llm.thread import outcome_message, steps_message
 from bot.ports import ChatPort, ThreadOrigin
 
 
@@ -53,6 +54,13 @@ class HubRenderer:
             await hub.incident_updated(inc)
         elif event.kind == EventKind.INVESTIGATION_STEPS:
             await _steps(hub, inc, p)
+        elif event.kind == EventKind.LLM_STEPS:
+            texts = [str(t) for t in p.get("steps", [])]
+            msg = steps_message(str(p["investigation_id"]), texts)
+            await (hub.post(inc, msg) if len(texts) == 1 else hub.replace(inc, msg.key, msg))
+        elif event.kind == EventKind.LLM_FINISHED:
+            msg = outcome_message(p.get("outcome") or {}, str(p["investigation_id"]))
+            await (hub.replace(inc, msg.key, msg) if p.get("steps_shown") else hub.post(inc, msg))
         elif event.kind == EventKind.INVESTIGATION_FINISHED:
             await hub.investigation_finished(inc, str(p["investigation_id"]))
         elif event.kind == EventKind.PROPOSALS_OFFERED:

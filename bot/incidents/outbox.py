@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     INCIDENT_UPDATED = "incident.updated"  # title, severity, services or alert count changed (triage)
     INVESTIGATION_STEPS = "investigation.steps"  # the reasoning so far: investigation_id, steps [[n, kind, text]]
     INVESTIGATION_FINISHED = "investigation.finished"  # params: investigation_id
+    LLM_STEPS = "llm.steps"  # the LLM investigator's steps so far: investigation_id, steps [text]
+    LLM_FINISHED = "llm.finished"  # its outcome: investigation_id, steps_shown, outcome (LlmOutcome.to_dict())
     PROPOSALS_OFFERED = "proposals.offered"  # params: proposal_ids, refused (why matches were not offered)
     PROPOSAL_CHANGED = "proposal.changed"  # a decision, expiry, execution or verification; params: proposal_id
     NOTE = "note"  # a line for the incident's thread; params: text

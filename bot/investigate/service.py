@@ -187,7 +187,7 @@ async def _investigate_llm(ctx: AppContext, incident_id: str, investigation_id: 
         await audit(ctx.db, BOT, "llm.call", incident_id=incident_id,
                     params={"investigation_id": investigation_id, **rec.params()}, result=rec.outcome)
 
-    thread = LlmThread(ctx.chat, incident_id, investigation_id)
+    thread = LlmThread(ctx.db, ctx.outbox, incident_id, investigation_id)
     outcome = await investigate_report(cfg, report, src, on_call=on_call, on_step=thread.step)
     await thread.finish(outcome)
     return outcome
