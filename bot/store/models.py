@@ -32,6 +32,7 @@ def json_list_col() -> Any:
 class Incident(SQLModel, table=True):
     id: str = Field(default_factory=lambda: f"INC-{secrets.token_hex(3).upper()}", primary_key=True, max_length=32)
     title: str = Field(max_length=500)
+    # bot.incidents.lifecycle.IncidentStatus / IncidentPhase, changed only through bot.incidents.lifecycle
     status: str = Field(default="open", index=True, max_length=32)  # open | mitigated | resolved
     phase: str = Field(default="new", max_length=32)  # new | investigating | cause_found | ... (chat root message)
     severity: str = Field(default="warning", max_length=16)  # critical | high | warning | info

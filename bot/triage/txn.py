@@ -254,7 +254,8 @@ class TriagePass:
                     inc_id = _NEW_INCIDENT_ID()
                 title, services = incident_title(a.name, a.service), [a.service] if a.service else []
                 new_incidents[inc_id] = {
-                    "id": inc_id, "title": title, "status": "open", "phase": "new", "severity": a.severity,
+                    "id": inc_id, "title": title, "status": str(IncidentStatus.OPEN), "phase": str(IncidentPhase.NEW),
+                    "severity": a.severity,
                     "services": services, "group_key": ident.key(), "owner": t.owners.get(a.service, ""),
                     "source": a.source, "alert_count": 0, "opened_at": now, "updated_at": now, "resolved_at": None,
                     "summary": "", "stats": {},
@@ -267,7 +268,7 @@ class TriagePass:
                 self.opened[inc_id] = b.actor
                 self.opened_params[inc_id] = b.opened_params
             if cand.status == "resolved":
-                cand.status = "open"
+                cand.status = str(IncidentStatus.OPEN)
                 out.reopened.append(cand.incident_id)
                 self.reopened[cand.incident_id] = b.actor
             absorb(cand, a, now)
