@@ -156,6 +156,7 @@ def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     if ctx.remediation is not None:
         sched.every(30.0, "expire-proposals", ctx.remediation.expire_due)
     sched.every(600.0, "prune-seen-commands", lambda: prune_seen(ctx.db))
+    sched.every(3600.0, "prune-lifecycle-events", ctx.outbox.prune)
     if ctx.settings.audit.checkpoint_every_s:
         sched.every(float(ctx.settings.audit.checkpoint_every_s), "audit-checkpoint", lambda: write_checkpoint(ctx))
     rs = ctx.settings.reports

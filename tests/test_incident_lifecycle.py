@@ -336,6 +336,22 @@ async def test_flush_after_a_domain_step_never_raises_into_it(anydb: Database, c
     assert await box.publish() == 3
 
 
+async def test_prune_keeps_pending_events_and_recent_history(anydb: Database) -> None:
+    inc = await _incident(anydb)
+    await _events(anydb, inc)
+    now = [2_000_000_000.0]
+    box = _outbox(anydb, _Recording(), clock=lambda: now[0])
+    assert await box.publish() == 3
+    async with anydb.begin() as s:
+        await emit(s, inc, EventKind.NOTE, {"text": "not yet delivered"})
+    assert await box.prune(keep_s=3600) == 0  # delivered a moment ago
+    now[0] += 3601
+    assert await box.prune(keep_s=3600) == 3
+    async with anydb.session() as s:
+        (left,) = (await s.exec(select(LifecycleEvent))).all()
+    assert left.delivered_at is None and left.params["text"] == "not yet delivered"
+
+
 async def test_a_storm_of_updates_renders_the_card_once(anydb: Database) -> None:
     inc = await _incident(anydb)
     async with anydb.begin() as s:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import or_, text, update
+from sqlalchemy import delete, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +32,7 @@ from bot.store.models import LifecycleEvent
 
 log = logging.getLogger(__name__)
 
+KEEP_S = 7 * 86400.0  # delivered events are kept this long (what the thread was told, for an operator's look)
 CLAIM_LOCK_KEY = 0x6F6E6F62  # "onob": serialises outbox claims across replicas on PostgreSQL
 
 
@@ -143,6 +144,15 @@ class Outbox:
             await self.publish()
         except Exception:  # noqa: BLE001 - see above
             log.exception("publishing lifecycle events failed; they stay in the outbox")
+
+    async def prune(self, keep_s: float = KEEP_S) -> int:
+        """Delete events delivered, or given up on, more than ``keep_s`` ago (run by the leader)."""
+        cutoff = self.clock() - keep_s
+        given_up = (col(LifecycleEvent.attempts) >= self.max_attempts) & (col(LifecycleEvent.at) < cutoff)
+        async with self.db.begin() as s:
+            res = await s.exec(  # type: ignore[call-overload]
+                delete(LifecycleEvent).where(or_(col(LifecycleEvent.delivered_at) < cutoff, given_up)))
+        return int(res.rowcount or 0)
 
     def kick(self) -> None:
         """Publish in the background (a sender is not kept waiting on chat); ``idle`` waits for it."""
