@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from bot.audit import Actor
-from bot.chat.model import IncidentCard, Message
+from bot.messages.model import IncidentCard, Message
 from bot.store.models import Job, Proposal
 
 if TYPE_CHECKING:

@@ -20,13 +20,13 @@ from bot.app import build_context, context_for
 from bot.audit import verify_chain
 from bot.chat import compose
 from bot.chat.hub import card_for
-from bot.chat.model import incident_page
 from bot.chat.slack import routes as slack_routes
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.render import render_card
 from bot.chat.teams.cards import incident_card, render_message
 from bot.config import Settings
 from bot.context import AppContext
+from bot.messages.model import incident_page
 from bot.store.db import Database
 from bot.store.models import Acknowledgement, AuditEvent, ChatThread, Incident
 from bot.web import create_app

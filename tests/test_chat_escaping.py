@@ -14,7 +14,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.chat.model import (
+from bot.chat.slack import render as slack
+from bot.chat.teams import cards
+from bot.chat.teams.adapter import message_activity
+from bot.messages.model import (
     Action,
     Cause,
     Chart,
@@ -26,9 +29,6 @@ from bot.chat.model import (
     Step,
     Text,
 )
-from bot.chat.slack import render as slack
-from bot.chat.teams import cards
-from bot.chat.teams.adapter import message_activity
 
 HOSTILE = [
     "<!channel> Deploy <@U024BE7LH>",

@@ -10,8 +10,8 @@ from sqlmodel import select
 from bot.app import context_for
 from bot.audit import Actor
 from bot.chat.commands import CommandContext, handle_command, parse_duration
-from bot.chat.model import Cause
 from bot.config import ApprovalSettings
+from bot.messages.model import Cause
 from bot.store.models import AuditEvent, Silence
 from tests.slack_fixtures import make_incident, make_investigation
 

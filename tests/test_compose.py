@@ -9,8 +9,8 @@ import pytest
 
 from bot.chat import compose
 from bot.chat.chart import chart_for_report, render_png, spec_from_report
-from bot.chat.model import Cause, Chart, EvidenceItem, ProposalBlock, Step, Text
 from bot.errors import NotFound
+from bot.messages.model import Cause, Chart, EvidenceItem, ProposalBlock, Step, Text
 from bot.store.models import Approval, Execution, Proposal
 from tests.slack_fixtures import REPORT, T0, make_incident, make_investigation, make_proposal
 
@@ -186,7 +186,7 @@ async def test_no_chart_without_numbers():
 
 async def test_similar_past_incidents_are_shown_as_context(db):
     from bot.chat.compose import investigation_messages
-    from bot.chat.model import Text
+    from bot.messages.model import Text
     from tests.slack_fixtures import REPORT, make_incident, make_investigation
 
     inc = await make_incident(db)

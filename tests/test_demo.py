@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat.model import (
+from bot.demo.run import DEPLOYMENTS, pick_database, write_runbooks
+from bot.demo.simulate import CULPRIT, SYMPTOM, ShopCase, simulate, symptom_p99
+from bot.demo.terminal import TerminalAdapter, change_ratio, confidence_bar
+from bot.messages.model import (
     Action,
     Cause,
     Chart,
@@ -28,9 +31,6 @@ from bot.chat.model import (
     Step,
     Text,
 )
-from bot.demo.run import DEPLOYMENTS, pick_database, write_runbooks
-from bot.demo.simulate import CULPRIT, SYMPTOM, ShopCase, simulate, symptom_p99
-from bot.demo.terminal import TerminalAdapter, change_ratio, confidence_bar
 from integrations.replay import ReplayCase
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,6 @@ from sqlmodel import func, select
 
 from bot.audit import BOT, Actor, verify_chain
 from bot.chat.hub import ChatHub
-from bot.chat.model import IncidentCard, Message
 from bot.chat.outbox import HubRenderer
 from bot.incidents import lifecycle
 from bot.incidents.lifecycle import (
@@ -24,6 +23,7 @@ from bot.incidents.lifecycle import (
     transition,
 )
 from bot.incidents.outbox import EventKind, Outbox, OutboxEvent, emit, opened_params
+from bot.messages.model import IncidentCard, Message
 from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Incident, LifecycleEvent

@@ -11,11 +11,11 @@ from typing import Any
 from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
-from bot.chat.model import steps_key
 from bot.chat.outbox import HubRenderer
 from bot.incidents.outbox import Outbox
 from bot.investigate.service import request_investigation, run_investigation
 from bot.jobs import JobQueue
+from bot.messages.model import steps_key
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
 from integrations.replay import replay_sources
 from tests.fakes.openai_tools import Turn, answer, serve_scripted
@@ -161,8 +161,8 @@ async def _hub_ctx(db, tmp_path: Path, effect, llm=None) -> tuple[SimpleNamespac
 
 
 async def test_steps_are_posted_as_they_happen(db, tmp_path: Path) -> None:
-    from bot.chat.model import Step as ChatStep
-    from bot.chat.model import Text, steps_key
+    from bot.messages.model import Step as ChatStep
+    from bot.messages.model import Text, steps_key
 
     effect = chain(add_on("payment", "cpu", 70.0), add_on("frontend", "latency_p90", 0.2, INJECT + 30))
     ctx, rec = await _hub_ctx(db, tmp_path, effect)
@@ -224,8 +224,8 @@ def _cite_top(body: dict[str, Any]) -> Turn:
 
 
 async def test_llm_investigator_reading_is_stored(db, tmp_path: Path) -> None:
-    from bot.chat.model import Text
     from bot.config import LlmSettings
+    from bot.messages.model import Text
 
     script = [Turn(tool_calls=[("metrics", {"service": "payment", "signal": "cpu"})]), _cite_top]
     async with serve_scripted(script) as fake:

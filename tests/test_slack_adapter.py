@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import select
 
 from bot.chat.hub import ChatHub, card_for
-from bot.chat.model import EvidenceItem, Message, Text
 from bot.chat.slack.adapter import SlackAdapter
+from bot.messages.model import EvidenceItem, Message, Text
 from bot.ports import ThreadOrigin
 from bot.store.models import ChatThread, Incident
 from tests.fakes.slack_api import FakeSlack

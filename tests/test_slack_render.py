@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.chat.model import (
+from bot.chat.slack.render import render_card, render_message
+from bot.messages.model import (
     Action,
     Cause,
     Chart,
@@ -16,7 +17,6 @@ from bot.chat.model import (
     Step,
     Text,
 )
-from bot.chat.slack.render import render_card, render_message
 
 
 def _limits_ok(blocks: list[dict]) -> None:

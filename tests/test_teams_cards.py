@@ -9,7 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.chat.model import (
+from bot.chat.teams import cards
+from bot.chat.teams.adapter import message_activity
+from bot.messages.model import (
     Action,
     Cause,
     Chart,
@@ -21,8 +23,6 @@ from bot.chat.model import (
     Step,
     Text,
 )
-from bot.chat.teams import cards
-from bot.chat.teams.adapter import message_activity
 from tests.teams_fixtures import shown
 
 AAD = "11111111-2222-3333-4444-555555555555"

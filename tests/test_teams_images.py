@@ -7,8 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from bot.chat.model import Chart, Message, Text
 from bot.chat.teams import cards, images
+from bot.messages.model import Chart, Message, Text
 
 
 def noisy_png(w: int = 800, h: int = 360) -> bytes:

@@ -38,9 +38,9 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.app import context_for
-from bot.chat.model import IncidentCard, Message
 from bot.config import Settings
 from bot.intake import routes
+from bot.messages.model import IncidentCard, Message
 from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.migrate import upgrade

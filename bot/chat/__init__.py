@@ -1,1 +1,1 @@
-"""Chat: the platform-neutral message model, the hub that fans messages out to adapters, and the adapters."""
+"""Chat: the hub that fans the domain's messages (``bot.messages``) out to the adapters, and the adapters."""

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.chat.model import Chart
+from bot.messages.model import Chart
 
 MAX_SERIES = 6
 MAX_POINTS = 2000

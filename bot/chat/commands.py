@@ -17,11 +17,11 @@ from sqlmodel import col, select
 from bot.acknowledge import acknowledge
 from bot.audit import Actor
 from bot.chat.compose import status_message
-from bot.chat.model import Message, Text
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.investigate.service import request_investigation
 from bot.memory.feedback import FeedbackError, set_cause, set_fix
+from bot.messages.model import Message, Text
 from bot.ports import ThreadOrigin
 from bot.store.models import Incident
 from bot.triage import silences

@@ -1,6 +1,6 @@
 """Domain rows → neutral chat messages: the reasoning, the chart, ranked causes with evidence, proposals.
 
-Every function here reads the database and returns ``bot.chat.model`` values; nothing knows Slack or Teams.
+Every function here reads the database and returns ``bot.messages.model`` values; nothing knows Slack or Teams.
 Messages that may be edited later carry a ``key`` (``proposal:<id>``; ``investigation:<id>:<part>``).
 The investigation report is read tolerantly: the engine's report format (``bot/investigate/report.py``)
 and the contract's shape (``steps: [{index, kind, text}]``) are both understood.
@@ -15,8 +15,9 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.chat.chart import chart_for_report
-from bot.chat.format import utc_time as when
-from bot.chat.model import (
+from bot.errors import NotFound
+from bot.messages.format import utc_time as when
+from bot.messages.model import (
     PHASE_LABELS,
     Action,
     Block,
@@ -31,7 +32,6 @@ from bot.chat.model import (
     incident_page,
     steps_key,
 )
-from bot.errors import NotFound
 from bot.store.db import Database
 from bot.store.models import (
     Approval,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from bot.chat.model import Action, FeedbackBlock, Message, feedback_key
 from bot.memory.feedback import FeedbackState
+from bot.messages.model import Action, FeedbackBlock, Message, feedback_key
 
 MAX_ALTERNATIVES = 2
 MAX_FIXES = 2

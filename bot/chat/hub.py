@@ -14,9 +14,9 @@ from sqlmodel import col, select
 
 from bot.chat import compose
 from bot.chat.feedback import feedback_message
-from bot.chat.model import IncidentCard, Message, Text, feedback_key, incident_page
 from bot.memory.feedback import DEFAULT_EDIT_WINDOW_S
 from bot.memory.feedback import state as feedback_state
+from bot.messages.model import IncidentCard, Message, Text, feedback_key, incident_page
 from bot.ports import ChatAdapter, ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import Acknowledgement, Incident

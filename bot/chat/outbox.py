@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.chat.model import Message, Step, Text, steps_key
 from bot.incidents.outbox import EventKind, OutboxEvent
 from bot.investigate.llm.thread import outcome_message, steps_message
+from bot.messages.model import Message, Step, Text, steps_key
 from bot.ports import ChatPort, ThreadOrigin
 
 

@@ -13,8 +13,8 @@ import logging
 import time
 from typing import Protocol, runtime_checkable
 
-from bot.chat.model import Chart, Message, Text
 from bot.context import AppContext
+from bot.messages.model import Chart, Message, Text
 from bot.reports.chart import report_png
 from bot.reports.figures import Report
 from bot.reports.load import build_report

@@ -48,11 +48,11 @@ from sqlmodel import col, select
 
 from bot.app import build_context, build_runner, web_app
 from bot.audit import Actor, verify_chain
-from bot.chat.format import utc_clock
 from bot.config import Settings
 from bot.context import AppContext
 from bot.demo.simulate import CULPRIT, NAMESPACE, SERVICES, ShopCase, simulate
 from bot.demo.terminal import Palette, TerminalAdapter, use_colour
+from bot.messages.format import utc_clock
 from bot.store.db import Database
 from bot.store.migrate import upgrade
 from bot.store.models import Execution, Finding, Investigation, Job, Proposal

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from bot.chat.format import change_ratio, confidence_bar, fmt_num, utc_clock
-from bot.chat.model import (
+from bot.messages.format import change_ratio, confidence_bar, fmt_num, utc_clock
+from bot.messages.model import (
     PHASE_LABELS,
     Block,
     Cause,

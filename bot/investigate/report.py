@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.chat.format import fmt_num
+from bot.messages.format import fmt_num
 
 
 @dataclass(slots=True)

@@ -7,9 +7,9 @@ import argparse
 import datetime as dt
 import json
 
-from bot.chat.format import fmt_num
 from bot.config import load_settings
 from bot.errors import NotFound, OnwatchError
+from bot.messages.format import fmt_num
 from bot.operator_cli import run_on_database
 from bot.reports.figures import Report
 from bot.reports.load import build_report

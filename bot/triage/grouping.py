@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
 
 _FAMILY_SUFFIX = re.compile(
     r"(?:[_\-\s]?(?:critical|crit|warning|warn|info|page|ticket|major|minor|high|low|p\d|sev\d|\d+))+$",
@@ -39,22 +38,6 @@ def alert_family(name: str) -> str:
     Cached: a storm repeats a handful of alert names thousands of times (the function is pure)."""
     base = _FAMILY_SUFFIX.sub("", name.strip()) or name.strip()
     return re.sub(r"[^a-z0-9]", "", base.lower())[:60]
-
-
-class Identifies(Protocol):
-    """What grouping reads of an alert: an ``Identity``, or a prepared alert, which carries the same fields."""
-
-    @property
-    def service(self) -> str: ...
-
-    @property
-    def cluster(self) -> str: ...
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def family(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +89,7 @@ class Candidate:
     namespaces: set[str] = field(default_factory=set)
 
 
-def score(ident: Identifies, cand: Candidate, adj: Mapping[str, set[str]]) -> int:
+def score(ident: Identity, cand: Candidate, adj: Mapping[str, set[str]]) -> int:
     if ident.cluster and cand.identity.cluster and ident.cluster != cand.identity.cluster:
         return 0
     if ident.service and ident.service in cand.services:
@@ -129,7 +112,7 @@ def live(c: Candidate, now: float, window_s: float, cooloff_s: float) -> bool:
     return now - c.last_activity <= window_s
 
 
-def choose(ident: Identifies, candidates: Iterable[Candidate], adj: Mapping[str, set[str]], now: float,
+def choose(ident: Identity, candidates: Iterable[Candidate], adj: Mapping[str, set[str]], now: float,
            window_s: float, cooloff_s: float) -> Candidate | None:
     """The incident this alert joins, or None (it opens a new one)."""
     best: tuple[int, float] | None = None
@@ -146,7 +129,7 @@ def choose(ident: Identifies, candidates: Iterable[Candidate], adj: Mapping[str,
     return chosen
 
 
-def _same_service(ident: Identifies, candidates: Iterable[Candidate], now: float, window_s: float,
+def _same_service(ident: Identity, candidates: Iterable[Candidate], now: float, window_s: float,
                   cooloff_s: float) -> Candidate | None:
     """``choose`` over candidates that all hold the alert's service: each scores 3, or 0 across clusters, so
     only the cluster check and the recency tie-break are left (the loop a storm runs once per alert)."""
@@ -162,7 +145,7 @@ def _same_service(ident: Identifies, candidates: Iterable[Candidate], now: float
     return chosen
 
 
-def absorb(cand: Candidate, ident: Identifies, now: float) -> None:
+def absorb(cand: Candidate, ident: Identity, now: float) -> None:
     """Record that an alert joined ``cand`` so later alerts of the same batch see it."""
     if ident.service:
         cand.services.add(ident.service)
@@ -192,7 +175,7 @@ class CandidateIndex:
         for ns in cand.namespaces | ({cand.identity.namespace} - {""}):
             self.by_namespace.setdefault(ns, {})[cand.incident_id] = cand
 
-    def absorb(self, cand: Candidate, ident: Identifies, now: float) -> None:
+    def absorb(self, cand: Candidate, ident: Identity, now: float) -> None:
         """``absorb``, re-indexing the candidate only when the alert brought it a new service or namespace."""
         grows = (ident.service and ident.service not in cand.services) or (
             ident.namespace and ident.namespace not in cand.namespaces)
@@ -203,7 +186,7 @@ class CandidateIndex:
     def get(self, incident_id: str | None) -> Candidate | None:
         return self.all.get(incident_id) if incident_id else None
 
-    def best(self, ident: Identifies, now: float, window_s: float, cooloff_s: float) -> Candidate | None:
+    def best(self, ident: Identity, now: float, window_s: float, cooloff_s: float) -> Candidate | None:
         """``choose`` over ``near(ident)``, looking at the same-service incidents first.
 
         A same-service incident scores 3 (or 0 across clusters), above any neighbour or namespace match, so
@@ -217,7 +200,7 @@ class CandidateIndex:
                     return found
         return choose(ident, self.near(ident), self.adj, now, window_s, cooloff_s)
 
-    def near(self, ident: Identifies) -> list[Candidate]:
+    def near(self, ident: Identity) -> list[Candidate]:
         """Every candidate that could score above zero for ``ident``."""
         found: dict[str, Candidate] = {}
         if ident.service:

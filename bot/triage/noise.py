@@ -1,9 +1,9 @@
 """Daily noise statistics: received, duplicates, suppressed, incidents opened, and pages per on-call shift.
 
 Counters live in ``noise_counter`` keyed by UTC day and name; each triage pass adds to them with one
-upsert per name inside its transaction (``TriageStore.add_noise``). Pages are also counted per shift (``pages@<n>`` where
-``n`` is the shift index of the day for ``triage.shift_hours``) so the report can hold each shift against
-the sustainable budget of two pages.
+upsert inside its transaction (``add_counts``). Pages are also counted per shift (``pages@<n>`` where ``n``
+is the shift index of the day for ``triage.shift_hours``) so the report can hold each shift against the
+sustainable budget of two pages.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.store.db import Database
@@ -44,6 +47,17 @@ class NoiseTally:
     def page(self, shift_hours: int) -> None:
         self.add("pages")
         self.add(f"pages@{shift_of(self.now, shift_hours)}")
+
+
+async def add_counts(conn: AsyncConnection, is_postgres: bool, now: float, counts: Counter[str]) -> None:
+    """Add ``counts`` to the day of ``now`` in ``conn``'s transaction (an upsert: concurrent days' first
+    writers do not collide)."""
+    if not counts:
+        return
+    table = NoiseCounter.__table__  # type: ignore[attr-defined]
+    stmt = pg_insert(table) if is_postgres else sqlite_insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=["day", "name"], set_={"value": table.c.value + stmt.excluded.value})
+    await conn.execute(stmt, [{"day": day_of(now), "name": n, "value": v} for n, v in sorted(counts.items())])
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,18 +22,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.orm import configure_mappers
-
 from bot.audit import BOT, Actor
 from bot.context import AppContext
 from bot.incidents.outbox import EventKind, emit, opened_params
-from bot.investigate.service import investigation_rows, request_investigation
+from bot.investigate.service import request_investigation
 from bot.ports import ThreadOrigin
 from bot.triage.adhoc import open_adhoc
 from bot.triage.alert import AlertIn
-from bot.triage.prepared import prepare
-from bot.triage.store import TriageStore
-from bot.triage.txn import Batch, IngestOutcome, InvestigationRows, PassResult, TriagePass
+from bot.triage.txn import IngestOutcome, TriagePass
 
 __all__ = ["IngestOutcome", "TriageService"]
 
@@ -45,8 +41,6 @@ class TriageService:
         self.settings = ctx.settings.triage
         self.clock: Callable[[], float] = time.time  # injectable for window and cool-off tests
         self._lock = asyncio.Lock()
-        self._investigation_rows: InvestigationRows = investigation_rows
-        configure_mappers()  # once here, not in the first pass (building the first model row configures them)
 
     async def start(self) -> None:
         """Nothing runs beside the server until the first batch (kept for ``bot.app.running``)."""
@@ -65,23 +59,20 @@ class TriageService:
         """Store, dedup, suppress and group one batch; open/reopen/resolve incidents; queue the announcements.
 
         Returns once the batch is committed (a database failure raises, and nothing of the batch is kept)."""
-        out = IngestOutcome(received=len(alerts))
         if not alerts:
-            return out
-        batch = Batch([prepare(a) for a in alerts], actor or BOT, out, opened_params=opened_params(origin))
+            return IngestOutcome()
         async with self._lock:
             started = time.perf_counter()
-            now = self.clock()
             async with self.db.engine.begin() as conn:
-                result: PassResult = await conn.run_sync(
-                    lambda c: TriagePass(TriageStore(c, self.db.is_postgres), self.settings, [batch], now,
-                                         self._investigation_rows).run())
+                triage = TriagePass(conn, self.db.is_postgres, self.settings, self.clock(), actor or BOT,
+                                    opened_params(origin))
+                out = await triage.run(alerts)
             self.ctx.metrics.triage_pass_seconds.observe(time.perf_counter() - started)
         for source, n in Counter(a.source for a in alerts).items():
             self.ctx.metrics.alerts.labels(source).inc(n)
         if out.opened:
             self.ctx.jobs.wakeup.set()
-        if out.opened or result.updated or result.flap_notes or out.reopened or out.resolved:
+        if triage.events:
             self.ctx.outbox.kick()
         return out
 

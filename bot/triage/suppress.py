@@ -13,25 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from bot.config import TriageSettings
 from bot.rfc3339 import parse_rfc3339
-
-
-class Viewable(Protocol):
-    """What matchers look at: an ``AlertIn`` or a ``Prepared`` alert."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def service(self) -> str: ...
-    @property
-    def labels(self) -> dict[str, str]: ...
+from bot.triage.alert import AlertIn
 
 
 @lru_cache(maxsize=512)
@@ -54,7 +40,7 @@ def _value_matches(expected: str, actual: str | None) -> bool:
     return not ok if negate else ok
 
 
-def alert_view(alert: Viewable) -> dict[str, str]:
+def alert_view(alert: AlertIn) -> dict[str, str]:
     """The labels matchers see: the alert's labels plus its normalised name, service and severity."""
     view = {"alertname": alert.name, "severity": alert.severity, "source": alert.source}
     if alert.service:
@@ -112,7 +98,7 @@ class Suppressor:
         return cls(tuple(windows), tuple(dict(r) for r in settings.noisy_rules), settings.flap_threshold,
                    float(settings.flap_window_s))
 
-    def reason(self, alert: Viewable, now: float) -> str:
+    def reason(self, alert: AlertIn, now: float) -> str:
         """Why the alert is suppressed by a rule (silence, maintenance, noisy rule), or ''."""
         if not self.windows and not self.noisy:
             return ""

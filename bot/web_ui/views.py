@@ -21,9 +21,9 @@ from sqlmodel import col, select
 
 from bot.audit import verify_chain
 from bot.chat.chart import chart_for_report, spec_from_report
-from bot.chat.format import fmt_num
 from bot.context import AppContext
 from bot.errors import NotFound
+from bot.messages.format import fmt_num
 from bot.reports.chart import report_png
 from bot.reports.load import build_report
 from bot.reports.timeline import actor_of, incident_timeline

@@ -30,9 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.chat.hub import load_card
-from bot.chat.model import IncidentCard, Message
 from bot.chat.slack.render import FileOut, Rendered, render_card, render_message, render_text
 from bot.config import Settings
+from bot.messages.model import IncidentCard, Message
 from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import ChatMessageRef, ChatThread, Incident

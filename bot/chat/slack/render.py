@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.chat.format import clip as cut
-from bot.chat.format import confidence_bar, fmt_num
-from bot.chat.model import (
+from bot.messages.format import clip as cut
+from bot.messages.format import confidence_bar, fmt_num
+from bot.messages.model import (
     Action,
     Block,
     Cause,

@@ -33,11 +33,11 @@ from botbuilder.schema import (
 )
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
-from bot.chat.model import Chart, IncidentCard, Message, ProposalBlock
 from bot.chat.teams import cards, images, refs
 from bot.config import TeamsSettings
 from bot.context import AppContext
 from bot.errors import OnwatchError
+from bot.messages.model import Chart, IncidentCard, Message, ProposalBlock
 from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import Proposal

@@ -23,8 +23,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.chat.format import clip, fmt_num, utc_time
-from bot.chat.model import (
+from bot.messages.format import clip, fmt_num, utc_time
+from bot.messages.model import (
     Action,
     Block,
     Cause,

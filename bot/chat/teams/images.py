@@ -17,7 +17,7 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
-from bot.chat.model import Block, Chart, Message, Text
+from bot.messages.model import Block, Chart, Message, Text
 
 MAX_MESSAGE_BYTES = 28 * 1024
 # what the rest of the activity (envelope, text, proposal facts) may take next to an inline chart

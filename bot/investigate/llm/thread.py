@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.chat.model import EvidenceItem, Message, Step, Text
 from bot.incidents.outbox import EventKind, Outbox, emit
 from bot.investigate.llm.loop import LlmOutcome, LlmStatus
+from bot.messages.model import EvidenceItem, Message, Step, Text
 from bot.store.db import Database
 
 HEADING = "The model's reading (LLM investigator, checked against the evidence; the engine's ranking is unchanged)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.chat.model import PHASE_LABELS
+from bot.messages.model import PHASE_LABELS
 
 __all__ = ["PHASE_LABELS", "change_ratio", "clip", "confidence_bar", "fmt_num", "phase_label", "utc_clock", "utc_time"]
 
