@@ -122,6 +122,13 @@ def test_a_delay_that_began_just_before_the_cut_is_read_against_the_system() -> 
     before2 = _healthy_edges() | {("a", "b"): _calls(1005.0, 1008.0, 2001.0)}
     (ab2,) = [g for g in compare_gaps(before2, after) if g.caller == "a"]
     assert ab2.z > 100 and ab2.preexisting
+    # ... but only when the traces reach far enough back to say so: slow from the first call of traces kept
+    # a minute before the cut is a delay whose start we did not see, as likely the incident's as older
+    early = {("a", "b"): (np.array([-100.0, -90.0, -80.0]), np.array([1005.0, 1008.0, 2001.0]))}
+    assert [g.preexisting for g in compare_gaps(_healthy_edges() | early, after, cut=100.0) if g.caller == "a"] == [True]
+    late = {("a", "b"): (np.array([45.0, 70.0, 90.0]), np.array([1005.0, 1008.0, 2001.0]))}
+    (ab3,) = [g for g in compare_gaps(_healthy_edges() | late, after, cut=100.0) if g.caller == "a"]
+    assert ab3.z > 100 and not ab3.preexisting
     # an edge never seen before is read against what calls cost across the system
     (new,) = [g for g in compare_gaps(_healthy_edges(), _healthy_edges() | {("c", "d"): _calls(900.0, 950.0)})
               if g.caller == "c"]

@@ -265,7 +265,7 @@ def trace_findings(g: Gathered, scope: Scope) -> tuple[list[Finding], str]:
                       f"(z {sh.z:.1f})",
         ))
     # the cost of each call, outside the callee's own spans: a slow network to a service shows here
-    gaps = compare_gaps(edge_calls(before), edge_calls(after))
+    gaps = compare_gaps(edge_calls(before), edge_calls(after), cut=cut)
     bad = [gp for gp in gaps if gp.z >= THRESHOLD]
     n_in: dict[str, int] = {}
     n_out: dict[str, int] = {}

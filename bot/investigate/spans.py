@@ -260,7 +260,8 @@ def _onset(times: np.ndarray, slow: np.ndarray, run: int = 5) -> float | None:
     return None
 
 
-def compare_gaps(before: Calls, after: Calls, min_calls: int = 2) -> list[GapShift]:
+def compare_gaps(before: Calls, after: Calls, min_calls: int = 2, *, cut: float | None = None,
+                 seen_s: float = 120.0) -> list[GapShift]:
     """Per edge called at least ``min_calls`` times after: how far its median gap moved.
 
     ``before``/``after`` map an edge to its calls' (start times, gaps), time-ordered (``edge_calls``).
@@ -269,7 +270,9 @@ def compare_gaps(before: Calls, after: Calls, min_calls: int = 2) -> list[GapShi
     no or few calls before is read against its own few calls and against what calls cost across the
     system (``Overhead``): its own history is capped at the system's ceiling, so a baseline that already
     held the delay (a fault that began just before the cut) does not hide it. An edge that was out of
-    range from its very first call (never seen healthy) is marked pre-existing.
+    range from its very first call (never seen healthy) is marked pre-existing only when that first call
+    is at least ``seen_s`` before ``cut``: traces kept for a minute or two before an alert cannot tell a
+    delay that began with the incident (alerts fire a while after their cause) from an older one.
     """
     empty = (np.zeros(0), np.zeros(0))
     sys_oh = system_overhead({k: g for k, (_, g) in before.items()}, {k: g for k, (_, g) in after.items()})
@@ -301,6 +304,6 @@ def compare_gaps(before: Calls, after: Calls, min_calls: int = 2) -> list[GapShi
         gaps = np.concatenate((b, a))
         slow = (gaps - ref) / spread >= 3.0
         onset = _onset(times, slow) if z >= 3.0 else None
-        pre = capped and bool(slow[0])
+        pre = capped and bool(slow[0]) and (cut is None or cut - float(times[0]) >= seen_s)
         out.append(GapShift(k[0], k[1], ref, qa, z, len(b), len(a), pre, onset))
     return out
