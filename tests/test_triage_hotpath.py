@@ -2,7 +2,7 @@
 
 * ``content_parts`` gives the hash of canonical JSON ``[status, labels, annotations, severity]`` (the
   definition dedup has always compared), whatever the text;
-* labels and annotations written through ``bot.triage.store.SqliteStore`` (raw SQLite statements, pre-serialised JSON)
+* labels and annotations written through the triage pass (bulk statements)
   read back through the ORM equal to what was sent, and the incident link rows exist;
 * a stored fingerprint stays the same for the same labels (pinned value).
 """

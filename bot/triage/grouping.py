@@ -53,6 +53,12 @@ class Identity:
         return ";".join(p.replace(";", ",") for p in parts)[:200]
 
 
+def identity_of(name: str, service: str, labels: Mapping[str, str]) -> Identity:
+    """The identity an alert groups by."""
+    cluster, namespace = placement(labels)
+    return Identity(service=service, cluster=cluster, namespace=namespace, family=alert_family(name))
+
+
 @lru_cache(maxsize=4096)
 def parse_key(key: str) -> Identity:
     """The identity an incident's ``group_key`` records (cached: every pass re-reads the open incidents' keys)."""

@@ -28,7 +28,7 @@ from bot.investigate.service import investigation_rows
 from bot.store.models import Alert, Incident, IncidentAlert, Investigation, Job, LifecycleEvent, Silence
 from bot.triage.alert import AlertIn
 from bot.triage.fingerprint import content_hash, fingerprint
-from bot.triage.grouping import Candidate, CandidateIndex, Identity, alert_family, neighbours, parse_key, placement
+from bot.triage.grouping import Candidate, CandidateIndex, Identity, identity_of, neighbours, parse_key
 from bot.triage.noise import NoiseTally, add_counts
 from bot.triage.severity import incident_severity, is_page
 from bot.triage.suppress import Suppressor
@@ -103,11 +103,6 @@ def with_count(base: str, count: int) -> str:
         return base[:500]
     suffix = f" (+{more} alert{'s' if more > 1 else ''})"
     return base[: 500 - len(suffix)] + suffix
-
-
-def _identity(a: AlertIn) -> Identity:
-    cluster, namespace = placement(a.labels)
-    return Identity(service=a.service, cluster=cluster, namespace=namespace, family=alert_family(a.name))
 
 
 class TriagePass:
@@ -259,7 +254,7 @@ class TriagePass:
         """The incident a firing alert joins: its own while that can take it, else the best match, else a new
         one (opened here). A resolved incident it joins reopens."""
         now, window_s, cooloff_s = self.now, self.t.group_window_s, self.t.cooloff_s
-        ident = _identity(a)
+        ident = identity_of(a.name, a.service, a.labels)
         cand = index.get(st.incident_id)
         if cand is None or (cand.status == "resolved" and (cand.resolved_at or 0) < now - cooloff_s):
             cand = index.best(ident, now, window_s, cooloff_s)
@@ -407,5 +402,5 @@ class TriagePass:
     async def _update(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Update rows by primary key (``b_id``), all with the same columns, in one executemany."""
         if rows:
-            values = {k: bindparam(k) for k in rows[0] if k != "b_id"}
+            values: dict[str, Any] = {k: bindparam(k) for k in rows[0] if k != "b_id"}
             await self.conn.execute(update(table).where(table.c.id == bindparam("b_id")).values(values), rows)
