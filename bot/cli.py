@@ -201,8 +201,8 @@ def cmd_auto(args: argparse.Namespace) -> int:
 
 def cmd_silences_change(args: argparse.Namespace) -> int:
     """``silences add|remove``, with the note in the incident channels that chat-made silences get."""
+    from bot import silences_cli
     from bot.app import post_incident_note
-    from bot.triage import silences_cli
 
     change = silences_cli.add_main if args.sub == "add" else silences_cli.remove_main
     return change(args, notify=post_incident_note)
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sil = sub.add_parser("silences", help="silences: list, add, remove (audited)").add_subparsers(
         dest="sub", required=True)
-    sp = add("list", _lazy("bot.triage.silences_cli", "list_main"), "the active silences", sil)
+    sp = add("list", _lazy("bot.silences_cli", "list_main"), "the active silences", sil)
     sp.add_argument("--json", action="store_true")
     sp = add("add", cmd_silences_change,
              "mute alerts matching every MATCHER (label=value, label=~regex, label=!value) for a while", sil)
