@@ -44,6 +44,11 @@ SECRET_KEYS = frozenset(
 )
 
 
+# Mappings whose every entry is a secret (read from the environment or ``<name>_file``, never the YAML).
+SECRET_MAPS = frozenset({"runbooks.secrets"})
+SECRET_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +108,18 @@ class RunbookSettings(Section):
     deployments: dict[str, str] = Field(
         default_factory=dict, description="service -> namespace/deployment for runbook parameters"
     )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="signing secrets a runbook names with sign_with: ONWATCH_RUNBOOKS__SECRETS__<NAME> or "
+                    "secrets.<name>_file (docs/runbooks.md)")
+
+    @model_validator(mode="after")
+    def _secret_names(self) -> RunbookSettings:
+        for name in self.secrets:
+            if not SECRET_NAME.fullmatch(name) or name.endswith("_file"):
+                raise ValueError(f"runbooks.secrets: {name[:100]!r} is not a secret name (lowercase letters, digits "
+                                 "and _, not ending in _file)")
+        return self
 
 
 class ApprovalSettings(Section):
@@ -391,10 +408,19 @@ def _resolve_secret_files(tree: Any, path: str, errors: list[str], allow_plain: 
     if not isinstance(tree, Mapping):
         return tree
     out: dict[str, Any] = {}
+    secret_map = path in SECRET_MAPS
     for key, value in tree.items():
         key = str(key)
         here = f"{path}.{key}" if path else key
-        if key.endswith("_file") and key[: -len("_file")] in SECRET_KEYS:
+        if secret_map and not key.endswith("_file"):
+            if value not in (None, "") and not allow_plain:
+                errors.append(f"{here}: secrets are not read from the YAML file; use "
+                              f"ONWATCH_{here.upper().replace('.', '__')} or {key}_file (or set "
+                              "allow_plaintext_secrets: true)")
+            else:
+                out[key] = value
+            continue
+        if key.endswith("_file") and (secret_map or key[: -len("_file")] in SECRET_KEYS):
             try:
                 out[key[: -len("_file")]] = Path(str(value)).read_text().strip()
             except OSError as exc:

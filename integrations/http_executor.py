@@ -1,7 +1,8 @@
 """The HTTP executor: a webhook (trigger a pipeline, an Argo CD rollback) or a feature-flag API call.
 
-The body is serialised once and those exact bytes are signed with HMAC-SHA256 under the secret held in the
-environment variable the runbook names (``X-Onwatch-Signature: sha256=<hex>``), so the receiver can check
+The body is serialised once and those exact bytes are signed with HMAC-SHA256 under the secret the runbook
+names with ``sign_with``, one of the settings' ``runbooks.secrets`` (from the environment or a mounted file like
+every onwatch secret) (``X-Onwatch-Signature: sha256=<hex>``), so the receiver can check
 that the request came from onwatch and was not altered. ``X-Onwatch-Delivery`` carries the execution id for
 the receiver's idempotency. Every call has a timeout; a timeout after the request was sent is ``unknown``.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from integrations.executors import ExecutorError, ExecutorRefused, ExecutorUnknown, Outcome
 
@@ -35,19 +36,23 @@ def sign(secret: str, body: bytes) -> str:
 class HttpExecutor:
     name = "http"
 
-    def __init__(self, client: httpx.AsyncClient | None = None, environ: Mapping[str, str] | None = None):
+    def __init__(self, client: httpx.AsyncClient | None = None, secrets: Mapping[str, SecretStr] | None = None):
         self._client = client
         self._own_client = client is None
-        self._environ = environ if environ is not None else os.environ
+        self._secrets = dict(secrets or {})
 
     def _secret(self, action: Mapping[str, Any]) -> str | None:
-        env = action.get("hmac_secret_env")
-        if not env:
+        if action.get("hmac_secret_env"):
+            raise ExecutorRefused("this action names its signing secret by environment variable (hmac_secret_env), "
+                                  "which is no longer read: propose it again from the runbook's sign_with")
+        name = action.get("sign_with")
+        if not name:
             return None
-        value = self._environ.get(str(env))
-        if not value:
-            raise ExecutorRefused(f"the signing secret is missing: environment variable {env} is not set")
-        return value
+        value = self._secrets.get(str(name))
+        if value is None or not value.get_secret_value():
+            raise ExecutorRefused(f"the signing secret {name!r} is not set: set ONWATCH_RUNBOOKS__SECRETS__"
+                                  f"{str(name).upper()} or runbooks.secrets.{name}_file")
+        return value.get_secret_value()
 
     async def preview(self, action: dict[str, Any]) -> dict[str, Any]:
         """What would be sent (the receiver has no dry run). Refuses early when the signing secret is missing."""

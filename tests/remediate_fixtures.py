@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from bot.app import context_for
 from bot.chat.hub import ChatHub
@@ -42,7 +43,7 @@ GROUPS = {
 
 def make_settings(db_url: str, *, runbooks_dir: Path | None = None, kubeconfig: Path | None = None,
                   read_kubeconfig: Path | None = None, deployments: dict[str, str] | None = None,
-                  ttl: int = 3600, auto_enabled: bool = True) -> Settings:
+                  ttl: int = 3600, auto_enabled: bool = True, secrets: dict[str, str] | None = None) -> Settings:
     k8s: dict[str, Any] | None = None
     if kubeconfig is not None or read_kubeconfig is not None:
         k8s = {"write_kubeconfig": kubeconfig, "write_context": "prod-write" if kubeconfig else None,
@@ -51,7 +52,8 @@ def make_settings(db_url: str, *, runbooks_dir: Path | None = None, kubeconfig: 
         database={"url": db_url},
         runbooks={"dir": runbooks_dir or ROOT / "runbooks", "proposal_ttl_s": ttl, "auto_enabled": auto_enabled,
                   "deployments": deployments if deployments is not None else {"checkout": "shop/checkout",
-                                                                              "cart": "shop/cart"}},
+                                                                              "cart": "shop/cart"},
+                  "secrets": secrets or {}},
         approvals={"groups": GROUPS},
         sources={"kubernetes": k8s} if k8s else {},
     )
@@ -227,7 +229,7 @@ def wire_e2e(ctx: AppContext, case: Path, receiver_url: str, hook_secret: str) -
     tests cover it, not these)."""
     ctx.sources_factory = lambda: replay_sources(case)
     http = HttpExecutor(httpx.AsyncClient(transport=RedirectTransport(receiver_url)),
-                        environ={"ROLLBACK_HOOK_SECRET": hook_secret})
+                        secrets={"rollback_hook": SecretStr(hook_secret)})
     remediation = RemediationService(ctx, executors=ExecutorRegistry({"http": http}))
     ctx.remediation = remediation
 

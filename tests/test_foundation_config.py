@@ -88,6 +88,28 @@ sources:
     assert "sources.metrics.bearer_token" in str(err.value) and "ONWATCH_SOURCES__METRICS__BEARER_TOKEN" in str(err.value)
 
 
+def test_runbook_signing_secrets_follow_the_one_secret_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``runbooks.secrets`` (what ``sign_with`` names) are read like every secret: env, env _FILE, YAML _file."""
+    mounted = tmp_path / "flags-hook"
+    mounted.write_text("flags-secret\n")
+    cfg = write(tmp_path, "runbooks: {secrets: {flags_hook_file: flags-hook}}\n")  # relative to the YAML's folder
+    monkeypatch.setenv("ONWATCH_RUNBOOKS__SECRETS__ROLLBACK_HOOK", "rollback-secret")
+    monkeypatch.setenv("ONWATCH_RUNBOOKS__SECRETS__OTHER_HOOK_FILE", str(mounted))
+    secrets = load_settings(cfg).runbooks.secrets
+    assert {k: v.get_secret_value() for k, v in secrets.items()} == {
+        "flags_hook": "flags-secret", "rollback_hook": "rollback-secret", "other_hook": "flags-secret"}
+    assert "rollback-secret" not in repr(secrets)
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "runbooks: {secrets: {rollback_hook: plain}}\n"))
+    assert "runbooks.secrets.rollback_hook: secrets are not read from the YAML file" in str(err.value)
+    assert "ONWATCH_RUNBOOKS__SECRETS__ROLLBACK_HOOK or rollback_hook_file" in str(err.value)
+    with pytest.raises(ConfigError, match="runbooks.secrets.gone_file: cannot read secret file"):
+        load_settings(write(tmp_path, "runbooks: {secrets: {gone_file: /nonexistent/onwatch-secret}}\n"))
+    monkeypatch.setenv("ONWATCH_RUNBOOKS__SECRETS__BAD-NAME", "x")
+    with pytest.raises(ConfigError, match="'bad-name' is not a secret name"):
+        load_settings(write(tmp_path, "server: {port: 8080}\n"))
+
+
 @pytest.mark.parametrize(("yaml_text", "where", "key"), [
     ('sources: {metrics: {url: "http://p", bearer_token_env: PROM_TOKEN}}\n', "sources.metrics", "bearer_token"),
     ('sources: {logs: {url: "http://l", basic_user: u, basic_password_env: PW}}\n', "sources.logs", "basic_password"),

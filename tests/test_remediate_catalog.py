@@ -26,7 +26,7 @@ EXAMPLE = textwrap.dedent("""\
       method: POST
       url: https://ci.example.internal/hooks/rollback
       body: {service: "{service}", incident: "{incident_id}"}
-      hmac_secret_env: ROLLBACK_HOOK_SECRET
+      sign_with: rollback_hook
     risk: medium
     approval: {groups: [sre-oncall]}
 """)
@@ -34,7 +34,8 @@ EXAMPLE = textwrap.dedent("""\
 
 def test_shipped_catalog_validates() -> None:
     cat = load_catalog(ROOT / "runbooks", Settings(approvals={"groups": {"sre-oncall": ["slack:U1"],  # type: ignore[arg-type]
-                                                                           "platform": ["slack:U2"]}}))
+                                                                           "platform": ["slack:U2"]}},
+                                                   runbooks={"secrets": {"rollback_hook": "r", "flags_hook": "f"}}))
     assert set(cat.runbooks) == {
         "rollback-deployment", "restart-deployment", "scale-deployment", "cordon-drain-node",
         "delete-stuck-pod", "feature-flag-off", "webhook-argocd-rollback",
@@ -80,6 +81,20 @@ def test_every_problem_is_listed_with_its_path(tmp_path: Path) -> None:
     assert f"{tmp_path / 'e.yaml'}: auto: " in errs and "are not failure classes" in errs
     assert f"{tmp_path / 'f.yaml'}: action" in errs and "host may not hold a placeholder" in errs
     assert f"{tmp_path / 'g.yaml'}: title" in errs
+
+
+def test_the_old_secret_env_key_is_refused_with_the_new_way(tmp_path: Path) -> None:
+    """Runbook secrets follow the settings' one scheme; the older env-variable key says what to write instead."""
+    (tmp_path / "old.yaml").write_text(EXAMPLE.replace("sign_with: rollback_hook", "hmac_secret_env: HOOK_SECRET"))
+    with pytest.raises(ConfigError) as exc:
+        load_catalog(tmp_path, Settings())
+    [err] = exc.value.errors
+    assert "\n" not in err and err.startswith(f"{tmp_path / 'old.yaml'}: action")
+    assert "hmac_secret_env is no longer read: write sign_with: <name>" in err
+    assert "ONWATCH_RUNBOOKS__SECRETS__<NAME> or runbooks.secrets.<name>_file" in err
+    (tmp_path / "old.yaml").write_text(EXAMPLE.replace("sign_with: rollback_hook", "sign_with: ROLLBACK_HOOK"))
+    with pytest.raises(ConfigError, match="sign_with"):
+        load_catalog(tmp_path, Settings())
 
 
 def test_duplicate_ids_and_missing_dir(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import textwrap
 from pathlib import Path
 
-import pytest
 from sqlmodel import col, select
 
 from bot.audit import Actor
@@ -30,7 +29,7 @@ WEBHOOK = textwrap.dedent("""\
       method: POST
       url: https://ci.example.internal/hooks/rollback
       body: {{service: "{{service}}", incident: "{{incident_id}}"}}
-      hmac_secret_env: TEST_HOOK_SECRET
+      sign_with: test_hook
     scope: {{services: [checkout, cart], hosts: [ci.example.internal]}}
     risk: {risk}
     approval: {{groups: [sre-oncall{extra}]}}
@@ -44,16 +43,16 @@ def catalog_dir(tmp_path: Path, risk: str = "medium", extra: str = "") -> Path:
     return d
 
 
-@pytest.fixture(autouse=True)
-def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+SECRETS = {"test_hook": "s3cret"}
 
 
 async def _setup(db: Database, tmp_path: Path, *, risk: str = "medium", requested_by: str = "onwatch:onwatch",
-                 ttl: int = 3600, causes: list[dict] | None = None):  # type: ignore[no-untyped-def]
+                 ttl: int = 3600, causes: list[dict] | None = None,
+                 secrets: dict[str, str] = SECRETS):  # type: ignore[no-untyped-def]
     settings = make_settings(db.url, runbooks_dir=catalog_dir(tmp_path, risk, ", platform" if risk == "high" else ""),
-                             ttl=ttl)
-    ctx, svc, hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": HttpExecutor()}))
+                             ttl=ttl, secrets=secrets)
+    # the executors are built from the settings as in production (preview only: nothing is sent here)
+    ctx, svc, hub = make_ctx(settings, db)
     inc, inv = await seed(db, causes or [{"service": "checkout", "kind": "deploy", "confidence": 0.9,
                                           "evidence": ["e1"]}], requested_by=requested_by)
     props = await svc.propose(inc, inv)
@@ -95,11 +94,11 @@ async def test_propose_matches_fills_previews_and_audits(db: Database, tmp_path:
     assert await svc.propose(inc, inv_id) == []
 
 
-async def test_missing_secret_is_not_offered(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TEST_HOOK_SECRET")
-    _ctx, _svc, hub, _inc, props = await _setup(db, tmp_path)
+async def test_missing_secret_is_not_offered(db: Database, tmp_path: Path) -> None:
+    _ctx, svc, hub, _inc, props = await _setup(db, tmp_path, secrets={})
     assert props == []
-    assert "TEST_HOOK_SECRET is not set" in hub.refused()[0]
+    assert "signing secret 'test_hook' is not set: set ONWATCH_RUNBOOKS__SECRETS__TEST_HOOK" in hub.refused()[0]
+    assert any("signs with the secret 'test_hook', which is not set" in w for w in svc.catalog.warnings)
 
 
 async def test_approve_is_authorised_on_the_server(db: Database, tmp_path: Path) -> None:
@@ -222,12 +221,12 @@ async def test_two_replicas_race_on_postgres(pg_db: Database, tmp_path: Path) ->
     await server.start_server()
     other = Database(pg_db.url)
     try:
-        settings = make_settings(pg_db.url, runbooks_dir=catalog_dir(tmp_path))
+        settings = make_settings(pg_db.url, runbooks_dir=catalog_dir(tmp_path), secrets=SECRETS)
 
         def registry() -> ExecutorRegistry:
             import httpx
             client = httpx.AsyncClient(transport=RedirectTransport(str(server.make_url(""))))
-            return ExecutorRegistry({"http": HttpExecutor(client)})
+            return ExecutorRegistry({"http": HttpExecutor(client, settings.runbooks.secrets)})
 
         _c1, a, _h1 = make_ctx(settings, pg_db, registry=registry())
         _c2, b, _h2 = make_ctx(settings, other, registry=registry())

@@ -90,13 +90,19 @@ def test_two_identities_and_the_pod_runs_as_the_reader() -> None:
     assert token_path.startswith(mounts["executor-token"])
 
 
-def test_sample_config_loads(tmp_path: Path) -> None:
+def test_sample_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.config import load_settings
     from bot.remediate.catalog import load_catalog
 
     docs = {(d["kind"], d["metadata"]["name"]): d for _p, d in _docs()}
     f = tmp_path / "onwatch.yaml"
     f.write_text(docs[("ConfigMap", "onwatch-config")]["data"]["onwatch.yaml"])
+    # without the signing secrets the HTTP runbooks load with a warning each (they are not offered)
+    warned = load_catalog(ROOT / "runbooks", load_settings(f)).warnings
+    assert sorted(w.split()[1] for w in warned) == ["feature-flag-off", "webhook-argocd-rollback"]
+    # the onwatch-secrets Secret (envFrom) holds them, as the ConfigMap's header says
+    monkeypatch.setenv("ONWATCH_RUNBOOKS__SECRETS__ROLLBACK_HOOK", "r")
+    monkeypatch.setenv("ONWATCH_RUNBOOKS__SECRETS__FLAGS_HOOK", "f")
     settings = load_settings(f)
     cat = load_catalog(ROOT / "runbooks", settings)
     assert cat.warnings == []

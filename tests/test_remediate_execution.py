@@ -44,7 +44,7 @@ HOOK = textwrap.dedent("""\
       method: POST
       url: https://ops.example.internal/recycle/{{service}}
       body: {{service: "{{service}}"}}
-      hmac_secret_env: OPS_SECRET
+      sign_with: ops
       timeout_s: {timeout}
     scope: {{services: [checkout, cart], hosts: [ops.example.internal]}}
     risk: low
@@ -65,8 +65,7 @@ class Env:
 
 
 @pytest.fixture
-async def env(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
-    monkeypatch.setenv("OPS_SECRET", "ops")
+async def env(db: Database, tmp_path: Path) -> AsyncIterator[Env]:
     recv = Receiver(secret="ops")
     server = TestServer(recv.app(), host="127.0.0.1")
     await server.start_server()
@@ -75,8 +74,9 @@ async def env(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     d.mkdir()
     (d / "hook.yaml").write_text(HOOK.format(id="recycle", timeout=10, deadline=0.5))
     metrics = ScriptedMetrics({"error_rate": [0.3, 0.2, 0.01, 0.01]})
-    settings = make_settings(db.url, runbooks_dir=d)
-    ctx, svc, hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": HttpExecutor(client)}),
+    settings = make_settings(db.url, runbooks_dir=d, secrets={"ops": "ops"})
+    ctx, svc, hub = make_ctx(settings, db,
+                             registry=ExecutorRegistry({"http": HttpExecutor(client, settings.runbooks.secrets)}),
                              metrics=metrics)
     try:
         yield Env(svc, hub, recv, db, metrics, d)
@@ -189,13 +189,13 @@ def test_kill_switch_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "runbooks.auto_enabled is false" in capsys.readouterr().out
 
 
-async def test_setting_disables_auto(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPS_SECRET", "ops")
+async def test_setting_disables_auto(db: Database, tmp_path: Path) -> None:
     d = tmp_path / "rb"
     d.mkdir()
     (d / "hook.yaml").write_text(HOOK.format(id="recycle", timeout=10, deadline=0.5))
-    settings = make_settings(db.url, runbooks_dir=d, auto_enabled=False)
-    _ctx, svc, _hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": HttpExecutor()}))
+    settings = make_settings(db.url, runbooks_dir=d, auto_enabled=False, secrets={"ops": "ops"})
+    _ctx, svc, _hub = make_ctx(settings, db,
+                               registry=ExecutorRegistry({"http": HttpExecutor(secrets=settings.runbooks.secrets)}))
     inc, inv = await seed(db, [{"service": "cart", "kind": "connection_pool_exhausted", "confidence": 0.99}])
     [p] = await svc.propose(inc, inv)
     assert p.status == "pending"

@@ -11,12 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 from sqlmodel import select
 
 from bot.audit import Actor
 from bot.store.db import Database
 from bot.store.models import Execution
-from integrations.executors import ExecutorRegistry
+from integrations.executors import ExecutorRefused, ExecutorRegistry
 from integrations.http_executor import HttpExecutor, body_bytes, sign
 from tests.remediate_fixtures import ROOT, Receiver, RedirectTransport, make_ctx, make_settings, seed
 from tests.test_remediate_catalog import EXAMPLE
@@ -37,19 +38,32 @@ async def receiver() -> AsyncIterator[tuple[Receiver, httpx.AsyncClient]]:
         await server.close()
 
 
+async def test_a_stored_action_naming_an_env_variable_is_refused() -> None:
+    """A proposal stored before secrets moved to the settings names ``hmac_secret_env``: it is refused, never
+    sent unsigned; one naming a secret the settings lack is refused with where to set it."""
+    http = HttpExecutor(secrets={"rollback_hook": SecretStr("s")})
+    action = {"executor": "http", "method": "POST", "url": "https://ci.example.internal/x", "body": {}}
+    with pytest.raises(ExecutorRefused, match="hmac_secret_env"):
+        await http.preview({**action, "hmac_secret_env": "ROLLBACK_HOOK_SECRET"})
+    with pytest.raises(ExecutorRefused, match="'flags_hook' is not set: set ONWATCH_RUNBOOKS__SECRETS__FLAGS_HOOK"):
+        await http.execute({**action, "sign_with": "flags_hook"}, execution_id="e1")
+    assert (await http.preview({**action, "sign_with": "rollback_hook"}))["signed"] is True
+    assert (await http.preview(action))["signed"] is False
+
+
 def test_signature_is_hmac_sha256_over_the_exact_body() -> None:
     body = body_bytes({"b": 1, "a": "x"})
     assert body == b'{"a":"x","b":1}'
     assert sign("k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
 
 
-async def test_documented_example_end_to_end(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+async def test_documented_example_end_to_end(db: Database, tmp_path: Path,
                                              receiver: tuple[Receiver, httpx.AsyncClient]) -> None:
     recv, client = receiver
-    monkeypatch.setenv("ROLLBACK_HOOK_SECRET", "hook-secret")
     (tmp_path / "rollback-via-pipeline.yaml").write_text(EXAMPLE)
-    settings = make_settings(db.url, runbooks_dir=tmp_path)
-    _ctx, svc, hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": HttpExecutor(client)}))
+    settings = make_settings(db.url, runbooks_dir=tmp_path, secrets={"rollback_hook": "hook-secret"})
+    http = HttpExecutor(client, settings.runbooks.secrets)
+    _ctx, svc, hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": http}))
     inc, inv = await seed(db, [{"service": "checkout", "kind": "error_pattern", "confidence": 0.6}])
     [p] = await svc.propose(inc, inv)
     assert p.title == "Roll back checkout through the deploy pipeline"
@@ -65,13 +79,12 @@ async def test_documented_example_end_to_end(db: Database, tmp_path: Path, monke
     assert any("no verify block" in n for n in hub.notes())
 
 
-async def test_feature_flag_runbook(db: Database, monkeypatch: pytest.MonkeyPatch,
-                                    receiver: tuple[Receiver, httpx.AsyncClient]) -> None:
+async def test_feature_flag_runbook(db: Database, receiver: tuple[Receiver, httpx.AsyncClient]) -> None:
     recv, client = receiver
-    monkeypatch.setenv("FLAGS_HOOK_SECRET", "hook-secret")
-    monkeypatch.setenv("ROLLBACK_HOOK_SECRET", "hook-secret")
-    settings = make_settings(db.url, runbooks_dir=ROOT / "runbooks")
-    _ctx, svc, _hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": HttpExecutor(client)}))
+    settings = make_settings(db.url, runbooks_dir=ROOT / "runbooks",
+                             secrets={"flags_hook": "hook-secret", "rollback_hook": "hook-secret"})
+    http = HttpExecutor(client, settings.runbooks.secrets)
+    _ctx, svc, _hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": http}))
     inc, inv = await seed(db, [{"service": "checkout", "kind": "config_change", "confidence": 0.7}])
     props = {p.runbook_id: p for p in await svc.propose(inc, inv)}
     p = props["feature-flag-off"]
@@ -84,17 +97,15 @@ async def test_feature_flag_runbook(db: Database, monkeypatch: pytest.MonkeyPatc
 
 
 async def test_wrong_secret_fails_and_timeout_is_unknown(db: Database, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch,
                                                          receiver: tuple[Receiver, httpx.AsyncClient]) -> None:
     recv, client = receiver
-    monkeypatch.setenv("ROLLBACK_HOOK_SECRET", "not-the-receivers-secret")
     (tmp_path / "a.yaml").write_text(EXAMPLE)
     (tmp_path / "b.yaml").write_text(EXAMPLE.replace("id: rollback-via-pipeline", "id: slow-hook")
-                                     .replace("hmac_secret_env: ROLLBACK_HOOK_SECRET",
-                                              "hmac_secret_env: SLOW_SECRET\n  timeout_s: 0.3"))
-    monkeypatch.setenv("SLOW_SECRET", "hook-secret")
-    settings = make_settings(db.url, runbooks_dir=tmp_path)
-    _ctx, svc, hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": HttpExecutor(client)}))
+                                     .replace("sign_with: rollback_hook", "sign_with: slow\n  timeout_s: 0.3"))
+    settings = make_settings(db.url, runbooks_dir=tmp_path,
+                             secrets={"rollback_hook": "not-the-receivers-secret", "slow": "hook-secret"})
+    http = HttpExecutor(client, settings.runbooks.secrets)
+    _ctx, svc, hub = make_ctx(settings, db, registry=ExecutorRegistry({"http": http}))
     inc, inv = await seed(db, [{"service": "checkout", "kind": "deploy", "confidence": 0.6}])
     props = {p.runbook_id: p for p in await svc.propose(inc, inv)}
     for p in props.values():

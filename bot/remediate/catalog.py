@@ -110,8 +110,20 @@ class HttpAction(_Model):
     url: str
     body: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
-    hmac_secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    sign_with: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="name of the signing secret in runbooks.secrets (the settings' env or _file scheme)")
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_env_names(cls, data: Any) -> Any:
+        """The secret's environment variable was once named here; say what replaced it, in one line."""
+        if isinstance(data, dict) and "hmac_secret_env" in data:
+            raise ValueError(
+                "hmac_secret_env is no longer read: write sign_with: <name> and set the secret in the settings "
+                "as ONWATCH_RUNBOOKS__SECRETS__<NAME> or runbooks.secrets.<name>_file (docs/runbooks.md)")
+        return data
 
     @model_validator(mode="after")
     def _url(self) -> HttpAction:
@@ -350,6 +362,12 @@ def load_catalog(directory: str | Path, settings: Settings | None = None, *, mis
         for g, ids in sorted(unknown.items()):
             cat.warnings.append(f"approval group {g!r} (used by {', '.join(ids)}) is not defined in "
                                 "approvals.groups: nobody can approve those runbooks")
+        for rb in cat:
+            name = rb.action.sign_with if isinstance(rb.action, HttpAction) else None
+            if name is not None and name not in settings.runbooks.secrets:
+                cat.warnings.append(f"runbook {rb.id} signs with the secret {name!r}, which is not set: it is not "
+                                    f"offered until ONWATCH_RUNBOOKS__SECRETS__{name.upper()} or "
+                                    f"runbooks.secrets.{name}_file is")
     for w in cat.warnings:
         log.warning("%s", w)
     return cat

@@ -163,6 +163,6 @@ def render_action(rb: Runbook, values: Mapping[str, Any], service: str) -> dict[
         "url": render(a.url, values, "url"),
         "body": render_json(a.body, values),
         "headers": {k: render(v, values, "header") for k, v in a.headers.items()},
-        "hmac_secret_env": a.hmac_secret_env,
+        "sign_with": a.sign_with,
         "timeout_s": a.timeout_s,
     }

@@ -47,7 +47,7 @@ class Remediation:
     @property
     def executors(self) -> ExecutorRegistry:
         if self._executors is None:
-            self._executors = build_registry(self.settings.sources.kubernetes)
+            self._executors = build_registry(self.settings.sources.kubernetes, self.settings.runbooks.secrets)
         return self._executors
 
     async def aclose(self) -> None:
