@@ -6,10 +6,12 @@ import asyncio
 import textwrap
 from pathlib import Path
 
+import pytest
 from sqlmodel import col, select
 
-from bot.audit import Actor
+from bot.audit import BOT, Actor
 from bot.remediate.catalog import load_catalog
+from bot.remediate.state import IllegalTransition, ProposalStatus, transition
 from bot.store.db import Database
 from bot.store.models import Approval, AuditEvent, Incident, Job, Proposal
 from integrations.executors import ExecutorRegistry
@@ -186,6 +188,24 @@ async def test_expiry(db: Database, tmp_path: Path) -> None:
     assert await _jobs(db) == []
     assert (await svc.decide(p.id, U1, "approve", frozenset({"slack:U1"}))).status == "expired"
     assert len(await _audit(db, "proposal.expired")) == 1
+
+
+async def test_statuses_are_an_enum_storing_the_same_values(db: Database, tmp_path: Path) -> None:
+    """The stored values and audit actions are what they were (no migration); a move the machine does not have
+    is refused before anything is written, and a lost race (the row is no longer ``expected``) writes nothing."""
+    assert [s.value for s in ProposalStatus] == ["pending", "approved", "rejected", "expired", "executing",
+                                                 "succeeded", "failed", "unknown"]
+    _ctx, svc, _hub, _inc, [p] = await _setup(db, tmp_path)
+    S = ProposalStatus
+    async with db.begin() as s:
+        with pytest.raises(IllegalTransition, match="from pending to succeeded"):
+            await transition(s, db, p.id, p.incident_id, S.PENDING, S.SUCCEEDED, BOT)
+        assert not await transition(s, db, p.id, p.incident_id, S.APPROVED, S.EXECUTING, BOT)
+    assert (await svc.decide(p.id, U1, "reject", frozenset({"slack:U1"}))).status == "rejected"
+    async with db.session() as s:
+        stored = (await s.exec(select(Proposal.status).where(Proposal.id == p.id))).one()
+    assert type(stored) is str and stored == "rejected"
+    assert [a.params["to"] for a in await _audit(db, "proposal.rejected")] == ["rejected"]
 
 
 async def test_expire_due(db: Database, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.remediate.catalog import Runbook
 from bot.remediate.killswitch import state as switch_state
 from bot.remediate.match import Cause
+from bot.remediate.state import ProposalStatus
 from bot.store.db import Database
 from bot.store.models import Execution, Proposal
 
@@ -34,7 +35,8 @@ async def auto_runs(db: Database, runbook_id: str, service: str, since: float) -
         )).one()
         waiting = (await s.exec(
             select(func.count()).select_from(Proposal)
-            .where(col(Proposal.auto).is_(True), Proposal.status == "approved", Proposal.runbook_id == runbook_id,
+            .where(col(Proposal.auto).is_(True), Proposal.status == ProposalStatus.APPROVED.value,
+                   Proposal.runbook_id == runbook_id,
                    Proposal.service == service, col(Proposal.decided_at) >= since)
         )).one()
     return int(executed) + int(waiting)

@@ -20,9 +20,10 @@ from bot.incidents.lifecycle import IncidentPhase
 from bot.remediate.catalog import Runbook
 from bot.remediate.policy import approver_principals, is_authorised
 from bot.remediate.shared import Remediation, changed, set_phase
-from bot.remediate.state import decided_values, transition
+from bot.remediate.state import ProposalStatus, decided_values, transition
 from bot.store.models import Approval, Proposal
 
+S = ProposalStatus
 DecisionStatus = Literal[
     "approved", "rejected", "awaiting_second_approval", "unauthorised", "already_decided", "expired",
     "not_found", "refused",
@@ -42,15 +43,15 @@ def approvers_for(r: Remediation, proposal: Proposal) -> tuple[str, ...]:
 
 
 def already(p: Proposal) -> DecisionOutcome:
-    who = f" by {p.decided_by}" if p.decided_by and p.status in {"approved", "rejected"} else ""
-    if p.status == "expired":
+    who = f" by {p.decided_by}" if p.decided_by and p.status in {S.APPROVED, S.REJECTED} else ""
+    if p.status == S.EXPIRED:
         return DecisionOutcome("expired", "This proposal expired before anyone decided.", p)
     return DecisionOutcome("already_decided", f"This proposal is already {p.status}{who}.", p)
 
 
 async def expire(r: Remediation, p: Proposal) -> bool:
     async with r.db.begin() as s:
-        ok = await transition(s, r.db, p.id, p.incident_id, "pending", "expired", BOT,
+        ok = await transition(s, r.db, p.id, p.incident_id, S.PENDING, S.EXPIRED, BOT,
                               result=f"not decided within {r.settings.runbooks.proposal_ttl_s} s",
                               values={"decided_at": time.time()})
         if ok:
@@ -64,7 +65,7 @@ async def expire_due(r: Remediation) -> int:
     """Expire every pending proposal past its TTL (run periodically by the leader)."""
     async with r.db.session() as s:
         due = list((await s.exec(
-            select(Proposal).where(Proposal.status == "pending", col(Proposal.expires_at) <= time.time())
+            select(Proposal).where(Proposal.status == S.PENDING.value, col(Proposal.expires_at) <= time.time())
         )).all())
     n = 0
     for p in due:
@@ -82,10 +83,10 @@ async def decide(r: Remediation, proposal_id: str, actor: Actor, decision: Liter
         return DecisionOutcome("not_found", "No such proposal.")
     if decision not in ("approve", "reject"):
         return DecisionOutcome("refused", f"Unknown decision {decision!r}.", p)
-    if p.status == "pending" and p.expires_at <= time.time():
+    if p.status == S.PENDING and p.expires_at <= time.time():
         await expire(r, p)
         return DecisionOutcome("expired", "This proposal expired before anyone decided.", await r.proposal(p.id))
-    if p.status != "pending":
+    if p.status != S.PENDING:
         return already(p)
     rb = r.catalog.get(p.runbook_id)
     if rb is None:
@@ -119,7 +120,7 @@ async def _record(r: Remediation, p: Proposal, rb: Runbook, actor: Actor,
             locked = (await s.exec(
                 select(Proposal).where(Proposal.id == p.id).with_for_update()
             )).one()
-            if locked.status != "pending":
+            if locked.status != S.PENDING:
                 return already(locked)
             prior = list((await s.exec(
                 select(Approval).where(Approval.proposal_id == p.id, Approval.decision == "approve")
@@ -131,7 +132,7 @@ async def _record(r: Remediation, p: Proposal, rb: Runbook, actor: Actor,
             s.add(Approval(proposal_id=p.id, actor=actor.key, actor_name=actor.name, decision=decision))
             await s.flush()
             if decision == "reject":
-                await transition(s, r.db, p.id, p.incident_id, "pending", "rejected", actor,
+                await transition(s, r.db, p.id, p.incident_id, S.PENDING, S.REJECTED, actor,
                                  values=decided_values([actor.key]))
                 await set_phase(s, r, p.incident_id, IncidentPhase.REJECTED)
                 status: DecisionStatus = "rejected"
@@ -139,7 +140,7 @@ async def _record(r: Remediation, p: Proposal, rb: Runbook, actor: Actor,
             else:
                 approvers = [a.actor for a in prior] + [actor.key]
                 if len(approvers) >= locked.approvals_needed:
-                    await transition(s, r.db, p.id, p.incident_id, "pending", "approved", actor,
+                    await transition(s, r.db, p.id, p.incident_id, S.PENDING, S.APPROVED, actor,
                                      params={"approvers": approvers}, values=decided_values(approvers))
                     await r.ctx.jobs.enqueue("execution", {"proposal_id": p.id},
                                              dedup_key=f"execute:{p.id}", max_attempts=1, session=s)
@@ -155,6 +156,6 @@ async def _record(r: Remediation, p: Proposal, rb: Runbook, actor: Actor,
     except IntegrityError:
         # The same person's concurrent second click lost the unique (proposal, actor) race.
         fresh = await r.proposal(p.id)
-        return already(fresh) if fresh and fresh.status != "pending" else DecisionOutcome(
+        return already(fresh) if fresh and fresh.status != S.PENDING else DecisionOutcome(
             "awaiting_second_approval", "Your approval was already recorded.", fresh)
     return DecisionOutcome(status, msg, await r.proposal(p.id))

@@ -23,26 +23,27 @@ from bot.remediate.match import render_action
 from bot.remediate.params import ParamError
 from bot.remediate.policy import check_scope
 from bot.remediate.shared import Remediation, changed, set_phase, target
-from bot.remediate.state import transition
+from bot.remediate.state import ProposalStatus, transition
 from bot.store.models import Execution, Job, Proposal
 from integrations.executors import ExecutorError, ExecutorRefused, ExecutorUnknown
 
 P = IncidentPhase
-_PHASE_AFTER = {"failed": P.FAILED, "unknown": P.EXECUTION_UNKNOWN}
+S = ProposalStatus
+_PHASE_AFTER = {S.FAILED: P.FAILED, S.UNKNOWN: P.EXECUTION_UNKNOWN}
 
 
 async def _refuse(r: Remediation, p: Proposal, reason: str) -> str:
     async with r.db.begin() as s:
-        ok = await transition(s, r.db, p.id, p.incident_id, "approved", "failed", BOT,
+        ok = await transition(s, r.db, p.id, p.incident_id, S.APPROVED, S.FAILED, BOT,
                               params={"refused": True}, result=f"refused at execution time: {reason}")
         if ok:
-            s.add(Execution(proposal_id=p.id, incident_id=p.incident_id, status="failed", auto=p.auto,
+            s.add(Execution(proposal_id=p.id, incident_id=p.incident_id, status=S.FAILED.value, auto=p.auto,
                             finished_at=time.time(), error=f"refused at execution time: {reason}"[:4000]))
             await set_phase(s, r, p.incident_id, P.FAILED)
             await changed(s, p, f"Not running “{p.title}”: {reason}")
     if ok:
         await r.publish()
-    return "failed"
+    return S.FAILED
 
 
 async def execute(r: Remediation, proposal_id: str) -> str:
@@ -50,7 +51,7 @@ async def execute(r: Remediation, proposal_id: str) -> str:
     p = await r.proposal(proposal_id)
     if p is None:
         return "not_found"
-    if p.status != "approved":
+    if p.status != S.APPROVED:
         return p.status
     rb = r.catalog.get(p.runbook_id)
     if rb is None:
@@ -70,9 +71,9 @@ async def execute(r: Remediation, proposal_id: str) -> str:
         executor = r.executors.get(str(action["executor"]))
     except ExecutorRefused as exc:
         return await _refuse(r, p, str(exc))
-    exe = Execution(proposal_id=p.id, incident_id=p.incident_id, status="executing", auto=p.auto)
+    exe = Execution(proposal_id=p.id, incident_id=p.incident_id, status=S.EXECUTING.value, auto=p.auto)
     async with r.db.begin() as s:
-        ok = await transition(s, r.db, p.id, p.incident_id, "approved", "executing", BOT,
+        ok = await transition(s, r.db, p.id, p.incident_id, S.APPROVED, S.EXECUTING, BOT,
                               params={"execution_id": exe.id, "action": action}, result=target(action))
         if not ok:
             return "lost_race"
@@ -81,43 +82,45 @@ async def execute(r: Remediation, proposal_id: str) -> str:
         await changed(s, p)
     await r.publish()
     timeout = float(action.get("timeout_s") or 60.0)
-    status, error, before, after, detail = "failed", "", {}, {}, ""
+    status: ProposalStatus = S.FAILED
+    error, before, after, detail = "", {}, {}, ""
     try:
         outcome = await asyncio.wait_for(executor.execute(action, execution_id=exe.id), timeout=timeout)
-        status = "succeeded" if outcome.ok else "failed"
+        status = S.SUCCEEDED if outcome.ok else S.FAILED
         before, after, detail = outcome.before, outcome.after, outcome.detail
         error = "" if outcome.ok else outcome.detail
     except ExecutorUnknown as exc:
-        status, error = "unknown", str(exc)
+        status, error = S.UNKNOWN, str(exc)
     except ExecutorError as exc:
-        status, error = "failed", str(exc)
+        status, error = S.FAILED, str(exc)
     except TimeoutError:
-        status, error = "unknown", f"no answer within {timeout:g} s; the change may or may not have happened"
-    verifying = status == "succeeded" and rb.verify is not None
+        status, error = S.UNKNOWN, f"no answer within {timeout:g} s; the change may or may not have happened"
+    verifying = status == S.SUCCEEDED and rb.verify is not None
     await _finish(r, p, exe, action, status, error, detail, before, after, verifying)
     if verifying:
         r.ctx.jobs.wakeup.set()
     return status
 
 
-async def _finish(r: Remediation, p: Proposal, exe: Execution, action: dict[str, Any], status: str, error: str,
+async def _finish(r: Remediation, p: Proposal, exe: Execution, action: dict[str, Any], status: ProposalStatus,
+                  error: str,
                   detail: str, before: dict[str, Any], after: dict[str, Any], verifying: bool) -> None:
     text = {
-        "succeeded": f"Done: {p.title}. {detail}".strip()
+        S.SUCCEEDED: f"Done: {p.title}. {detail}".strip()
         + (" Verifying the symptom now." if verifying else " This runbook has no verify block: check the symptom."),
-        "failed": f"Failed: {p.title}: {error}",
-        "unknown": f"Outcome unknown: {p.title}: {error}. Check {target(action)} by hand; onwatch will not re-run it.",
+        S.FAILED: f"Failed: {p.title}: {error}",
+        S.UNKNOWN: f"Outcome unknown: {p.title}: {error}. Check {target(action)} by hand; onwatch will not re-run it.",
     }[status]
     async with r.db.begin() as s:
-        await transition(s, r.db, p.id, p.incident_id, "executing", status, BOT,
+        await transition(s, r.db, p.id, p.incident_id, S.EXECUTING, status, BOT,
                          params={"execution_id": exe.id, "before": before, "after": after},
                          result=error or detail)
         await s.exec(  # type: ignore[call-overload]
-            update(Execution).where(col(Execution.id) == exe.id, col(Execution.status) == "executing")
-            .values(status=status, finished_at=time.time(), before=before, after=after, error=error[:4000],
+            update(Execution).where(col(Execution.id) == exe.id, col(Execution.status) == S.EXECUTING.value)
+            .values(status=status.value, finished_at=time.time(), before=before, after=after, error=error[:4000],
                     verification="pending" if verifying else "")
         )
-        phase = (P.VERIFYING if verifying else P.EXECUTED) if status == "succeeded" else _PHASE_AFTER[status]
+        phase = (P.VERIFYING if verifying else P.EXECUTED) if status == S.SUCCEEDED else _PHASE_AFTER[status]
         await set_phase(s, r, p.incident_id, phase)
         if verifying:
             await r.ctx.jobs.enqueue("verification", {"execution_id": exe.id},
@@ -134,24 +137,24 @@ async def on_execution_lost(r: Remediation, job: Job) -> None:
     action = dict(p.params.get("action") or {})
     ok = False
     async with r.db.begin() as s:
-        if p.status == "executing":
-            ok = await transition(s, r.db, p.id, p.incident_id, "executing", "unknown", BOT,
+        if p.status == S.EXECUTING:
+            ok = await transition(s, r.db, p.id, p.incident_id, S.EXECUTING, S.UNKNOWN, BOT,
                                   params={"job_id": job.id}, result="the worker stopped mid-run")
             if ok:
                 await s.exec(  # type: ignore[call-overload]
                     update(Execution).where(col(Execution.proposal_id) == p.id,
-                                            col(Execution.status) == "executing")
-                    .values(status="unknown", finished_at=time.time(),
+                                            col(Execution.status) == S.EXECUTING.value)
+                    .values(status=S.UNKNOWN.value, finished_at=time.time(),
                             error="the worker stopped mid-run; the outcome is unknown")
                 )
                 await set_phase(s, r, p.incident_id, P.EXECUTION_UNKNOWN)
                 await changed(s, p, f"The run of “{p.title}” was interrupted (onwatch restarted mid-run). Its "
                                     f"outcome is unknown: check {target(action)} by hand. onwatch will not re-run it.")
-        elif p.status == "approved":
-            ok = await transition(s, r.db, p.id, p.incident_id, "approved", "failed", BOT,
+        elif p.status == S.APPROVED:
+            ok = await transition(s, r.db, p.id, p.incident_id, S.APPROVED, S.FAILED, BOT,
                                   params={"job_id": job.id}, result="the worker stopped before it started")
             if ok:
-                s.add(Execution(proposal_id=p.id, incident_id=p.incident_id, status="failed", auto=p.auto,
+                s.add(Execution(proposal_id=p.id, incident_id=p.incident_id, status=S.FAILED.value, auto=p.auto,
                                 finished_at=time.time(),
                                 error="the worker stopped before the action started; nothing was changed"))
                 await set_phase(s, r, p.incident_id, P.FAILED)

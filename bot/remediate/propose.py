@@ -24,8 +24,8 @@ from bot.remediate.catalog import Runbook
 from bot.remediate.match import Cause, matches, render_action, render_text, resolve_values
 from bot.remediate.params import ParamError
 from bot.remediate.policy import check_preconditions, check_scope
-from bot.remediate.shared import LIVE, Remediation, set_phase
-from bot.remediate.state import decided_values, transition
+from bot.remediate.shared import Remediation, set_phase
+from bot.remediate.state import LIVE, ProposalStatus, decided_values, transition
 from bot.store.models import Execution, Finding, Incident, Investigation, Proposal
 from integrations.executors import DeploymentFinder, ExecutorError, ExecutorRefused
 
@@ -134,7 +134,7 @@ async def propose(r: Remediation, incident_id: str, investigation_id: str) -> li
             select(Finding).where(Finding.investigation_id == investigation_id)
         )).all())
         live = {(p.runbook_id, p.service) for p in (await s.exec(
-            select(Proposal).where(Proposal.incident_id == incident_id, col(Proposal.status).in_(LIVE))
+            select(Proposal).where(Proposal.incident_id == incident_id, col(Proposal.status).in_(sorted(s.value for s in LIVE)))
         )).all()}
     if inc is None or inv is None or inv.abstained:
         return []
@@ -169,24 +169,24 @@ async def propose(r: Remediation, incident_id: str, investigation_id: str) -> li
             p = await _create(r, s, pl, incident_id, investigation_id, inv.requested_by or BOT.key, ttl)
             auto = autos[id(pl)]
             if auto.allowed:
-                ok = await transition(s, r.db, p.id, incident_id, "pending", "approved", BOT,
+                ok = await transition(s, r.db, p.id, incident_id, ProposalStatus.PENDING, ProposalStatus.APPROVED, BOT,
                                       params={"auto": True, "why": auto.reason}, result=auto.reason,
                                       values={"auto": True, **decided_values(["onwatch:auto"])})
                 if ok:
-                    p.status, p.auto = "approved", True
+                    p.status, p.auto = ProposalStatus.APPROVED.value, True
                     await r.ctx.jobs.enqueue("execution", {"proposal_id": p.id},
                                              dedup_key=f"execute:{p.id}", max_attempts=1, session=s)
             elif pl.runbook.auto is not None:
                 await audit(r.db, BOT, "proposal.auto_declined", incident_id=incident_id,
                             params={"proposal_id": p.id}, result=auto.reason, session=s)
             created.append(p)
-        if any(p.status == "pending" for p in created):
+        if any(p.status == ProposalStatus.PENDING for p in created):
             await set_phase(s, r, incident_id, IncidentPhase.AWAITING_APPROVAL)
         if created or refused:
             await emit(s, incident_id, EventKind.PROPOSALS_OFFERED,
                        {"proposal_ids": [p.id for p in created], "refused": refused})
     await r.publish()
-    if any(p.status == "approved" for p in created):
+    if any(p.status == ProposalStatus.APPROVED for p in created):
         r.ctx.jobs.wakeup.set()
     return created
 

@@ -25,8 +25,6 @@ from bot.store.models import Proposal
 from integrations.executor_setup import build_registry
 from integrations.executors import ExecutorRegistry
 
-LIVE = ("pending", "approved", "executing")  # proposal statuses that still hold their runbook for a service
-
 
 @dataclass
 class Remediation:

@@ -9,6 +9,7 @@ plus its audit row, in the caller's transaction: double clicks, retries and repl
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import update
@@ -20,12 +21,29 @@ from bot.errors import OnwatchError
 from bot.store.db import Database
 from bot.store.models import Proposal
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"approved", "rejected", "expired"}),
-    "approved": frozenset({"executing", "failed"}),
-    "executing": frozenset({"succeeded", "failed", "unknown"}),
+
+class ProposalStatus(StrEnum):
+    """Where a proposal stands. The values are what ``proposal.status`` stores (and what audit actions say)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+S = ProposalStatus
+TRANSITIONS: dict[ProposalStatus, frozenset[ProposalStatus]] = {
+    S.PENDING: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED}),
+    S.APPROVED: frozenset({S.EXECUTING, S.FAILED}),
+    S.EXECUTING: frozenset({S.SUCCEEDED, S.FAILED, S.UNKNOWN}),
 }
-TERMINAL = frozenset({"rejected", "expired", "succeeded", "failed", "unknown"})
+TERMINAL = frozenset({S.REJECTED, S.EXPIRED, S.SUCCEEDED, S.FAILED, S.UNKNOWN})
+# Statuses that still hold their runbook for a service (the same runbook is not offered twice meanwhile).
+LIVE = frozenset({S.PENDING, S.APPROVED, S.EXECUTING})
 
 
 class IllegalTransition(OnwatchError):
@@ -37,8 +55,8 @@ async def transition(
     db: Database,
     proposal_id: str,
     incident_id: str,
-    expected: str,
-    new: str,
+    expected: ProposalStatus,
+    new: ProposalStatus,
     actor: Actor,
     *,
     params: dict[str, Any] | None = None,
@@ -50,15 +68,15 @@ async def transition(
         raise IllegalTransition(f"proposal cannot go from {expected} to {new}")
     stmt = (
         update(Proposal)
-        .where(col(Proposal.id) == proposal_id, col(Proposal.status) == expected)
-        .values(status=new, version=col(Proposal.version) + 1, **(values or {}))
+        .where(col(Proposal.id) == proposal_id, col(Proposal.status) == expected.value)
+        .values(status=new.value, version=col(Proposal.version) + 1, **(values or {}))
     )
     res = await session.exec(stmt)  # type: ignore[call-overload]
     if res.rowcount != 1:
         return False
     await audit(
-        db, actor, f"proposal.{new}", incident_id=incident_id,
-        params={"proposal_id": proposal_id, "from": expected, "to": new, **(params or {})},
+        db, actor, f"proposal.{new.value}", incident_id=incident_id,
+        params={"proposal_id": proposal_id, "from": expected.value, "to": new.value, **(params or {})},
         result=result, session=session,
     )
     return True
