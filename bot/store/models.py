@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -45,11 +45,6 @@ class Incident(SQLModel, table=True):
     updated_at: float = Field(default_factory=now)
     resolved_at: float | None = None
     summary: str = Field(default="", max_length=4000)
-    # Running aggregates of the incident's alerts, kept by triage so a batch never re-reads them all:
-    # {"all": {severity: n}, "live": {severity: n firing and unsuppressed}, "svc": {service: n}}.
-    # Empty (the server default, for rows written without it) means "recount from the alerts".
-    stats: dict[str, Any] = Field(default_factory=dict,
-                                  sa_column=Column(JSON, nullable=False, server_default=text("'{}'")))
 
 
 class Alert(SQLModel, table=True):

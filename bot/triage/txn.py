@@ -67,7 +67,7 @@ class IngestOutcome:
 
 @dataclass(slots=True)
 class _Stored:
-    """An alert row as the pass reads and changes it (``id`` is None until a new one is inserted)."""
+    """An alert row as the pass reads and changes it (``id`` is None for one this batch inserts)."""
 
     id: int | None
     status: str
@@ -285,7 +285,6 @@ class TriagePass:
         """Insert the incidents opened and the new alerts, rewrite the changed ones, count the duplicates."""
         await self._insert(Incident, [self.incidents[i] for i in self.out.opened])
         now = self.now
-        new: list[_Stored] = []
         new_rows: list[dict[str, Any]] = []
         changed_rows: list[dict[str, Any]] = []
         dup_rows: list[dict[str, Any]] = []
@@ -300,14 +299,10 @@ class TriagePass:
                        "last_seen": now, "duplicates": st.duplicates, "flips": st.flips,
                        "suppressed": st.suppressed, "incident_id": st.incident_id}
                 if st.kind == "new":
-                    new.append(st)
                     new_rows.append({**row, "fingerprint": fp, "source": a.source, "first_seen": now})
                 else:
                     changed_rows.append({**row, "b_id": st.id})
-        if new_rows:
-            stmt = insert(ALERT).returning(ALERT.c.id, sort_by_parameter_order=True)
-            for st, row_id in zip(new, (await self.conn.execute(stmt, new_rows)).scalars(), strict=True):
-                st.id = row_id
+        await self._insert(Alert, new_rows)
         await self._update(ALERT, changed_rows)
         await self._update(ALERT, dup_rows)
 
@@ -316,9 +311,10 @@ class TriagePass:
         if not departed:
             return
         table = _table(IncidentAlert)
-        stmt = (pg_insert(table) if self.is_postgres else sqlite_insert(table)).on_conflict_do_nothing()
-        await self.conn.execute(stmt, [{"incident_id": inc_id, "alert_id": self.stored[fp].id, "attached_at": self.now}
-                                       for inc_id, fp in departed])
+        alert_id = select(ALERT.c.id).where(ALERT.c.fingerprint == bindparam("fp")).scalar_subquery()
+        stmt = (pg_insert(table) if self.is_postgres else sqlite_insert(table)).values(
+            incident_id=bindparam("inc"), alert_id=alert_id, attached_at=self.now).on_conflict_do_nothing()
+        await self.conn.execute(stmt, [{"inc": inc_id, "fp": fp} for inc_id, fp in departed])
 
     async def _figures(self, ids: list[str]) -> dict[str, _Figures]:
         c = ALERT.c
