@@ -1,9 +1,9 @@
-"""The storm fast paths write and hash exactly what the plain definitions would.
+"""Triage hashes and writes exactly what the plain definitions say.
 
-* ``content_parts`` gives the hash of canonical JSON ``[status, labels, annotations, severity]`` (the
+* ``content_hash`` is the hash of canonical JSON ``[status, labels, annotations, severity]`` (the
   definition dedup has always compared), whatever the text;
-* labels and annotations written through the triage pass (bulk statements)
-  read back through the ORM equal to what was sent, and the incident link rows exist;
+* labels and annotations written by the triage pass read back through the ORM equal to what was sent,
+  and the incident link rows exist;
 * a stored fingerprint stays the same for the same labels (pinned value).
 """
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot.store.db import Database
 from bot.store.queries import incident_alerts
 from bot.triage.alert import make_alert
-from bot.triage.fingerprint import content_hash, content_parts, fingerprint
+from bot.triage.fingerprint import content_hash, fingerprint
 from tests.triage_fixtures import alerts, incidents, make_ctx
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
@@ -33,11 +33,9 @@ def reference_hash(status: str, labels: dict, annotations: dict, severity: str) 
 
 @given(labels=mapping, annotations=mapping, status=st.sampled_from(["firing", "resolved"]))
 @settings(max_examples=200, deadline=None)
-def test_content_parts_match_the_canonical_definition(labels, annotations, status) -> None:
+def test_content_hash_matches_the_canonical_definition(labels, annotations, status) -> None:
     a = make_alert(source="generic", labels=labels, annotations=annotations, status=status, starts_at=1.0)
-    h, lj, aj = content_parts(a)
-    assert h == content_hash(a) == reference_hash(a.status, a.labels, a.annotations, a.severity)
-    assert json.loads(lj) == a.labels and json.loads(aj) == a.annotations
+    assert content_hash(a) == reference_hash(a.status, a.labels, a.annotations, a.severity)
 
 
 def test_fingerprint_is_stable_for_the_same_labels() -> None:

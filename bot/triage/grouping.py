@@ -135,22 +135,6 @@ def choose(ident: Identity, candidates: Iterable[Candidate], adj: Mapping[str, s
     return chosen
 
 
-def _same_service(ident: Identity, candidates: Iterable[Candidate], now: float, window_s: float,
-                  cooloff_s: float) -> Candidate | None:
-    """``choose`` over candidates that all hold the alert's service: each scores 3, or 0 across clusters, so
-    only the cluster check and the recency tie-break are left (the loop a storm runs once per alert)."""
-    chosen: Candidate | None = None
-    cluster = ident.cluster
-    for c in candidates:
-        if not live(c, now, window_s, cooloff_s):
-            continue
-        if cluster and c.identity.cluster and cluster != c.identity.cluster:
-            continue
-        if chosen is None or c.last_activity > chosen.last_activity:
-            chosen = c
-    return chosen
-
-
 def absorb(cand: Candidate, ident: Identity, now: float) -> None:
     """Record that an alert joined ``cand`` so later alerts of the same batch see it."""
     if ident.service:
@@ -193,17 +177,7 @@ class CandidateIndex:
         return self.all.get(incident_id) if incident_id else None
 
     def best(self, ident: Identity, now: float, window_s: float, cooloff_s: float) -> Candidate | None:
-        """``choose`` over ``near(ident)``, looking at the same-service incidents first.
-
-        A same-service incident scores 3 (or 0 across clusters), above any neighbour or namespace match, so
-        when one qualifies the others need not be scored; in a storm that is most alerts.
-        """
-        if ident.service:
-            same = self.by_service.get(ident.service)
-            if same:
-                found = _same_service(ident, same.values(), now, window_s, cooloff_s)
-                if found is not None:
-                    return found
+        """``choose`` over the candidates that could score above zero for ``ident`` (``near``)."""
         return choose(ident, self.near(ident), self.adj, now, window_s, cooloff_s)
 
     def near(self, ident: Identity) -> list[Candidate]:
