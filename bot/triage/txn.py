@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
@@ -65,6 +66,15 @@ class IngestOutcome:
                                               "incident_ids", "opened", "reopened", "resolved")}
 
 
+class _Kind(StrEnum):
+    """What this batch does to a stored alert's row."""
+
+    UNTOUCHED = ""
+    NEW = "new"
+    CHANGED = "changed"
+    DUPLICATE = "dup"  # only its duplicate count and last-seen time change
+
+
 @dataclass(slots=True)
 class _Stored:
     """An alert row as the pass reads and changes it (``id`` is None for one this batch inserts)."""
@@ -77,7 +87,7 @@ class _Stored:
     suppressed: str
     duplicates: int
     alert: AlertIn | None = None  # what this batch sent for it, when it is new or changed
-    kind: str = ""  # "" untouched | new | changed | dup
+    kind: _Kind = _Kind.UNTOUCHED
 
 
 @dataclass(slots=True)
@@ -129,20 +139,30 @@ class TriagePass:
         self.flapping: list[tuple[str, str | None]] = []  # (fingerprint, incident) of alerts that began to flap
 
     async def run(self, alerts: Sequence[AlertIn]) -> IngestOutcome:
-        t, now, out = self.t, self.now, self.out
-        out.received = len(alerts)
+        self.out.received = len(alerts)
         if self.is_postgres:  # SQLite's transaction began IMMEDIATE: it holds the write lock already
             await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TRIAGE_LOCK_KEY})
         keyed = [(fingerprint(a), a) for a in alerts]
         await self._read_alerts(sorted({fp for fp, _ in keyed}))
-        suppressor = Suppressor.build(t, await self._active_silences())
+        suppressor = Suppressor.build(self.t, await self._active_silences())
         await self._read_incidents()
-        index = CandidateIndex(neighbours(t.topology))
+        departed = self._triage(keyed, suppressor)
+        await self._write_alerts()
+        await self._link(departed)
+        await self._update_incidents()
+        for fp, incident_id in self.flapping:  # after the incidents' own events: the thread exists by then
+            self._note_flapping(fp, incident_id)
+        self.out.incident_ids = list(self.touched)
+        await self._write_records()
+        return self.out
+
+    def _triage(self, keyed: list[tuple[str, AlertIn]], suppressor: Suppressor) -> dict[tuple[str, str], None]:
+        """Dedup, suppress and place each alert; returns the (incident, fingerprint) of alerts that moved on."""
+        index = CandidateIndex(neighbours(self.t.topology))
         for inc in self.incidents.values():
             index.add(Candidate(inc["id"], parse_key(inc["group_key"]), set(inc["services"]), inc["status"],
                                 inc["updated_at"], inc["resolved_at"]))
-        self.tally.add("received", len(alerts))
-        departed: dict[tuple[str, str], None] = {}  # (incident, fingerprint) of alerts that moved elsewhere
+        departed: dict[tuple[str, str], None] = {}
         for fp, a in keyed:
             st = self._dedup(fp, a, suppressor)
             if st is None:
@@ -160,15 +180,15 @@ class TriagePass:
                     departed[(st.incident_id, fp)] = None
                 st.incident_id = cand.incident_id
             self.touched[cand.incident_id] = None
+        return departed
+
+    async def _write_records(self) -> None:
+        """Noise counters, the investigations of the incidents opened, the audit trail and the outbox events."""
+        out = self.out
+        self.tally.add("received", out.received)
         self.tally.add("duplicates", out.duplicates)
         self.tally.add("suppressed", out.suppressed)
-        await self._write_alerts()
-        await self._link(departed)
-        await self._update_incidents()
-        for fp, incident_id in self.flapping:  # after the incidents' own events: the thread exists by then
-            self._note_flapping(fp, incident_id)
-        out.incident_ids = list(self.touched)
-        await add_counts(self.conn, self.is_postgres, now, self.tally.counts)
+        await add_counts(self.conn, self.is_postgres, self.now, self.tally.counts)
         if out.opened:
             invs, entries, jobs = investigation_rows(out.opened, BOT)
             await self._insert(Investigation, invs)
@@ -177,7 +197,6 @@ class TriagePass:
         trail = self.trail
         await self.conn.run_sync(lambda sync: append_entries(sync, trail, self.is_postgres))
         await self._insert(LifecycleEvent, self.events)
-        return out
 
     async def _read_alerts(self, fps: list[str]) -> None:
         c = ALERT.c
@@ -218,17 +237,17 @@ class TriagePass:
             not st.suppressed or suppressor.reason(a, now) or suppressor.is_flapping(st.flips, now)
         ):
             st.duplicates += 1
-            st.kind = st.kind or "dup"
+            st.kind = st.kind or _Kind.DUPLICATE
             out.duplicates += 1
             return None
         if st is None:
-            st = self.stored[fp] = _Stored(None, a.status, ch, None, [], "", 0, kind="new")
+            st = self.stored[fp] = _Stored(None, a.status, ch, None, [], "", 0, kind=_Kind.NEW)
             out.stored += 1
         else:
             if st.status != a.status:
                 st.flips = [*suppressor.recent_flips(st.flips, now), now]
-            if st.kind != "new":
-                st.kind = "changed"
+            if st.kind != _Kind.NEW:
+                st.kind = _Kind.CHANGED
                 out.updated += 1
         st.status, st.content_hash, st.alert = a.status, ch, a
         reason = suppressor.reason(a, now)
@@ -290,7 +309,7 @@ class TriagePass:
         dup_rows: list[dict[str, Any]] = []
         for fp, st in self.stored.items():
             a = st.alert
-            if st.kind == "dup":
+            if st.kind == _Kind.DUPLICATE:
                 dup_rows.append({"b_id": st.id, "duplicates": st.duplicates, "last_seen": now})
             elif a is not None:
                 row = {"name": a.name, "status": a.status, "severity": a.severity, "service": a.service,
@@ -298,7 +317,7 @@ class TriagePass:
                        "ends_at": a.ends_at, "generator_url": a.generator_url, "content_hash": st.content_hash,
                        "last_seen": now, "duplicates": st.duplicates, "flips": st.flips,
                        "suppressed": st.suppressed, "incident_id": st.incident_id}
-                if st.kind == "new":
+                if st.kind == _Kind.NEW:
                     new_rows.append({**row, "fingerprint": fp, "source": a.source, "first_seen": now})
                 else:
                     changed_rows.append({**row, "b_id": st.id})
