@@ -173,11 +173,7 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
     # ------------------------------------------------------------- Approve / Reject
 
     async def decide(body: dict[str, Any], action: dict[str, Any], decision: DecisionVerb) -> None:
-        user = body.get("user") or {}
-        user_id = str(user.get("id", ""))
-        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
-        message = body.get("message") or {}
-        thread_ts = message.get("thread_ts") or message.get("ts")
+        user_id, user_name, channel, thread_ts = _clicker(body)
         proposal_id = str(action.get("value") or "")
         if not PROPOSAL_ID.match(proposal_id):
             await adapter.ephemeral(channel, user_id, "That button is malformed; ask for the proposal again with "
@@ -187,7 +183,7 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
             await adapter.ephemeral(channel, user_id, "Remediation is not running in this onwatch; nothing was "
                                     "decided.", thread_ts=thread_ts)
             return
-        name = await adapter.display_name(user_id, str(user.get("username") or user.get("name") or ""))
+        name = await adapter.display_name(user_id, user_name)
         candidates = set(ident for members in ctx.settings.approvals.groups.values() for ident in members)
         candidates |= await _proposal_approvers(ctx, proposal_id)
         principals = await groups.principals(user_id, candidates)
@@ -211,12 +207,8 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
     @app.action(re.compile(r"^onwatch_feedback_\d{1,2}$"))
     async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        user = body.get("user") or {}
-        user_id = str(user.get("id", ""))
-        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
-        message = body.get("message") or {}
-        thread_ts = message.get("thread_ts") or message.get("ts")
-        name = await adapter.display_name(user_id, str(user.get("username") or user.get("name") or ""))
+        user_id, user_name, channel, thread_ts = _clicker(body)
+        name = await adapter.display_name(user_id, user_name)
         principals = await groups.principals(user_id, approval_identities())
         cc = CommandContext(actor=Actor("slack", user_id, name), platform="slack", channel=channel,
                             incident_id=None, origin=None, principals=principals)
@@ -228,12 +220,8 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
     @app.action("onwatch_ack")
     async def on_ack(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        user = body.get("user") or {}
-        user_id = str(user.get("id", ""))
-        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
-        message = body.get("message") or {}
-        thread_ts = message.get("thread_ts") or message.get("ts")
-        name = await adapter.display_name(user_id, str(user.get("username") or user.get("name") or ""))
+        user_id, user_name, channel, thread_ts = _clicker(body)
+        name = await adapter.display_name(user_id, user_name)
         cc = CommandContext(actor=Actor("slack", user_id, name), platform="slack", channel=channel,
                             incident_id=None, origin=None)
         reply = await ack_click(ctx, str(action.get("value") or ""), cc)
@@ -243,6 +231,15 @@ def build_app(ctx: AppContext, adapter: SlackAdapter) -> AsyncApp:
             await adapter.say(channel, reply.text, thread_ts=thread_ts)
 
     return app
+
+
+def _clicker(body: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    """Who clicked a button, as Slack names them, and where: (user id, user name, channel, thread ts)."""
+    user = body.get("user") or {}
+    channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
+    message = body.get("message") or {}
+    return (str(user.get("id", "")), str(user.get("username") or user.get("name") or ""), channel,
+            message.get("thread_ts") or message.get("ts"))
 
 
 async def _proposal_approvers(ctx: AppContext, proposal_id: str) -> set[str]:
