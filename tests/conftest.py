@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated SQLite database, a fresh migrated PostgreSQL database, settings, datasets."""
+"""Shared fixtures: a migrated SQLite database, a fresh migrated PostgreSQL database, settings, datasets, and the
+local stand-ins for Slack's and Microsoft's servers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from bot.config import Settings
 from bot.context import AppContext
 from bot.store.db import Database
 from bot.store.migrate import upgrade
+from tests.fakes.bot_connector import FakeBotConnector
+from tests.fakes.slack_api import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT / ".." / "shared" / "datasets").resolve()
@@ -122,3 +125,17 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
 @pytest.fixture
 def ctx(settings: Settings, db: Database) -> AppContext:
     return context_for(settings, db)
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeBotConnector]:
+    """A local Bot Connector (Teams' outbound API) for the real botbuilder adapters to call."""
+    async with FakeBotConnector() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """A local Slack Web API for the real slack-sdk clients to call."""
+    async with FakeSlack() as fake:
+        yield fake

@@ -30,7 +30,6 @@ from bot.messages.model import incident_page
 from bot.store.db import Database
 from bot.store.models import Acknowledgement, AuditEvent, ChatThread, Incident
 from bot.web import create_app
-from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.slack_api import FakeSlack, action_body, sign
 from tests.slack_fixtures import (
     INCIDENT_CHANNEL,
@@ -224,11 +223,6 @@ def test_public_url_is_normalised() -> None:
 
 # ----------------------------------------------------------------- Teams
 
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as f:
-        yield f
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -46,16 +45,6 @@ def test_the_reading_is_one_line_marked_as_the_model_s() -> None:
     assert model_reading(REPORT) is None  # no LLM configured
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as f:
-        yield f
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as f:
-        yield f
 
 
 async def _slack_causes(db: Database, sqlite_url: str, slack: FakeSlack, report: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ against the fake Bot Connector."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,6 @@ SLACK_AUDIT = "CAUDIT"
 TEAMS_AUDIT = "19:audit0123456789abcdef@thread.tacv2"
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as f:
-        yield f
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as f:
-        yield f
 
 
 def conf(sqlite_url: str, slack: FakeSlack, connector: FakeBotConnector) -> dict[str, Any]:

@@ -60,11 +60,6 @@ REPORT: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as fake:
-        yield fake
-
 
 @pytest.fixture
 async def app_ctx(db: Database, sqlite_url: str, tmp_path: Path) -> AppContext:

@@ -82,11 +82,6 @@ def alertmanager_payload() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as fake:
-        yield fake
-
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:

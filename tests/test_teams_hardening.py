@@ -94,11 +94,6 @@ def test_validate_activity_refuses_a_foreign_service_url() -> None:
     assert status == 403 and activity is None and "evil.example" in reason
 
 
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as fake:
-        yield fake
-
 
 @pytest.fixture
 async def srv(db: Database, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Served]:

@@ -4,12 +4,10 @@ the same database, and after a restart — through the real botbuilder ``CloudAd
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import select
 
 from bot.app import build_context
@@ -30,12 +28,6 @@ from tests.teams_fixtures import (
     user,
     write_runbooks,
 )
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeBotConnector]:
-    async with FakeBotConnector() as fake:
-        yield fake
 
 
 async def replicas(stack: AsyncExitStack, url: str, runbooks: Path, n: int) -> list[Served]:
