@@ -224,7 +224,6 @@ def test_public_url_is_normalised() -> None:
 # ----------------------------------------------------------------- Teams
 
 
-
 @pytest.fixture
 async def srv(db: Database, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     settings = teams_settings(sqlite_url, runbooks_dir=write_runbooks(tmp_path))

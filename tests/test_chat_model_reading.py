@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.chat.compose import model_reading
+from bot.chat.compose import model_reading, status_message
 from bot.chat.hub import ChatHub
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.teams import refs
@@ -45,6 +45,19 @@ def test_the_reading_is_one_line_marked_as_the_model_s() -> None:
     assert model_reading(REPORT) is None  # no LLM configured
 
 
+@pytest.mark.parametrize("status", ["accepted", "refused"])
+async def test_the_status_answer_shows_the_reading_after_the_engine_s_causes(db: Database, status: str) -> None:
+    inc = await make_incident(db)
+    await make_investigation(db, inc.id, with_llm(status))
+    msg = await status_message(db, inc.id)
+    assert msg is not None
+    texts = [getattr(b, "text", "") for b in msg.blocks]
+    kinds = [type(b).__name__ for b in msg.blocks]
+    if status == "accepted":
+        (i,) = [k for k, t in enumerate(texts) if t.startswith(MARK)]
+        assert "Cause" in kinds[:i] and "Cause" not in kinds[i:]  # after the ranking, never inside it
+    else:
+        assert not any(t.startswith(MARK) for t in texts)
 
 
 async def _slack_causes(db: Database, sqlite_url: str, slack: FakeSlack, report: dict[str, Any]) -> str:

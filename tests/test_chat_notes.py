@@ -27,8 +27,6 @@ SLACK_AUDIT = "CAUDIT"
 TEAMS_AUDIT = "19:audit0123456789abcdef@thread.tacv2"
 
 
-
-
 def conf(sqlite_url: str, slack: FakeSlack, connector: FakeBotConnector) -> dict[str, Any]:
     return {"database": {"url": sqlite_url}, "runbooks": {"dir": str(ROOT / "runbooks")},
             "server": {"host": "127.0.0.1"},

@@ -60,7 +60,6 @@ REPORT: dict[str, Any] = {
 }
 
 
-
 @pytest.fixture
 async def app_ctx(db: Database, sqlite_url: str, tmp_path: Path) -> AppContext:
     return await build_context(teams_settings(sqlite_url, runbooks_dir=write_runbooks(tmp_path)), db)

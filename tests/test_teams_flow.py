@@ -82,7 +82,6 @@ def alertmanager_payload() -> dict[str, Any]:
     }
 
 
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     async with serve_receiver(HOOK_SECRET) as served:

@@ -94,7 +94,6 @@ def test_validate_activity_refuses_a_foreign_service_url() -> None:
     assert status == 403 and activity is None and "evil.example" in reason
 
 
-
 @pytest.fixture
 async def srv(db: Database, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     ctx = await build_context(teams_settings(sqlite_url, runbooks_dir=write_runbooks(tmp_path)), db)

@@ -117,7 +117,6 @@ async def test_slack_weekly_post_with_its_chart(fake: FakeSlack, sqlite_url: str
 # ----------------------------------------------------------------- Teams
 
 
-
 async def test_teams_weekly_post_with_its_chart_inline(connector: FakeBotConnector, sqlite_url: str, db: Database,
                                                       tmp_path: Path) -> None:
     await crafted(db)

@@ -376,6 +376,9 @@ async def status_message(db: Database, incident_id: str, public_url: str | None 
                 blocks.append(Cause(rank, str(c.get("service", "")), str(c.get("kind", "")),
                                     float(c.get("confidence") or 0.0), tuple(c.get("evidence") or ()),
                                     str(c.get("summary", ""))))
+        reading = model_reading(inv.report or {}) if inv.status == "done" else None
+        if reading is not None:  # after the engine's causes (or its abstention), never among them
+            blocks.append(reading)
     for p in proposals:
         blocks.append(Text(f"Runbook {p.title or p.runbook_id}: {p.status}", "plain"))
     return Message(blocks=tuple(blocks), fallback=f"{inc.id}: {inc.status} ({inc.phase})",
