@@ -23,7 +23,7 @@ from integrations.base import LogLine
 _ERRORISH = re.compile(r"\b(error|errors|exception|failed|failure|fails|fatal|timeout|timed out|refused|unavailable|"
                        r"denied|panic|traceback|unable|reset by peer)\b|\b5\d\d\b(?!-)", re.IGNORECASE)
 # exception and error classes as runtimes print them: java.lang.NullPointerException, ValueError, io.EOFError
-_EXCEPTION_CLASS = re.compile(r"\b(?:[a-z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error)\b")
+_EXCEPTION_CLASS = re.compile(r"\b[A-Z][\w$]*(?:Exception|Error)\b")
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
 
 
