@@ -80,7 +80,8 @@ def _s(value: Any) -> str:
     return str(value if value is not None else "")[:MAX_TEXT]
 
 
-def _t(value: Any) -> float | None:
+def api_time(value: Any) -> float | None:
+    """An API timestamp (RFC 3339) as Unix seconds; None when absent or unreadable."""
     try:
         return parse_rfc3339(str(value)) if value else None
     except ValueError:
@@ -126,7 +127,7 @@ def containers(pod_spec: Any) -> list[dict[str, Any]]:
 
 def conditions(status: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": _s(c.get("type")), "status": _s(c.get("status")), "reason": _s(c.get("reason")),
-             "message": _s(c.get("message")), "since": _t(c.get("lastTransitionTime"))}
+             "message": _s(c.get("message")), "since": api_time(c.get("lastTransitionTime"))}
             for c in _l(status.get("conditions"))[:20] if isinstance(c, dict)]
 
 
@@ -144,7 +145,7 @@ def container_states(status: dict[str, Any]) -> list[dict[str, Any]]:
             "name": _s(cs.get("name")), "ready": bool(cs.get("ready")), "restarts": _i(cs.get("restartCount")),
             "state": now, "state_reason": _s(detail.get("reason")), "state_message": _s(detail.get("message")),
             **({"last_terminated": {"reason": _s(last.get("reason")), "exit_code": last.get("exitCode"),
-                                    "finished": _t(last.get("finishedAt"))}} if last else {}),
+                                    "finished": api_time(last.get("finishedAt"))}} if last else {}),
         })
     return out
 
@@ -179,7 +180,7 @@ def pod(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[dict[
                   "restart_policy": _s(spec.get("restartPolicy"))}
     state = {"phase": _s(status.get("phase")), "reason": _s(status.get("reason")),
              "message": _s(status.get("message")), "qos_class": _s(status.get("qosClass")),
-             "started": _t(status.get("startTime")), "pod_ip": _s(status.get("podIP")),
+             "started": api_time(status.get("startTime")), "pod_ip": _s(status.get("podIP")),
              "containers": container_states(status)}
     return essentials, state, conditions(status)
 
@@ -219,6 +220,12 @@ def pod_line(p: dict[str, Any]) -> dict[str, Any]:
             "waiting": next((s["state_reason"] for s in states if s["state"] == "waiting"), "")}
 
 
+def event_time(e: dict[str, Any]) -> float | None:
+    """When an event last happened: its last timestamp, event time, series' last observation or creation."""
+    return (api_time(e.get("lastTimestamp")) or api_time(e.get("eventTime"))
+            or api_time(_d(e.get("series")).get("lastObservedTime")) or api_time(meta_of(e).get("creationTimestamp")))
+
+
 def object_events(events: Sequence[dict[str, Any]], involved: Callable[[dict[str, Any]], bool],
                   window: TimeWindow) -> list[dict[str, Any]]:
     """The newest ``MAX_EVENTS`` events about the object (``involved`` picks them) up to the window's end."""
@@ -227,8 +234,7 @@ def object_events(events: Sequence[dict[str, Any]], involved: Callable[[dict[str
         obj = _d(e.get("involvedObject"))
         if not involved(obj):
             continue
-        t = (_t(e.get("lastTimestamp")) or _t(e.get("eventTime"))
-             or _t(_d(e.get("series")).get("lastObservedTime")) or _t(meta_of(e).get("creationTimestamp")))
+        t = event_time(e)
         if t is None or not window.start <= t <= window.end:
             continue
         out.append({"time": t, "type": _s(e.get("type")), "reason": _s(e.get("reason")),

@@ -33,7 +33,6 @@ from integrations.base import (
     SourceTooLarge,
     SourceUnavailable,
     TimeWindow,
-    parse_rfc3339,
 )
 from integrations.http import run_all
 from integrations.kubernetes_describe import (
@@ -42,6 +41,8 @@ from integrations.kubernetes_describe import (
     DescribeResult,
     ObjectDescription,
     ObjectKind,
+    api_time,
+    event_time,
     meta_of,
     object_events,
     pod_health,
@@ -57,15 +58,6 @@ NORMAL_REASONS = frozenset({"Killing", "ScalingReplicaSet", "SuccessfulRescale",
 _POD_SUFFIX = re.compile(r"^(.+?)(?:-[a-z0-9]{6,10})?-(?:[a-z0-9]{5}|[0-9]+)$")
 REVISION = "deployment.kubernetes.io/revision"
 ONGOING_S = 600.0  # a state still present counts for windows ending this close to now
-
-
-def _t(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return parse_rfc3339(str(value))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +210,7 @@ class KubernetesReader:
             if e.get("type") != "Warning" and reason not in NORMAL_REASONS:
                 continue
             meta = e.get("metadata") or {}
-            t = (_t(e.get("lastTimestamp")) or _t(e.get("eventTime")) or _t((e.get("series") or {}).get(
-                "lastObservedTime")) or _t(meta.get("creationTimestamp")))
+            t = event_time(e)
             if t is None or not window.start <= t <= window.end:
                 continue
             obj = e.get("involvedObject") or {}
@@ -243,14 +234,14 @@ class KubernetesReader:
             obj = f"Pod/{meta.get('namespace', '')}/{meta.get('name', '')}"
             node = str((p.get("spec") or {}).get("nodeName", ""))
             if status.get("reason") == "Evicted":
-                t = max((_t(c.get("lastTransitionTime")) or 0.0 for c in status.get("conditions") or []), default=0.0)
-                t = t or _t(status.get("startTime")) or 0.0
+                t = max((api_time(c.get("lastTransitionTime")) or 0.0 for c in status.get("conditions") or []), default=0.0)
+                t = t or api_time(status.get("startTime")) or 0.0
                 if window.start <= t <= window.end or (present and t < window.start):
                     out.append(ClusterEvent(max(t, window.start) if t < window.start else t, service, "Evicted",
                                             str(status.get("message", ""))[:1000], obj, node))
             for cs in status.get("containerStatuses") or []:
                 last = (cs.get("lastState") or {}).get("terminated") or {}
-                finished = _t(last.get("finishedAt"))
+                finished = api_time(last.get("finishedAt"))
                 restarts = int(cs.get("restartCount") or 0)
                 where = f"{obj} container {cs.get('name', '')}"
                 if last.get("reason") == "OOMKilled" and finished and window.start <= finished <= window.end:
@@ -264,7 +255,7 @@ class KubernetesReader:
                                             count=restarts))
                 waiting = (cs.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in WAITING_REASONS:
-                    t = finished or _t(status.get("startTime")) or window.end
+                    t = finished or api_time(status.get("startTime")) or window.end
                     if window.start <= t <= window.end or present:
                         out.append(ClusterEvent(min(max(t, window.start), window.end), service, str(waiting["reason"]),
                                                 f"{where}: {waiting.get('message', '')}"[:1000], obj, node,
@@ -348,7 +339,7 @@ class KubernetesReader:
             revs.setdefault(str(dmeta.get("uid")), []).append(Revision(
                 namespace=str(meta.get("namespace", "")), deployment=str(dmeta.get("name", "")), service=service,
                 revision=number, images=tuple(str(c.get("image", "")) for c in containers),
-                created=_t(meta.get("creationTimestamp")) or 0.0,
+                created=api_time(meta.get("creationTimestamp")) or 0.0,
                 replicas=int((rs.get("status") or {}).get("replicas") or 0), replica_set=str(meta.get("name", "")),
             ))
         out: list[Revision] = []
