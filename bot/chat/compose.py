@@ -16,9 +16,9 @@ from sqlmodel import col, select
 
 from bot.chat.chart import chart_for_report
 from bot.errors import NotFound
+from bot.messages.format import phase_label
 from bot.messages.format import utc_time as when
 from bot.messages.model import (
-    PHASE_LABELS,
     Action,
     Block,
     Cause,
@@ -362,7 +362,7 @@ async def status_message(db: Database, incident_id: str, public_url: str | None 
                             .order_by(col(Investigation.started_at).desc(), col(Investigation.id)))).first()
         proposals = (await s.exec(select(Proposal).where(Proposal.incident_id == incident_id)
                                   .order_by(col(Proposal.created_at)))).all()
-    facts = [("Status", inc.status), ("Phase", PHASE_LABELS.get(inc.phase, inc.phase)), ("Severity", inc.severity),
+    facts = [("Status", inc.status), ("Phase", phase_label(inc.phase)), ("Severity", inc.severity),
              ("Services", ", ".join(inc.services) or "–"), ("Owner", inc.owner or "–"), ("Opened", when(inc.opened_at))]
     blocks: list[Block] = [Text(f"{inc.id} · {inc.title}", "heading"), Facts(tuple(facts))]
     if inv is not None:
