@@ -10,12 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["critical", "high", "warning", "info"]
-Phase = Literal[
-    "new", "investigating", "cause_found", "inconclusive", "awaiting_approval", "executing", "executed",
-    "verifying", "verified", "not_recovered", "failed", "rejected", "execution_unknown", "resolved",
-]
-
 PHASE_LABELS: dict[str, str] = {
     "new": "New",
     "investigating": "Investigating",
