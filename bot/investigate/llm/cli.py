@@ -24,10 +24,11 @@ async def _stderr_step(text: str) -> None:
 async def for_report(report: Report, *, case: Path | None, config: Path | None,
                      llm: LlmSettings | None = None) -> LlmOutcome:
     """The model's outcome on ``report``: over the case bundle with ``case``, else the configured sources."""
-    cfg = llm if llm is not None else load_settings(config).llm
+    settings = load_settings(config) if llm is None else None
+    cfg = llm if settings is None else settings.llm
     if not configured(cfg):
         return off()
-    sources = replay_sources(case) if case is not None else build_sources(load_settings(config).sources)
+    sources = replay_sources(case) if case is not None else build_sources((settings or load_settings(config)).sources)
     try:
         return await investigate_report(cfg, report, sources, on_step=_stderr_step)
     finally:
