@@ -21,12 +21,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.ports import ThreadOrigin
 from bot.store.db import Database
 from bot.store.models import LifecycleEvent
 
@@ -66,23 +67,7 @@ class OutboxEvent:
 Subscriber = Callable[[OutboxEvent], Awaitable[None]]
 
 
-class Origin(Protocol):
-    """The chat post an incident was born from (``bot.ports.ThreadOrigin``), as the outbox stores it."""
-
-    @property
-    def platform(self) -> str: ...
-
-    @property
-    def channel(self) -> str: ...
-
-    @property
-    def thread_id(self) -> str: ...
-
-    @property
-    def reference(self) -> Mapping[str, Any]: ...
-
-
-def opened_params(origin: Origin | None) -> dict[str, Any]:
+def opened_params(origin: ThreadOrigin | None) -> dict[str, Any]:
     """The params of an ``incident.opened`` event: where in chat the incident was born, if it was."""
     if origin is None:
         return {}
