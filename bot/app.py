@@ -44,6 +44,7 @@ from bot.store.models import Job
 from bot.triage.service import TriageService
 from bot.web import Installer, create_app
 from bot.web_ui import views as web_ui
+from integrations.executor_setup import build_registry
 from integrations.registry import build_sources
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
                     "can rewrite it undetected after the last checkpoint (docs/security.md)")
     ctx = context_for(settings, db)
     ctx.sources_factory = lambda: build_sources(settings.sources, db=db)
-    ctx.remediation = RemediationService(ctx)
+    ctx.remediation = RemediationService(
+        ctx, executors=build_registry(settings.sources.kubernetes, settings.runbooks.secrets))
     add_chat_adapters(ctx)
     return ctx
 

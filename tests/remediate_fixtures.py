@@ -28,6 +28,7 @@ from bot.remediate.service import RemediationService
 from bot.store.db import Database
 from bot.store.models import Incident, Investigation, Job
 from integrations.base import Series, Sources, TimeWindow
+from integrations.executor_setup import build_registry
 from integrations.executors import ExecutorRegistry
 from integrations.http_executor import HttpExecutor
 from integrations.kubernetes_write import KubernetesWriteExecutor
@@ -118,7 +119,8 @@ def make_ctx(settings: Settings, db: Database, *, catalog: Catalog | None = None
     if metrics is not None:
         ctx.sources_factory = lambda: Sources(metrics=metrics)
     svc = RemediationService(ctx, catalog=catalog or load_catalog(settings.runbooks.dir, settings),
-                             executors=registry)
+                             executors=registry if registry is not None else build_registry(
+                                 settings.sources.kubernetes, settings.runbooks.secrets))
     ctx.remediation = svc
     return ctx, svc, hub
 

@@ -27,11 +27,14 @@ __all__ = ["DecisionOutcome", "DecisionStatus", "RemediationService"]
 class RemediationService:
     def __init__(self, ctx: AppContext, *, catalog: Catalog | None = None,
                  executors: ExecutorRegistry | None = None):
+        """``executors`` are what actions run on (``bot.app`` wires the shipped ones); without them every
+        action is refused."""
         self.ctx = ctx
         self.settings = ctx.settings
         self.db = ctx.db
         self._r = Remediation(ctx, catalog if catalog is not None else load_catalog(
-            ctx.settings.runbooks.dir, ctx.settings, missing_ok=True), executors)
+            ctx.settings.runbooks.dir, ctx.settings, missing_ok=True),
+            executors if executors is not None else ExecutorRegistry())
 
     @property
     def catalog(self) -> Catalog:

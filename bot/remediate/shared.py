@@ -22,17 +22,16 @@ from bot.incidents.outbox import EventKind, emit
 from bot.remediate.catalog import Catalog
 from bot.store.db import Database
 from bot.store.models import Proposal
-from integrations.executor_setup import build_registry
 from integrations.executors import ExecutorRegistry
 
 
 @dataclass
 class Remediation:
-    """The context, catalog and executors of one remediation service (executors built on first use)."""
+    """The context, catalog and executors of one remediation service."""
 
     ctx: AppContext
     catalog: Catalog
-    _executors: ExecutorRegistry | None = None
+    executors: ExecutorRegistry
 
     @property
     def settings(self) -> Settings:
@@ -42,15 +41,8 @@ class Remediation:
     def db(self) -> Database:
         return self.ctx.db
 
-    @property
-    def executors(self) -> ExecutorRegistry:
-        if self._executors is None:
-            self._executors = build_registry(self.settings.sources.kubernetes, self.settings.runbooks.secrets)
-        return self._executors
-
     async def aclose(self) -> None:
-        if self._executors is not None:
-            await self._executors.aclose()
+        await self.executors.aclose()
 
     async def proposal(self, proposal_id: str) -> Proposal | None:
         async with self.db.session() as s:
