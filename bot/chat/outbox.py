@@ -12,19 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.incidents.outbox import EventKind, OutboxEvent
+from bot.incidents.outbox import EventKind, OutboxEvent, origin_of
 from bot.investigate.llm.thread import outcome_message, steps_message
 from bot.messages.model import Message, Step, Text, steps_key
-from bot.ports import ChatPort, ThreadOrigin
-
-
-def _origin(params: Any) -> ThreadOrigin | None:
-    """The chat post an ``incident.opened`` event names (``bot.incidents.outbox.opened_params``), if any."""
-    o = params.get("origin") if hasattr(params, "get") else None
-    if not isinstance(o, dict):
-        return None
-    return ThreadOrigin(str(o.get("platform", "")), str(o.get("channel", "")), str(o.get("thread_id", "")),
-                        dict(o.get("reference") or {}))
+from bot.ports import ChatPort
 
 
 async def _steps(hub: ChatPort, incident_id: str, params: Mapping[str, Any]) -> None:
@@ -49,7 +40,7 @@ class HubRenderer:
     async def __call__(self, event: OutboxEvent) -> None:
         hub, inc, p = self.hub(), event.incident_id, event.params
         if event.kind == EventKind.INCIDENT_OPENED:
-            await hub.incident_opened(inc, _origin(p))
+            await hub.incident_opened(inc, origin_of(p))
         elif event.kind in (EventKind.INCIDENT_CHANGED, EventKind.INCIDENT_UPDATED):
             await hub.incident_updated(inc)
         elif event.kind == EventKind.INVESTIGATION_STEPS:

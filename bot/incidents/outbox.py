@@ -75,6 +75,15 @@ def opened_params(origin: ThreadOrigin | None) -> dict[str, Any]:
                        "reference": dict(origin.reference)}}
 
 
+def origin_of(params: Mapping[str, Any]) -> ThreadOrigin | None:
+    """The chat post an ``incident.opened`` event's params name (what ``opened_params`` wrote), if any."""
+    o = params.get("origin")
+    if not isinstance(o, dict):
+        return None
+    return ThreadOrigin(str(o.get("platform", "")), str(o.get("channel", "")), str(o.get("thread_id", "")),
+                        dict(o.get("reference") or {}))
+
+
 def event_row(incident_id: str, kind: EventKind, params: Mapping[str, Any] | None = None,
               at: float | None = None) -> dict[str, Any]:
     """A ``lifecycle_event`` row as a column dict, for bulk inserts (triage writes its events this way)."""
