@@ -9,12 +9,12 @@ import argparse
 import dataclasses
 import json
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bot.config import Settings, load_settings
 from bot.errors import OnwatchError
+from bot.messages.format import utc_time
 from bot.operator_cli import operator, run_on_database
 from bot.store.db import Database
 from bot.triage import silences
@@ -35,10 +35,6 @@ def _run(args: argparse.Namespace, fn: Callable[[Database, Settings], Awaitable[
     return run_on_database(settings, lambda db: fn(db, settings))
 
 
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
-
-
 def list_main(args: argparse.Namespace) -> int:
     rows = _run(args, lambda db, _: silences.active(db))
     if args.json:
@@ -47,7 +43,7 @@ def list_main(args: argparse.Namespace) -> int:
     if not rows:
         print("no active silences")
     for r in rows:
-        print(f"{r.id:>6}  until {_when(r.ends_at)}  {r.created_by:<24} {r.shown_matchers}"
+        print(f"{r.id:>6}  until {utc_time(r.ends_at)}  {r.created_by:<24} {r.shown_matchers}"
               + (f"  # {r.comment}" if r.comment else ""))
     return 0
 
@@ -72,7 +68,7 @@ def add_main(args: argparse.Namespace, notify: Notify | None = None) -> int:
         return made, await notify(st, db, note) if notify is not None else []
 
     made, posted = _run(args, change)
-    print(f"silence {made.id}: {made.shown_matchers} until {_when(made.ends_at)}{_posted(posted)}")
+    print(f"silence {made.id}: {made.shown_matchers} until {utc_time(made.ends_at)}{_posted(posted)}")
     return 0
 
 

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from bot.audit import Actor, audit
 from bot.config import Settings
 from bot.errors import OnwatchError
+from bot.messages.format import utc_time
 from bot.store.db import Database
 from bot.store.models import Silence
 from bot.triage.suppress import bad_matchers, matches_everything
@@ -151,9 +152,8 @@ def fmt_duration(seconds: float) -> str:
 
 def created_note(made: SilenceView, who: str) -> str:
     """The note everyone in the channel sees when a silence starts (from chat or the CLI), with its undo."""
-    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(made.ends_at))
     return (f"🔕 {who} silenced alerts matching {made.shown_matchers or '(everything)'} for "
-            f"{fmt_duration(round(made.ends_at - made.starts_at))} (until {until}), silence {made.id}. "
+            f"{fmt_duration(round(made.ends_at - made.starts_at))} (until {utc_time(made.ends_at)}), silence {made.id}. "
             f"Undo: `unsilence {made.id}`.")
 
 
