@@ -9,7 +9,7 @@ from typing import Any
 
 from integrations.base import SourceBadResponse, Span, TimeWindow, keep_whole_traces
 from integrations.http import expect, run_all
-from integrations.trace_http import HttpTraceSource
+from integrations.trace_http import HttpTraceSource, status_from_http
 
 MAX_SERVICES = 50
 
@@ -30,13 +30,7 @@ def _status(tags: Any) -> str:
         return "error"
     if code == "OK":
         return "ok"
-    http = _tag(tags, "http.status_code") or _tag(tags, "http.response.status_code")
-    try:
-        if http is not None:
-            return "error" if int(http) >= 500 else "ok"
-    except (TypeError, ValueError):
-        pass
-    return ""
+    return status_from_http(_tag(tags, "http.status_code") or _tag(tags, "http.response.status_code"))
 
 
 def jaeger_spans(trace: Any, source: str) -> list[Span]:

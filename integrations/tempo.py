@@ -16,7 +16,7 @@ from typing import Any
 from integrations.base import SourceBadResponse, SourceError, Span, TimeWindow, keep_whole_traces
 from integrations.catalog import promql_string
 from integrations.http import expect
-from integrations.trace_http import HttpTraceSource
+from integrations.trace_http import HttpTraceSource, status_from_http
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
@@ -53,13 +53,7 @@ def _otlp_status(span: dict[str, Any]) -> str:
         return "ok"
     # status UNSET: some instrumentations leave it so and record only the HTTP answer (as Jaeger reads it)
     attrs = span.get("attributes")
-    http = _attr(attrs, "http.response.status_code") or _attr(attrs, "http.status_code")
-    try:
-        if http is not None:
-            return "error" if int(http) >= 500 else "ok"
-    except (TypeError, ValueError):
-        pass
-    return ""
+    return status_from_http(_attr(attrs, "http.response.status_code") or _attr(attrs, "http.status_code"))
 
 
 def otlp_spans(doc: Any, source: str) -> list[Span]:

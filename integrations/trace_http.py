@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from integrations.grafana import GrafanaLinks
 from integrations.http import HttpSource, config_from_settings
 from integrations.settings import TraceSourceSettings
+
+
+def status_from_http(code: Any) -> str:
+    """A span's status from the HTTP answer it recorded: "error" for 5xx, "ok" otherwise, "" when none or unreadable.
+    For spans whose tracer left the status unset (Jaeger tags, OTLP status UNSET)."""
+    try:
+        return "" if code is None else ("error" if int(code) >= 500 else "ok")
+    except (TypeError, ValueError):
+        return ""
 
 
 class HttpTraceSource:
