@@ -18,6 +18,11 @@ from bot.messages.model import Message, Step, Text, steps_key
 from bot.ports import ChatPort
 
 
+async def _show(hub: ChatPort, incident_id: str, msg: Message, *, edit: bool) -> None:
+    """Post ``msg``, or edit the one posted earlier under its key (a message that grows as events arrive)."""
+    await (hub.replace(incident_id, msg.key, msg) if edit else hub.post(incident_id, msg))
+
+
 async def _steps(hub: ChatPort, incident_id: str, params: Mapping[str, Any]) -> None:
     """The investigation's reasoning so far as one message: posted with the first step, then edited."""
     steps = [Step(int(n), str(kind), str(text)) for n, kind, text in params.get("steps", [])]
@@ -25,10 +30,7 @@ async def _steps(hub: ChatPort, incident_id: str, params: Mapping[str, Any]) -> 
         return
     msg = Message(blocks=(Text(f"Investigating {incident_id}…", "heading"), *steps),
                   fallback=f"{steps[-1].index}. {steps[-1].text}"[:3000], key=steps_key(str(params["investigation_id"])))
-    if len(steps) == 1:
-        await hub.post(incident_id, msg)
-    else:
-        await hub.replace(incident_id, msg.key, msg)
+    await _show(hub, incident_id, msg, edit=len(steps) > 1)
 
 
 class HubRenderer:
@@ -48,10 +50,10 @@ class HubRenderer:
         elif event.kind == EventKind.LLM_STEPS:
             texts = [str(t) for t in p.get("steps", [])]
             msg = steps_message(str(p["investigation_id"]), texts)
-            await (hub.post(inc, msg) if len(texts) == 1 else hub.replace(inc, msg.key, msg))
+            await _show(hub, inc, msg, edit=len(texts) != 1)
         elif event.kind == EventKind.LLM_FINISHED:
             msg = outcome_message(p.get("outcome") or {}, str(p["investigation_id"]))
-            await (hub.replace(inc, msg.key, msg) if p.get("steps_shown") else hub.post(inc, msg))
+            await _show(hub, inc, msg, edit=bool(p.get("steps_shown")))
         elif event.kind == EventKind.INVESTIGATION_FINISHED:
             await hub.investigation_finished(inc, str(p["investigation_id"]))
         elif event.kind == EventKind.PROPOSALS_OFFERED:
