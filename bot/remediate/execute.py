@@ -33,17 +33,23 @@ _PHASE_AFTER = {S.FAILED: P.FAILED, S.UNKNOWN: P.EXECUTION_UNKNOWN}
 
 
 async def _refuse(r: Remediation, p: Proposal, reason: str) -> str:
+    why = f"refused at execution time: {reason}"
+    await _fail_unstarted(r, p, {"refused": True}, why, why, f"Not running “{p.title}”: {reason}")
+    return S.FAILED
+
+
+async def _fail_unstarted(r: Remediation, p: Proposal, params: dict[str, Any], result: str, error: str,
+                          note: str) -> None:
+    """``approved -> failed`` before anything ran: a failed execution row, the incident's phase, the thread told."""
     async with r.db.begin() as s:
-        ok = await transition(s, r.db, p.id, p.incident_id, S.APPROVED, S.FAILED, BOT,
-                              params={"refused": True}, result=f"refused at execution time: {reason}")
+        ok = await transition(s, r.db, p.id, p.incident_id, S.APPROVED, S.FAILED, BOT, params=params, result=result)
         if ok:
             s.add(Execution(proposal_id=p.id, incident_id=p.incident_id, status=S.FAILED.value, auto=p.auto,
-                            finished_at=time.time(), error=f"refused at execution time: {reason}"[:4000]))
+                            finished_at=time.time(), error=error[:4000]))
             await set_phase(s, r, p.incident_id, P.FAILED)
-            await changed(s, p, f"Not running “{p.title}”: {reason}")
+            await changed(s, p, note)
     if ok:
         await r.publish()
-    return S.FAILED
 
 
 async def execute(r: Remediation, proposal_id: str) -> str:
@@ -134,30 +140,26 @@ async def on_execution_lost(r: Remediation, job: Job) -> None:
     p = await r.proposal(str(job.payload.get("proposal_id", "")))
     if p is None:
         return
+    if p.status == S.APPROVED:
+        await _fail_unstarted(r, p, {"job_id": job.id}, "the worker stopped before it started",
+                              "the worker stopped before the action started; nothing was changed",
+                              f"“{p.title}” did not start (onwatch restarted first); nothing was changed.")
+        return
+    if p.status != S.EXECUTING:
+        return
     action = dict(p.params.get("action") or {})
-    ok = False
     async with r.db.begin() as s:
-        if p.status == S.EXECUTING:
-            ok = await transition(s, r.db, p.id, p.incident_id, S.EXECUTING, S.UNKNOWN, BOT,
-                                  params={"job_id": job.id}, result="the worker stopped mid-run")
-            if ok:
-                await s.exec(  # type: ignore[call-overload]
-                    update(Execution).where(col(Execution.proposal_id) == p.id,
-                                            col(Execution.status) == S.EXECUTING.value)
-                    .values(status=S.UNKNOWN.value, finished_at=time.time(),
-                            error="the worker stopped mid-run; the outcome is unknown")
-                )
-                await set_phase(s, r, p.incident_id, P.EXECUTION_UNKNOWN)
-                await changed(s, p, f"The run of “{p.title}” was interrupted (onwatch restarted mid-run). Its "
-                                    f"outcome is unknown: check {target(action)} by hand. onwatch will not re-run it.")
-        elif p.status == S.APPROVED:
-            ok = await transition(s, r.db, p.id, p.incident_id, S.APPROVED, S.FAILED, BOT,
-                                  params={"job_id": job.id}, result="the worker stopped before it started")
-            if ok:
-                s.add(Execution(proposal_id=p.id, incident_id=p.incident_id, status=S.FAILED.value, auto=p.auto,
-                                finished_at=time.time(),
-                                error="the worker stopped before the action started; nothing was changed"))
-                await set_phase(s, r, p.incident_id, P.FAILED)
-                await changed(s, p, f"“{p.title}” did not start (onwatch restarted first); nothing was changed.")
+        ok = await transition(s, r.db, p.id, p.incident_id, S.EXECUTING, S.UNKNOWN, BOT,
+                              params={"job_id": job.id}, result="the worker stopped mid-run")
+        if ok:
+            await s.exec(  # type: ignore[call-overload]
+                update(Execution).where(col(Execution.proposal_id) == p.id,
+                                        col(Execution.status) == S.EXECUTING.value)
+                .values(status=S.UNKNOWN.value, finished_at=time.time(),
+                        error="the worker stopped mid-run; the outcome is unknown")
+            )
+            await set_phase(s, r, p.incident_id, P.EXECUTION_UNKNOWN)
+            await changed(s, p, f"The run of “{p.title}” was interrupted (onwatch restarted mid-run). Its "
+                                f"outcome is unknown: check {target(action)} by hand. onwatch will not re-run it.")
     if ok:
         await r.publish()
