@@ -13,6 +13,7 @@ import hmac
 import time
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
 from bot.chat.slack.adapter import SlackAdapter
 from bot.chat.slack.app import bolt_app
@@ -47,8 +48,6 @@ def install(app: web.Application, ctx: AppContext) -> None:
     s = ctx.settings.slack
     if not s.enabled or s.signing_secret is None:
         return
-    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-
     adapter = slack_adapter(ctx)
     bolt = bolt_app(ctx, adapter)
 

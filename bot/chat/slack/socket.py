@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
 from bot.chat.slack.app import bolt_app
 from bot.chat.slack.routes import slack_adapter
 from bot.context import AppContext
@@ -17,9 +20,6 @@ log = logging.getLogger(__name__)
 
 class SocketModeRunner:
     def __init__(self, ctx: AppContext) -> None:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-        from slack_sdk.web.async_client import AsyncWebClient
-
         s = ctx.settings.slack
         if s.app_token is None:
             raise ValueError("Socket Mode needs slack.app_token (xapp-…)")
