@@ -9,7 +9,6 @@ database, not even a dead letter. The route is refused (503) until ``webhooks.to
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from typing import Any, Literal, get_args
@@ -21,7 +20,7 @@ from sqlmodel import select
 from bot.audit import Actor, audit
 from bot.context import AppContext
 from bot.deadletter import AUTH_FAILURE_BODY_CAP
-from bot.httpio import dead_letter, is_json_type, read_capped
+from bot.httpio import bearer_ok, dead_letter, is_json_type, read_capped
 from bot.store.models import ChangeRecord
 from integrations.base import ChangeKind, parse_rfc3339
 
@@ -82,9 +81,7 @@ def _headers(request: web.Request) -> dict[str, str]:
 
 
 def _authorised(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return bearer_ok(request.headers, token)
 
 
 def make_handler(ctx: AppContext) -> Any:

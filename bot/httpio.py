@@ -7,7 +7,9 @@ assembles them into the one application: so routes and the application never imp
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import ClientPayloadError, web
@@ -90,3 +92,11 @@ async def read_capped(request: web.Request, limit: int) -> tuple[bytes, bool]:
         raise web.HTTPRequestTimeout(text=exc.reason) if exc.status == 408 else web.HTTPBadRequest(
             text=exc.reason) from None
     return body.data, body.more
+
+
+def bearer_ok(headers: Mapping[str, str], token: str | None) -> bool:
+    """Whether ``Authorization: Bearer <token>`` carries ``token`` (constant-time). Header bytes that are not
+    UTF-8 reach aiohttp as surrogates; they are compared as such, so a garbled header is a plain mismatch."""
+    scheme, _, presented = headers.get("Authorization", "").partition(" ")
+    return token is not None and scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))

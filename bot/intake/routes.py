@@ -34,7 +34,7 @@ from bot.audit import Actor
 from bot.context import AppContext
 from bot.deadletter import AUTH_FAILURE_BODY_CAP
 from bot.errors import ConfigError, DatabaseError
-from bot.httpio import CTX, BodyError, dead_letter, is_json_type, read_body
+from bot.httpio import CTX, BodyError, bearer_ok, dead_letter, is_json_type, read_body
 from bot.intake.payloads import PAYLOADS, Envelope, describe
 from bot.ports import TriagePort
 
@@ -57,9 +57,7 @@ class Rejected(Exception):
 
 def _bearer_ok(ctx: AppContext, headers: Any) -> bool:
     token = ctx.settings.webhooks.token
-    scheme, _, presented = headers.get("Authorization", "").partition(" ")
-    return token is not None and scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode("utf-8", "surrogateescape"), token.get_secret_value().encode())
+    return bearer_ok(headers, token.get_secret_value() if token is not None else None)
 
 
 async def authenticated_body(ctx: AppContext, request: web.Request) -> tuple[str, bytes]:
