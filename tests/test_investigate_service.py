@@ -13,7 +13,8 @@ from sqlmodel import select
 from bot.audit import Actor, verify_chain
 from bot.chat.outbox import HubRenderer
 from bot.incidents.outbox import Outbox
-from bot.investigate.service import request_investigation, run_investigation
+from bot.investigate.requests import request_investigation
+from bot.investigate.service import run_investigation
 from bot.jobs import JobQueue
 from bot.messages.model import steps_key
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job

@@ -19,7 +19,7 @@ from bot.audit import Actor
 from bot.chat.compose import status_message
 from bot.context import AppContext
 from bot.errors import NotFound
-from bot.investigate.service import request_investigation
+from bot.investigate.requests import request_investigation
 from bot.memory.feedback import FeedbackError, set_cause, set_fix
 from bot.messages.model import Message, Text
 from bot.ports import ThreadOrigin

@@ -15,10 +15,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.audit import BOT, Actor, AuditEntry, audit
+from bot.audit import BOT, audit
 from bot.config import MemorySettings
 from bot.context import AppContext
-from bot.errors import NotFound
 from bot.incidents.lifecycle import IncidentPhase, transition
 from bot.incidents.outbox import EventKind, emit
 from bot.investigate.engine import PastIncident, StepCallback, investigate
@@ -29,31 +28,9 @@ from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope, window_end
 from bot.memory.similar import Signature, report_facets
 from bot.memory.store import Recalled, incident_link, recall
-from bot.store.models import Alert, Evidence, Finding, Incident, Investigation, Job, new_id
+from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
 from bot.store.queries import incident_alerts, investigation_and_incident
 from integrations.base import Sources
-
-
-class InvestigationNotFound(NotFound):
-    """The investigation or its incident does not exist."""
-
-
-async def request_investigation(ctx: AppContext, incident_id: str, requested_by: Actor) -> str:
-    """Queue an investigation of ``incident_id``: one row, one audit row, one durable job."""
-    async with ctx.db.begin() as s:
-        incident = await s.get(Incident, incident_id)
-        if incident is None:
-            raise InvestigationNotFound(f"no incident {incident_id}")
-        inv = Investigation(incident_id=incident_id, status="queued", requested_by=requested_by.key)
-        s.add(inv)
-        await s.flush()
-        await audit(ctx.db, requested_by, "investigation.requested", incident_id=incident_id,
-                    params={"investigation_id": inv.id}, session=s)
-        await ctx.jobs.enqueue("investigation", {"investigation_id": inv.id},
-                               dedup_key=f"investigation:{inv.id}", session=s)
-        inv_id = inv.id
-    ctx.jobs.wakeup.set()
-    return inv_id
 
 
 async def _load(ctx: AppContext, investigation_id: str) -> tuple[Investigation, Incident, list[Alert]]:
@@ -235,21 +212,3 @@ async def _store(ctx: AppContext, investigation_id: str, incident_id: str, repor
 async def handle_job(ctx: AppContext, payload: dict[str, Any]) -> None:
     """The job handler core: ``payload`` is ``{"investigation_id": ...}``."""
     await run_investigation(ctx, str(payload["investigation_id"]))
-
-
-def investigation_rows(incident_ids: list[str], requested_by: Actor) -> tuple[
-        list[dict[str, Any]], list[AuditEntry], list[dict[str, Any]]]:
-    """The investigation rows, their ``investigation.requested`` audit entries and their durable job rows.
-
-    One model instance each gives the column defaults; the rows are copies of it (building a SQLModel
-    instance per row costs about a millisecond in a storm that opens dozens of incidents). Fresh
-    investigation ids make fresh job dedup keys, so no look-up for an existing job is needed.
-    """
-    inv_row = Investigation(incident_id="", status="queued", requested_by=requested_by.key).model_dump()
-    invs = [{**inv_row, "id": new_id("inv"), "incident_id": i} for i in incident_ids]
-    entries = [AuditEntry(requested_by, "investigation.requested", incident_id=inv["incident_id"],
-                          params={"investigation_id": inv["id"]}) for inv in invs]
-    job_row = Job(kind="investigation", payload={}).model_dump(exclude={"id"})
-    jobs = [{**job_row, "payload": {"investigation_id": inv["id"]}, "dedup_key": f"investigation:{inv['id']}"}
-            for inv in invs]
-    return invs, entries, jobs

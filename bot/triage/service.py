@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from bot.audit import BOT, Actor
 from bot.context import AppContext
 from bot.incidents.outbox import EventKind, emit, opened_params
-from bot.investigate.service import request_investigation
+from bot.investigate.requests import request_investigation
 from bot.ports import ThreadOrigin
 from bot.triage.adhoc import open_adhoc
 from bot.triage.alert import AlertIn

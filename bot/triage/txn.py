@@ -25,7 +25,7 @@ from bot.audit import BOT, Actor, AuditEntry, append_entries
 from bot.config import TriageSettings
 from bot.incidents.lifecycle import IncidentPhase, IncidentStatus, audit_entry, plan
 from bot.incidents.outbox import EventKind, event_row
-from bot.investigate.service import investigation_rows
+from bot.investigate.requests import investigation_rows
 from bot.store.models import Alert, Incident, IncidentAlert, Investigation, Job, LifecycleEvent, Silence
 from bot.triage.alert import AlertIn
 from bot.triage.fingerprint import content_hash, fingerprint
