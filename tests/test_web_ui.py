@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from bot.app import context_for
 from bot.config import Settings
+from bot.messages.model import incident_page
 from bot.store.db import Database
 from bot.web import create_app
 from bot.web_ui import views
@@ -193,5 +194,5 @@ def test_settings_refuse_an_unusable_web_section() -> None:
         Settings(web={"enabled": True, "trusted_proxies": ["10.0.0.1"]})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not an address"):
         Settings(web={"enabled": True, "trusted_proxies": ["proxy.local"], "allow": ["a"]})  # type: ignore[arg-type]
-    assert views.incident_url("https://onwatch.acme/", "INC-1") == "https://onwatch.acme/ui/incidents/INC-1"
-    assert views.incident_url(None, "INC-1") == ""
+    assert incident_page("https://onwatch.acme/", "INC-1") == "https://onwatch.acme/ui/incidents/INC-1"
+    assert incident_page(None, "INC-1") == ""

@@ -27,7 +27,8 @@ from bot.investigate.llm.thread import LlmThread
 from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope, window_end
 from bot.memory.similar import Signature, report_facets
-from bot.memory.store import Recalled, incident_link, recall
+from bot.memory.store import Recalled, recall
+from bot.messages.model import incident_page
 from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
 from bot.store.queries import incident_alerts, investigation_and_incident
 from integrations.base import Sources
@@ -77,7 +78,7 @@ async def _similar(ctx: AppContext, incident: Incident, alertnames: list[str], d
     public_url = getattr(getattr(getattr(ctx, "settings", None), "server", None), "public_url", None)
     data.pop("similar", None)
     if found:
-        data["similar"] = [r.to_dict(incident_link(public_url, r.incident_id)) for r in found]
+        data["similar"] = [r.to_dict(incident_page(public_url, r.incident_id) if r.incident_id else "") for r in found]
 
 
 async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sources | None = None) -> None:

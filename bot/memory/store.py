@@ -81,11 +81,6 @@ def memory_signature(m: Memory) -> Signature:
                         sig.get("signal_kinds", []), sig.get("log_templates", []), memory_text(m))
 
 
-def incident_link(public_url: str | None, incident_id: str | None) -> str:
-    """The incident's page in the web view, when the server's public address is known."""
-    return f"{public_url.rstrip('/')}/ui/incidents/{incident_id}" if public_url and incident_id else ""
-
-
 async def remember(db: Database, incident_id: str) -> Memory | None:
     """Store (or refresh) what an incident was and what fixed it. Idempotent per incident."""
     async with db.begin() as s:

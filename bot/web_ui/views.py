@@ -308,8 +308,3 @@ def install(app: web.Application, ctx: AppContext) -> None:
     r.add_get(PREFIX + "/login", login_form)
     r.add_post(PREFIX + "/login", login)
     r.add_static(PREFIX + "/static/", __file__.rsplit("/", 1)[0] + "/static", append_version=False)
-
-
-def incident_url(public_url: str | None, incident_id: str) -> str:
-    """The incident page's address for chat messages, or "" when there is no public URL."""
-    return f"{public_url.rstrip('/')}{PREFIX}/incidents/{incident_id}" if public_url else ""
