@@ -171,6 +171,34 @@ def test_a_success_share_over_few_requests_is_weighed_as_failure_counts() -> Non
     assert failure_count_z(99.0, 98.0, 100.0, requests=600.0) < failure_count_z(100.0, 98.0, 100.0, requests=600.0)
 
 
+def test_a_small_failure_rate_over_many_requests_is_a_move() -> None:
+    from bot.investigate.findings import metric_findings, metric_frame, share_floor
+    from bot.investigate.look import Gathered
+    from bot.investigate.scope import Scope
+    from integrations.base import TimeWindow
+
+    # the floor of a share is one failed request among those served, never more than the fixed floor
+    assert share_floor(1.0, 100.0, 1000.0) == 0.1
+    assert share_floor(1.0, 100.0, 20.0) == 1.0 and share_floor(1.0, 100.0, None) == 1.0
+
+    def avail_drop(requests_per_s: float, after: float) -> float:
+        t = np.arange(0.0, 3000.0, 300.0)
+        g = Gathered(window=TimeWindow(0.0, 3000.0))
+        g.series[("svc", "availability")] = (t, np.where(t < 1800.0, 100.0, after))
+        g.series[("svc", "request_rate")] = (t, np.full(len(t), requests_per_s))
+        scope = Scope(symptoms=("svc",), onset=1860.0, now=3000.0, baseline=TimeWindow(0.0, 1500.0),
+                      incident=TimeWindow(1860.0, 3000.0))
+        frame = metric_frame(g, scope)
+        assert frame is not None
+        (f,) = [f for f in metric_findings(g, scope, frame) if f.signal == "availability"]
+        return f.z
+
+    # 2 % of 900 requests per period: eighteen failures where there were none is a move...
+    assert avail_drop(3.0, 98.0) >= 3.0
+    # ...while the same drop over a few requests per period is one failure, not an incident
+    assert avail_drop(0.01, 98.0) < 3.0
+
+
 def test_warnings_weigh_less_than_errors() -> None:
     from bot.investigate.catalog import classify
 

@@ -6,7 +6,7 @@ direction), when it started to move, and whether it had already moved before the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,9 +122,16 @@ def metric_findings(
     infos = [classify(sig) for _, sig in keys]
     # counts are Poisson: a rate measured over one sample period cannot be known better than one event
     # per period, so a series at zero that sees one request is not an "infinite" surge
-    count_floor = 1.0 / max(frame.step, 60.0)
-    abs_floors = [max(i.abs_floor, count_floor) if i.family == "traffic" else i.abs_floor for i in infos]
+    period = max(frame.step, 60.0)
+    count_floor = 1.0 / period
     matrix = np.vstack([frame.read(*g.series[k]) for k in keys])
+    served = _requests_per_period(keys, infos, matrix, base_mask, period)
+    abs_floors = [
+        max(i.abs_floor, count_floor) if i.family == "traffic"
+        else share_floor(i.abs_floor, i.full_scale, served.get(svc)) if i.full_scale > 0
+        else i.abs_floor
+        for (svc, _sig), i in zip(keys, infos, strict=True)
+    ]
     shifts = shift_matrix(
         grid, matrix, base_mask, inc_mask,
         np.asarray([i.direction for i in infos], dtype=np.float64),
@@ -133,7 +140,6 @@ def metric_findings(
         frame.step, THRESHOLD, persist_s=max(60.0, frame.step), hold_s=max(240.0, 2 * frame.step),
         full_scale=np.asarray([i.full_scale for i in infos], dtype=np.float64),
     )
-    period = max(frame.step, 60.0)
     volume: dict[str, float] = {}
     for (svc, sig), info, row in zip(keys, infos, matrix, strict=True):
         if info.family == "traffic" and sig == "request_rate":
@@ -168,6 +174,32 @@ def metric_findings(
     out.sort(key=lambda f: (f.service, f.signal))
     set_breadth(out)
     return out
+
+
+def _requests_per_period(keys: Sequence[tuple[str, str]], infos: Sequence[SignalInfo], matrix: np.ndarray,
+                         base_mask: np.ndarray, period: float) -> dict[str, float]:
+    """Requests each service served per sample period at baseline (from its ``request_rate``)."""
+    out: dict[str, float] = {}
+    for (svc, sig), info, row in zip(keys, infos, matrix, strict=True):
+        if info.family == "traffic" and sig == "request_rate":
+            base = row[base_mask]
+            base = base[np.isfinite(base)]
+            if len(base):
+                out[svc] = float(np.median(base)) * period
+    return out
+
+
+def share_floor(abs_floor: float, full_scale: float, requests: float | None) -> float:
+    """The noise floor of a success share: one failed request among those served, when the volume is known.
+
+    A fixed floor (a percentage point) hides a 3 % failure rate over a thousand requests, thirty failures
+    where none were before, which no one on call would ignore; over ten requests one failure is already
+    ten points. With the volume known, the floor is what a single failure moves the share, never more than
+    the fixed one; the failure-count check (``failure_count_z``) still bounds small volumes.
+    """
+    if not requests or requests < 1.0:
+        return abs_floor
+    return min(abs_floor, full_scale / requests)
 
 
 def failure_count_z(before: float, after: float, full_scale: float, requests: float) -> float:
