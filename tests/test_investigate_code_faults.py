@@ -204,3 +204,16 @@ def test_a_release_before_the_services_own_errors_is_their_cause_and_cpu_is_not(
     late = Hypothesis("payments", "deploy", change=ChangeEvent("payments", t + 300), raw=2.9)
     prefer_explanations([Hypothesis("payments", "code_error", support=[origin], raw=3.0), late], 60.0)
     assert late.raw == 2.9
+
+
+def test_a_cause_that_explains_a_services_symptoms_carries_their_strength_and_evidence() -> None:
+    """A node or resource move that precedes the service's own slowness takes its score; the service's strongest
+    anomaly is still that slowness, so the 'strongest anomaly is weak' check and the cited evidence see it."""
+    t = float(ALERT)
+    gap = _f("search", "trace_call_gap", 200.0, t)
+    node = _f("search", "node_network_receive_bytes", 20.0, t - 60)
+    slow = Hypothesis("search", "dependency_failure", support=[gap], raw=1.3, factors={"strength": 1.2})
+    host = Hypothesis("search", "node_problem", support=[node], raw=0.4, factors={"strength": 0.25})
+    prefer_explanations([slow, host], 60.0)
+    assert host.raw > slow.raw and host.factors["strength"] == 1.2
+    assert host.support == [node, gap]

@@ -236,7 +236,8 @@ def prefer_explanations(hyps: Sequence[Hypothesis], step: float) -> None:
 
     Saturation, a demand surge, a node problem or a change that starts no later than the service's
     own latency or errors is the better account of them: it takes their score (plus a little), so
-    the service's cause is named by what drives it rather than by what it shows. Errors that start in
+    the service's cause is named by what drives it rather than by what it shows (and cites what it shows).
+    Errors that start in
     the service's own code are explained only by a change (the release that shipped the code): CPU or
     a surge does not throw exceptions.
     """
@@ -261,8 +262,12 @@ def prefer_explanations(hyps: Sequence[Hypothesis], step: float) -> None:
                 strong = any(f.z >= 6.0 for f in h.support)
                 ok = strong and (t_h is None or t_sym is None or t_h <= t_sym + tau)
             if ok:
+                # it takes the symptoms' score, and with it their strength and evidence: the service's
+                # strongest anomaly is still what it shows, now named by what drives it
                 h.raw = best.raw * 1.05
                 h.factors["explains_own_symptoms"] = 1.05
+                h.factors["strength"] = max(h.factors.get("strength", 0.0), best.factors.get("strength", 0.0))
+                h.support += [f for f in best.support if f not in h.support]
                 h.notes.append(f"explains the service's own {best.kind.replace('_', ' ')}")
 
 
