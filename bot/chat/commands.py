@@ -62,10 +62,11 @@ class CommandReply:
     text: str
     message: Message | None = None
     ephemeral: bool = False
+    title: str = ""  # a refusal's headline where a platform shows one (a Teams card), e.g. "Already acknowledged"
 
 
-def _err(text: str) -> CommandReply:
-    return CommandReply(text=text, ephemeral=True)
+def _err(text: str, title: str = "") -> CommandReply:
+    return CommandReply(text=text, ephemeral=True, title=title)
 
 
 def parse_duration(raw: str) -> int | None:
@@ -199,7 +200,7 @@ async def _ack(ctx: AppContext, arg: str, cc: CommandContext) -> CommandReply:
     except NotFound:
         return _err(f"There is no incident {target.upper()}. Type `status` to list open incidents.")
     if res.already:
-        return _err(f"You already acknowledged {res.incident_id}.")
+        return _err(f"You already acknowledged {res.incident_id}.", title="Already acknowledged")
     await ctx.chat.incident_updated(res.incident_id)  # the root message names who acknowledged
     who = cc.actor.name or cc.actor.id
     return CommandReply(text=f"{who} acknowledged {res.incident_id}" + (" (first)" if res.first else "") + ".")

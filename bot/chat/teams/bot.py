@@ -257,8 +257,7 @@ class OnwatchTeamsBot(ActivityHandler):
         cc = CommandContext(actor=actor_of(activity), platform="teams", channel="", incident_id=None, origin=None)
         reply = await ack_click(self.ctx, value if isinstance(value, str) else "", cc)
         if reply.ephemeral:
-            return cards.error_card("Not acknowledged" if "already" not in reply.text else "Already acknowledged",
-                                    reply.text)
+            return cards.error_card(reply.title or "Not acknowledged", reply.text)
         card = await load_card(self.ctx.db, str(value).upper(), self.ctx.settings.server.public_url)
         if card is None:
             return cards.error_card("Unknown incident", reply.text)
