@@ -17,6 +17,8 @@ import pytest
 from bot.benchmarks import rca
 from bot.demo.simulate import simulate
 from bot.investigate import cli as investigate_cli
+from integrations import replay
+from integrations.replay import ReplayMetrics
 from tests.fakes.openai_tools import Turn, answer, serve_scripted
 
 ANCHOR = 1_700_000_000.0
@@ -44,6 +46,14 @@ async def test_investigate_case_json_carries_the_llm(demo_case: Path, monkeypatc
     monkeypatch.delenv("ONWATCH_CONFIG", raising=False)
     code, text = await asyncio.to_thread(_run, investigate_cli.main, args)
     assert code == 0 and json.loads(text)["llm"]["status"] == "off"  # no endpoint: as before, plus "off"
+    opened: list[Any] = []  # the model reads the sources the engine read: one set per run
+
+    class Counted(ReplayMetrics):
+        def __init__(self, case: Any) -> None:
+            opened.append(case)
+            super().__init__(case)
+
+    monkeypatch.setattr(replay, "ReplayMetrics", Counted)
     script = [Turn(tool_calls=[("diff", {"service": "payments-api", "version": "v1.8.4"})]), _answer]
     async with serve_scripted(script) as fake:
         monkeypatch.setenv("ONWATCH_LLM__ENABLED", "true")
@@ -57,6 +67,7 @@ async def test_investigate_case_json_carries_the_llm(demo_case: Path, monkeypatc
     assert llm["answer"]["service"] == "payments-api" and llm["answer"]["evidence"] == ["t1"]
     assert [t["name"] for t in llm["tool_calls"]] == ["diff"] and llm["tokens"]["total"] > 0
     assert out["ranked_services"][0] == "payments-api" and fake.seen[0]["model"] == "local-model"
+    assert len(opened) == 1
 
 
 async def test_bench_rca_llm(demo_case: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,8 +23,7 @@ import numpy as np
 
 from bot.config import LlmSettings, load_settings
 from bot.errors import ConfigError
-from bot.investigate.cli import run_case
-from bot.investigate.llm import cli as llm_cli
+from bot.investigate.cli import investigate_case, run_case
 from bot.investigate.llm.investigator import configured
 from bot.investigate.stats import estimate_step, forward_fill, make_grid
 from integrations.replay import BundleError, ReplayCase
@@ -276,14 +275,12 @@ def run_llm(dataset: Path, cfg: LlmSettings, transcripts: Path | None = None, li
         truth = str((labels.get(d.name) or {}).get("root_cause_service", ""))
         if not truth:
             raise BenchError(f"{d.name}: no label in {dataset / 'labels.json'}")
-        report = asyncio.run(run_case(d))
-        started = time.perf_counter()
-        out = asyncio.run(llm_cli.for_report(report, case=d, config=None, llm=cfg))
+        report, out = asyncio.run(investigate_case(d, llm=cfg))
         row = {"case": d.name, "root_cause": truth, "engine_top": report.ranked_services[:1],
                "status": out.status.value, "reason": out.reason,
                "llm_service": out.answer.service if out.answer else None,
                "tool_calls": len(out.tool_calls), "tokens": out.prompt_tokens + out.completion_tokens,
-               "seconds": round(time.perf_counter() - started, 3)}
+               "seconds": round(out.seconds, 3)}
         rows.append(row)
         if transcripts is not None:
             (transcripts / f"{d.name}.json").write_text(json.dumps(

@@ -1,4 +1,4 @@
-"""The investigator behind ``onwatch investigate --case/--alert``: settings, sources, steps on stderr.
+"""The investigator behind ``onwatch investigate --case/--alert``: the model's steps on stderr, its reading printed.
 
 It runs only when ``llm:`` is configured (``--config FILE``, ``$ONWATCH_CONFIG`` or ``ONWATCH_LLM__*``);
 otherwise the outcome is ``off`` and the command prints exactly what it printed before.
@@ -7,32 +7,23 @@ otherwise the outcome is ``off`` and the command prints exactly what it printed 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from bot.config import LlmSettings, load_settings
+from bot.config import LlmSettings
 from bot.investigate.llm.investigator import configured, investigate_report
 from bot.investigate.llm.loop import LlmOutcome, LlmStatus, off
 from bot.investigate.report import Report
-from integrations.registry import build_sources
-from integrations.replay import replay_sources
+from integrations.base import Sources
 
 
 async def _stderr_step(text: str) -> None:
     print(f"  model: {text}", file=sys.stderr)
 
 
-async def for_report(report: Report, *, case: Path | None, config: Path | None,
-                     llm: LlmSettings | None = None) -> LlmOutcome:
-    """The model's outcome on ``report``: over the case bundle with ``case``, else the configured sources."""
-    settings = load_settings(config) if llm is None else None
-    cfg = llm if settings is None else settings.llm
-    if not configured(cfg):
+async def for_report(report: Report, sources: Sources, llm: LlmSettings) -> LlmOutcome:
+    """The model's outcome on ``report`` over the sources the engine used (the caller closes them)."""
+    if not configured(llm):
         return off()
-    sources = replay_sources(case) if case is not None else build_sources((settings or load_settings(config)).sources)
-    try:
-        return await investigate_report(cfg, report, sources, on_step=_stderr_step)
-    finally:
-        await sources.aclose()
+    return await investigate_report(llm, report, sources, on_step=_stderr_step)
 
 
 def render_text(outcome: LlmOutcome) -> str:
