@@ -140,13 +140,7 @@ def metric_findings(
         frame.step, THRESHOLD, persist_s=max(60.0, frame.step), hold_s=max(240.0, 2 * frame.step),
         full_scale=np.asarray([i.full_scale for i in infos], dtype=np.float64),
     )
-    volume: dict[str, float] = {}
-    for (svc, sig), info, row in zip(keys, infos, matrix, strict=True):
-        if info.family == "traffic" and sig == "request_rate":
-            inc = row[inc_mask]
-            inc = inc[np.isfinite(inc)]
-            if len(inc):
-                volume[svc] = float(np.median(inc)) * period
+    volume = _requests_per_period(keys, infos, matrix, inc_mask, period)
     # how wide the service's latency distribution was before: the gap between its lowest and highest
     # measured latency statistic (p50 .. p99) at baseline
     lat_range: dict[str, tuple[float, float]] = {}
@@ -177,15 +171,15 @@ def metric_findings(
 
 
 def _requests_per_period(keys: Sequence[tuple[str, str]], infos: Sequence[SignalInfo], matrix: np.ndarray,
-                         base_mask: np.ndarray, period: float) -> dict[str, float]:
-    """Requests each service served per sample period at baseline (from its ``request_rate``)."""
+                         mask: np.ndarray, period: float) -> dict[str, float]:
+    """Requests each service served per sample period over the grid points of ``mask`` (its ``request_rate``)."""
     out: dict[str, float] = {}
     for (svc, sig), info, row in zip(keys, infos, matrix, strict=True):
         if info.family == "traffic" and sig == "request_rate":
-            base = row[base_mask]
-            base = base[np.isfinite(base)]
-            if len(base):
-                out[svc] = float(np.median(base)) * period
+            seen = row[mask]
+            seen = seen[np.isfinite(seen)]
+            if len(seen):
+                out[svc] = float(np.median(seen)) * period
     return out
 
 
