@@ -5,9 +5,12 @@ The domain never calls chat. It writes an event row (``emit``) beside its change
 the outbox to ``publish``: every undelivered event is claimed for a lease, given to each subscriber in ``id``
 order, and marked delivered. Delivery is at least once: a process that dies after rendering but before
 marking leaves the claim to expire, and another publish delivers the event again — so subscribers render
-idempotently, keyed by the event id (``OutboxEvent.key``). Two publishers (two replicas, or a request and the
-background loop) never deliver the same event at once: the claim is one conditional update. A subscriber
-that fails leaves its event for a later publish (after ``retry_s``), up to ``max_attempts`` times.
+idempotently, keyed by the event id (``OutboxEvent.key``). The events rendered are marked together, at most
+``mark_s`` apart, so a crash re-renders at most that much: under an alert storm every write waits its turn
+behind a triage batch, and a mark per event would pace the announcements by the batches. Two publishers (two
+replicas, or a request and the background loop) never deliver the same event at once: the claim is one
+conditional update. A subscriber that fails leaves its event for a later publish (after ``retry_s``), up to
+``max_attempts`` times.
 """
 
 from __future__ import annotations
@@ -108,10 +111,12 @@ class Outbox:
     """Delivers committed events to subscribers. One publish at a time per process keeps a thread in order."""
 
     def __init__(self, db: Database, *, owner: str | None = None, lease_s: float = 60.0, retry_s: float = 30.0,
-                 batch: int = 200, max_attempts: int = 5, clock: Callable[[], float] = time.time):
+                 batch: int = 200, max_attempts: int = 5, mark_s: float = 1.0,
+                 clock: Callable[[], float] = time.time):
         self.db = db
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease_s, self.retry_s, self.batch, self.max_attempts = lease_s, retry_s, batch, max_attempts
+        self.mark_s = mark_s
         self.clock = clock
         self._subscribers: list[Subscriber] = []
         self._lock = asyncio.Lock()
@@ -215,8 +220,8 @@ class Outbox:
         superseded = [e.id for e in events
                       if e.kind == EventKind.INCIDENT_UPDATED and last_update[e.incident_id] != e.id]
         skip = set(superseded)
-        await self._mark(token, superseded)
-        delivered = len(superseded)
+        done = list(superseded)  # delivered, not yet marked
+        delivered, marked_at = len(superseded), time.monotonic()
         for e in events:
             if e.id in skip:
                 continue
@@ -227,8 +232,12 @@ class Outbox:
                 log.exception("rendering lifecycle event %s (%s of %s) failed", e.id, e.kind, e.incident_id)
                 await self._release(token, e.id)
                 continue
-            await self._mark(token, [e.id])  # one by one: a crash re-renders at most the event it was on
+            done.append(e.id)
             delivered += 1
+            if time.monotonic() - marked_at >= self.mark_s:
+                await self._mark(token, done)
+                done, marked_at = [], time.monotonic()
+        await self._mark(token, done)
         return delivered
 
     async def _mark(self, token: str, ids: list[int]) -> None:

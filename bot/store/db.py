@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +14,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import DatabaseError
 from bot.masking import mask
 
 DEFAULT_SQLITE = "sqlite:///onwatch.db"
-# Every SQLite connection onwatch opens (the engine's and triage's own writer) runs these first.
-SQLITE_PRAGMAS = ("busy_timeout=60000", "foreign_keys=ON", "synchronous=NORMAL")
+BUSY_TIMEOUT_S = 60
+# Every SQLite connection onwatch opens runs these first.
+SQLITE_PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_S * 1000}", "foreign_keys=ON", "synchronous=NORMAL")
+_READ_ONLY = "onwatch_read_only"  # the execution option of ``session()``'s connections (SQLite: a plain BEGIN)
 
 
 def normalise_urls(url: str) -> tuple[str, str]:
@@ -60,8 +64,37 @@ def describe_db_error(exc: BaseException) -> str:
     return msg
 
 
+class WriteGate:
+    """This process's turns at SQLite's one write lock, first come first served.
+
+    Without it a writer that finds the lock taken sleeps in SQLite's busy handler (with back-off) and, under a
+    storm, rarely wakes in the gap between two triage batches: the outbox's writes starved. Here it waits in
+    line and gets the lock after the transaction ahead of it. A write opened inside one that holds the gate (or
+    in a task started there) passes through, as before: SQLite decides. Waiting longer than SQLite's own busy
+    timeout raises ``TimeoutError`` rather than hanging."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._held: ContextVar[bool] = ContextVar(f"onwatch_write_gate_{id(self)}", default=False)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self._held.get():
+            yield
+            return
+        async with asyncio.timeout(BUSY_TIMEOUT_S):
+            await self._lock.acquire()
+        token = self._held.set(True)
+        try:
+            yield
+        finally:
+            self._held.reset(token)
+            self._lock.release()
+
+
 class Database:
-    """Owns the engine. ``session()`` yields an AsyncSession; ``begin()`` a session inside a transaction."""
+    """Owns the engine. ``session()`` yields an AsyncSession for reading; ``begin()`` a session inside a write
+    transaction, ``transaction()`` a connection inside one (on SQLite both queue at the ``WriteGate``)."""
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10):
         self.url = url
@@ -76,8 +109,12 @@ class Database:
             if self.sqlite_file is not None:
                 Path(self.sqlite_file).parent.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
+        self._reader = self.engine
+        self._gate: WriteGate | None = None
         if self.is_sqlite:
             _install_sqlite_pragmas(self.engine)
+            self._reader = self.engine.execution_options(**{_READ_ONLY: True})
+            self._gate = WriteGate()
 
     @property
     def sqlite_file(self) -> str | None:
@@ -92,14 +129,24 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with AsyncSession(self.engine, expire_on_commit=False) as s:
+        """A session for reading (it never commits). On SQLite a WAL snapshot: it never waits for a writer."""
+        async with AsyncSession(self._reader, expire_on_commit=False) as s:
             yield s
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success and rolls back on error."""
-        async with AsyncSession(self.engine, expire_on_commit=False) as s, s.begin():
+        async with self._write_turn(), AsyncSession(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose transaction commits on success and rolls back on error (for Core statements)."""
+        async with self._write_turn(), self.engine.begin() as conn:
+            yield conn
+
+    def _write_turn(self) -> AbstractAsyncContextManager[None]:
+        return self._gate.turn() if self._gate is not None else nullcontext()
 
     async def ping(self) -> None:
         try:
@@ -133,7 +180,8 @@ class Database:
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing mid-way."""
+    """WAL, foreign keys, and BEGIN IMMEDIATE for writes so concurrent writers queue instead of failing mid-way
+    (a read's plain BEGIN takes no lock: it reads a snapshot)."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -150,7 +198,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 async def open_database(url: str | None, *, echo: bool = False, pool_size: int = 10) -> Database:

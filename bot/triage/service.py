@@ -4,9 +4,10 @@ Every source (webhooks, chat alert posts, the demo) calls ``ingest``. The batch 
 transaction on the application's engine, the same code on SQLite and PostgreSQL: on PostgreSQL under a
 transaction-scoped advisory lock that serialises triage across replicas, on SQLite under the write lock its
 ``BEGIN IMMEDIATE`` takes. Within one process an ``asyncio.Lock`` queues the batches, so concurrent senders
-wait in order instead of in SQLite's busy handler. ``ingest`` returns once the batch is committed; the caller
-answers the sender then, so an acknowledged alert is stored, and one not acknowledged is sent again and
-deduplicated.
+wait in order; on SQLite a batch then queues at the database's write gate with the process's other writers
+(the outbox marking what it announced), which so get their turn between two batches. ``ingest`` returns once
+the batch is committed; the caller answers the sender then, so an acknowledged alert is stored, and one not
+acknowledged is sent again and deduplicated.
 
 The pass writes what chat must say (an incident opened, updated, reopened or resolved, an alert flapping) as
 lifecycle outbox events in the same transaction (``bot.incidents``). After the commit the outbox is published
@@ -63,7 +64,7 @@ class TriageService:
             return IngestOutcome()
         async with self._lock:
             started = time.perf_counter()
-            async with self.db.engine.begin() as conn:
+            async with self.db.transaction() as conn:
                 triage = TriagePass(conn, self.db.is_postgres, self.settings, self.clock(), actor or BOT,
                                     opened_params(origin))
                 out = await triage.run(alerts)
