@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -195,6 +195,15 @@ class InventorySource(Protocol):
     """A metrics source that can also say which catalog signals exist and which metric names it holds."""
 
     async def inventory(self) -> SignalInventory: ...
+
+
+@runtime_checkable
+class AlertStateSource(Protocol):
+    """A metrics source that knows when an alert's condition first held (Prometheus' ``ALERTS_FOR_STATE``)."""
+
+    async def pending_since(self, labels: Mapping[str, str], at: float) -> float | None:
+        """When the alerting rule behind ``labels`` became active (pending), read at ``at``; ``None`` unknown."""
+        ...
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -22,7 +22,7 @@ from integrations.base import (
     SourceRejected,
     TimeWindow,
 )
-from integrations.catalog import Catalog
+from integrations.catalog import Catalog, promql_string
 from integrations.grafana import GrafanaLinks
 from integrations.http import HttpSource, expect
 
@@ -203,6 +203,20 @@ class PrometheusSource:
                 out.append(Series(s.labels.get(label, ""), signal, pts, query=expr))
         out.sort(key=lambda s: s.service)
         return out
+
+    async def pending_since(self, labels: Mapping[str, str], at: float) -> float | None:
+        """When the alerting rule behind an alert with ``labels`` became active: ``ALERTS_FOR_STATE`` at ``at``.
+
+        Prometheus keeps that series for every active alert, its value the time the rule's condition first
+        held (before its ``for:`` had passed). The alert as Alertmanager sends it may carry external labels
+        the series lacks, so the series whose own labels all match the alert's are the alert's."""
+        name = labels.get("alertname", "")
+        if not name:
+            return None
+        rows = await self.client.query(f"ALERTS_FOR_STATE{{alertname={promql_string(name)}}}", at=at)
+        times = [v for r in rows if all(labels.get(k) == val for k, val in r.labels.items() if k != "__name__")
+                 for _, v in r.points if math.isfinite(v) and 0 < v <= at]
+        return min(times) if times else None
 
     async def available_signals(self) -> list[str]:
         """Catalog signals whose metrics exist in the TSDB, or every metric name for a fallback catalog."""

@@ -7,6 +7,8 @@ checks the engine reads it that way.
 from __future__ import annotations
 
 import csv
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +219,14 @@ def test_a_cause_that_explains_a_services_symptoms_carries_their_strength_and_ev
     prefer_explanations([slow, host], 60.0)
     assert host.raw > slow.raw and host.factors["strength"] == 1.2
     assert host.support == [node, gap]
+
+
+async def test_an_alert_at_the_start_of_the_data_has_no_baseline_and_says_so(tmp_path: Path) -> None:
+    """The incident window starts before the first sample: nothing to compare with, a plain abstention."""
+    case = make_case(tmp_path, up_on("orders", "cpu", 4.0))
+    alert = json.loads((case / "alert.json").read_text())
+    alert["alerts"][0]["startsAt"] = datetime.fromtimestamp(T0 + 30, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (case / "alert.json").write_text(json.dumps(alert))
+    report = await run_case(case)
+    assert report.abstained and report.causes == []
+    assert any(m.startswith("metrics: no samples before the incident window") for m in report.missing)

@@ -38,10 +38,12 @@ CORES = {"front-end": 0.30, "carts": 0.15, "orders": 0.20, "payment": 0.10}
 CULPRIT = "payment"
 
 
-def cadvisor_openmetrics(path: Path, *, otel: bool) -> Path:
+def cadvisor_openmetrics(path: Path, *, otel: bool, fault_at: float = FAULT_AT,
+                         active_since: float | None = None) -> Path:
     """An hour of cAdvisor + kube-state-metrics series as a kubelet exposes them (``job="kubelet"``, the pod's
     own cgroup as ``container=""``, the pause container as ``POD``), optionally with OpenTelemetry HTTP server
-    metrics whose ``job`` names the service. ``payment`` burns six times its CPU from ``FAULT_AT``."""
+    metrics whose ``job`` names the service. ``payment`` burns six times its CPU from ``fault_at``. With
+    ``active_since``, Prometheus' ``ALERTS_FOR_STATE`` of the front-end alert holds that time from then on."""
     rng = np.random.default_rng(14)
     times = T0 + STEP * np.arange(int(SPAN / STEP) + 1)
     fams: dict[str, list[str]] = {}
@@ -56,7 +58,7 @@ def cadvisor_openmetrics(path: Path, *, otel: bool) -> Path:
         base = {"job": "kubelet", "namespace": "shop", "pod": pod}
         rate = cores * (1 + 0.05 * rng.standard_normal(len(times)))
         if svc == CULPRIT:
-            rate = np.where(times >= FAULT_AT, rate * 6, rate)
+            rate = np.where(times >= fault_at, rate * 6, rate)
         cpu = np.cumsum(rate * STEP)
         emit("container_cpu_usage_seconds_total", {**base, "container": svc}, cpu)
         emit("container_cpu_usage_seconds_total", {**base, "container": ""}, cpu * 1.01)
@@ -69,9 +71,14 @@ def cadvisor_openmetrics(path: Path, *, otel: bool) -> Path:
             rps = 10 * (1 + 0.05 * rng.standard_normal(len(times)))
             lat = 0.05 * (1 + 0.05 * rng.standard_normal(len(times)))
             if svc == CULPRIT:
-                lat = np.where(times >= FAULT_AT + 30, lat * 8, lat)
+                lat = np.where(times >= fault_at + 30, lat * 8, lat)
             emit("http_server_request_duration_seconds_count", {"job": svc}, np.cumsum(rps * STEP))
             emit("http_server_request_duration_seconds_sum", {"job": svc}, np.cumsum(rps * lat * STEP))
+    if active_since is not None:
+        held = times >= active_since
+        fams["ALERTS_FOR_STATE"] = [
+            f'ALERTS_FOR_STATE{{alertname="FrontEndLatencyHigh",service="front-end"}} {active_since!r} {int(t)}\n'
+            for t in times[held].tolist()]
     with path.open("w") as fh:
         for name in sorted(fams):
             fh.write(f"# TYPE {name} gauge\n")
@@ -80,9 +87,9 @@ def cadvisor_openmetrics(path: Path, *, otel: bool) -> Path:
     return path
 
 
-def _alert(path: Path) -> Path:
+def _alert(path: Path, alertname: str = "FrontEndLatencyHigh") -> Path:
     path.write_text(json.dumps({"alerts": [{
-        "status": "firing", "labels": {"alertname": "FrontEndLatencyHigh", "service": "front-end"},
+        "status": "firing", "labels": {"alertname": alertname, "service": "front-end", "cluster": "eu-1"},
         "annotations": {"summary": "front-end p99 latency high"},
         "startsAt": datetime.fromtimestamp(ALERT_AT, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}]}))
     return path
@@ -99,6 +106,17 @@ def cadvisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPrometheus, Path]]:
     work = tmp_path_factory.mktemp("mixed")
     with prometheus_with_openmetrics(cadvisor_openmetrics(work / "c.om", otel=True), work) as prom:
+        yield prom, work
+
+
+LATE_FAULT_AT = ALERT_AT - 600.0  # a `for: 10m` rule: the alert fires ten minutes after its condition held
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPrometheus, Path]]:
+    work = tmp_path_factory.mktemp("late")
+    om = cadvisor_openmetrics(work / "c.om", otel=False, fault_at=LATE_FAULT_AT, active_since=LATE_FAULT_AT + 30)
+    with prometheus_with_openmetrics(om, work) as prom:
         yield prom, work
 
 
@@ -143,6 +161,25 @@ def test_the_matching_catalog_ranks_the_culprit_over_an_old_alert(
     assert rc == 0 and not out["abstained"] and out["ranked_services"][0] == CULPRIT
     assert out["scope"]["now"] == ALERT_AT + 900  # the alert's start + the lookahead, not the wall clock
     assert set(out["coverage"]["sources"][0]["services"]) == set(CORES)
+
+
+def test_a_late_alert_starts_the_incident_where_its_rule_first_held(
+        late: tuple[RunningPrometheus, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ten minutes of the fault lie before the alert: anchored a minute before it, they would be the baseline.
+    Prometheus says since when the rule held (``ALERTS_FOR_STATE``, matched despite the alert's external
+    ``cluster`` label); the incident starts a minute before that."""
+    prom, _ = late
+    cfg = _config(tmp_path / "k8s.yaml", {"url": prom.url, "catalog": "kubernetes"})
+    rc, out = _run(capsys, "investigate", "--alert", str(_alert(tmp_path / "alert.json")), "--config", str(cfg),
+                   "--json")
+    assert rc == 0 and not out["abstained"] and out["ranked_services"][0] == CULPRIT
+    assert out["scope"]["incident"][0] == LATE_FAULT_AT + 30 - 60 and out["scope"]["onset"] == ALERT_AT
+    assert any(s["looked_at"].startswith("Start: the alert's rule has held since -570s") for s in out["steps"])
+    # an alert whose rule state Prometheus does not hold keeps the assumed minute, and misses the fault
+    rc, other = _run(capsys, "investigate", "--alert", str(_alert(tmp_path / "other.json", "OtherAlert")),
+                     "--config", str(cfg), "--json")
+    assert other["scope"]["incident"][0] == ALERT_AT - 60
+    assert other["abstained"] or other["ranked_services"][:1] != [CULPRIT]
 
 
 async def _grouping(url: str, spec: str) -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:

@@ -18,7 +18,7 @@ from bot.investigate.service import run_investigation
 from bot.jobs import JobQueue
 from bot.messages.model import steps_key
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
-from integrations.replay import replay_sources
+from integrations.replay import ReplayMetrics, replay_sources
 from tests.fakes.openai_tools import Turn, answer, serve_scripted
 from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
 
@@ -298,3 +298,34 @@ async def test_a_late_job_investigates_the_alerts_time_not_the_clocks(db, tmp_pa
     async with db.session() as s:
         inv = await s.get(Investigation, inv_id)
     assert inv.report["scope"]["now"] == T0 + 600 + 900
+
+
+async def test_a_served_investigation_asks_since_when_the_alerts_rule_held(db, tmp_path: Path) -> None:
+    """The stored alert's labels go to the metrics source (Prometheus' ALERTS_FOR_STATE in production): a rule
+    that held ten minutes before it fired starts the incident a minute before that, not before the alert."""
+    ctx = await _setup(db, tmp_path, chain(add_on("payment", "cpu", 70.0)))
+    late = float(INJECT + 600)
+    asked: list[tuple[dict[str, str], float]] = []
+
+    class RuleState(ReplayMetrics):
+        async def pending_since(self, labels: Any, at: float) -> float | None:
+            asked.append((dict(labels), at))
+            return float(INJECT + 10)
+
+    def sources() -> Any:
+        src = ctx.sources_factory_replay()
+        src.metrics = RuleState(src.metrics.case)
+        return src
+
+    ctx.sources_factory_replay, ctx.sources_factory = ctx.sources_factory, sources
+    async with db.begin() as s:
+        alert = (await s.exec(select(Alert))).one()
+        alert.starts_at, alert.labels = late, {"alertname": "Crafted", "service": "frontend"}
+        s.add(alert)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("slack", "U1", "ana"))
+    await run_investigation(ctx, inv_id)
+    async with db.session() as s:
+        inv = await s.get(Investigation, inv_id)
+    assert asked == [({"alertname": "Crafted", "service": "frontend"}, late)]
+    assert inv.report["scope"]["incident"][0] == INJECT + 10 - 60
+    assert inv.report["ranked_services"][0] == "payment"

@@ -33,7 +33,7 @@ from bot.investigate.report import Cause, EvidenceItem, Report, Step
 from bot.investigate.scope import Scope
 from bot.investigate.scoring import Graph, Weights, discount_echoes, prefer_explanations, score
 from bot.investigate.spans import edges_from_spans
-from integrations.base import Edge, Sources, TimeWindow
+from integrations.base import AlertStateSource, Edge, Sources, TimeWindow
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,7 @@ class EngineConfig:
     timeout_s: float = 10.0
     concurrency: int = 4
     history_s: float = 3600.0
+    max_alert_delay_s: float = 3600.0  # the longest `for:` believed when a rule says since when it held
     # Answer only when the leading cause is clearly supported: a confidence of at least 0.3, and a score at
     # least ~1.3x its best independent rival's (separation = 1 - rival/leader >= 0.24).
     min_confidence: float = 0.3
@@ -106,6 +107,21 @@ def _memory_prior(scope: Scope, past: Sequence[PastIncident]) -> dict[tuple[str,
             prior[(p.cause_service, p.cause_kind)] = 1.15
             prior.setdefault((p.cause_service, "*"), 1.05)
     return prior
+
+
+async def _condition_start(scope: Scope, sources: Sources, limits: Limits, max_delay_s: float) -> float | None:
+    """When the alerts' rules first held, where the metrics source can say (the earliest), if that is earlier
+    than the scope assumes and within ``max_delay_s`` of the alert; ``None`` otherwise or on any failure."""
+    m = sources.metrics
+    if not isinstance(m, AlertStateSource) or not scope.alert_labels:
+        return None
+    found: list[float] = []
+    for labels in scope.alert_labels:
+        res = await limits.call(m, "ALERTS_FOR_STATE", lambda labels=labels: m.pending_since(labels, scope.onset))
+        if res.ok and res.data is not None:
+            found.append(res.data)
+    t = min(found, default=None)
+    return t if t is not None and scope.onset - max_delay_s <= t < scope.onset else None
 
 
 def _settings_edges(scope: Scope) -> set[Edge]:
@@ -163,6 +179,12 @@ async def investigate(
     )
     await steps.flush()
     limits = Limits(cfg.timeout_s, cfg.concurrency)
+    active = await _condition_start(scope, sources, limits, cfg.max_alert_delay_s)
+    if active is not None:
+        assumed = scope.lead_s
+        scope = scope.starting_at(active - assumed)
+        steps.add(f"Start: the alert's rule has held since {_fmt_t(active, scope.onset)} from the alert (its for: "
+                  "delay)", f"the incident starts {scope.lead_s:.0f} s before the alert, not {assumed:.0f} s")
     history = max(cfg.history_s, 3 * scope.baseline.seconds)
     window = TimeWindow(scope.incident.start - history, scope.now)
     change_window = TimeWindow(scope.onset - cfg.weights.change_horizon_s, scope.now)
@@ -186,6 +208,9 @@ async def investigate(
     # look: metrics, logs, traces
     missing = list(g.missing)
     frame: MetricFrame | None = metric_frame(g, scope)
+    if frame is None and g.series:
+        missing.append("metrics: no samples before the incident window to compare with (the data begins "
+                       f"{_fmt_t(min(float(t[0]) for t, _ in g.series.values()), scope.onset)} from the alert)")
     findings: list[Finding] = []
     step_s = 60.0
     if frame is not None:

@@ -103,6 +103,8 @@ def metric_frame(g: Gathered, scope: Scope, baseline_factor: float = 1.0) -> Met
     first = min(float(t[0]) for t in times)
     bstart = max(bstart, first - 0.5 * step)
     bstart = phase + np.ceil((bstart - phase) / step) * step
+    if bstart > cut:
+        return None  # no sample before the incident: nothing to compare with
     grid, gstep = make_grid(bstart, scope.now, step)
     return MetricFrame(gstep, cut, TimeWindow(bstart, cut), grid)
 

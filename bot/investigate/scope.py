@@ -2,7 +2,10 @@
 
 The onset is the earliest alert start. An alert fires after its condition has held for a while (a
 ``for:`` clause, an evaluation window), so the fault is assumed to begin up to ``lead_s`` before it:
-the baseline ends there and the incident window starts there, running to ``now``.
+the baseline ends there and the incident window starts there, running to ``now``. A ``for: 10m`` rule fires
+ten minutes after its condition first held: where the metrics source can say when that was (Prometheus'
+``ALERTS_FOR_STATE``), the engine starts the incident ``lead_s`` before it (``Scope.starting_at``), so the
+fault's first minutes are not read as the baseline.
 
 ``now`` follows one rule wherever an alert is investigated (a case bundle, an alert file on live sources,
 the server): ``window_end`` - the alert's start plus ``LOOKAHEAD_S``, or an explicit ``--at`` time, never
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from integrations.base import TimeWindow, parse_rfc3339
@@ -67,6 +70,12 @@ class Scope:
     alert_names: tuple[str, ...] = ()
     topology: Mapping[str, Sequence[str]] = field(default_factory=dict)  # caller -> callees, from settings
     owners: Mapping[str, str] = field(default_factory=dict)
+    alert_labels: tuple[Mapping[str, str], ...] = ()  # each alert's labels, to ask the source when it began
+
+    def starting_at(self, t: float) -> Scope:
+        """This scope with its incident starting at ``t`` (earlier), the baseline as long as before just before it."""
+        return replace(self, baseline=TimeWindow(t - self.baseline.seconds, t), incident=TimeWindow(t, self.now),
+                       lead_s=self.onset - t)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +102,7 @@ def build_scope(
     alert_names: Sequence[str] = (),
     topology: Mapping[str, Sequence[str]] | None = None,
     owners: Mapping[str, str] | None = None,
+    alert_labels: Sequence[Mapping[str, str]] = (),
 ) -> Scope:
     if now < onset:
         # a clock behind the alert: look at the alert moment itself
@@ -110,21 +120,26 @@ def build_scope(
         alert_names=tuple(sorted(set(alert_names))),
         topology=dict(topology or {}),
         owners=dict(owners or {}),
+        alert_labels=tuple(dict(a) for a in alert_labels),
     )
 
 
-def _alerts(payload: Mapping[str, Any]) -> tuple[float, list[str], list[str], str]:
-    """(earliest start, services, alert names, title) of a webhook payload; ``ScopeError`` when malformed."""
+def _alerts(payload: Mapping[str, Any]) -> tuple[float, list[str], list[str], str, list[dict[str, str]]]:
+    """(earliest start, services, alert names, title, labels) of a webhook payload; ``ScopeError`` when malformed."""
     alerts = payload.get("alerts") if isinstance(payload, Mapping) else None
     if not isinstance(alerts, list) or not alerts:
         raise ScopeError("the alert payload holds no alerts")
     starts: list[float] = []
     services: list[str] = []
     names: list[str] = []
+    all_labels: list[dict[str, str]] = []
     for a in alerts:
         if not isinstance(a, Mapping):
             raise ScopeError("an alert is not an object")
         labels = a.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise ScopeError("an alert's labels are not an object")
+        all_labels.append({str(k): str(v) for k, v in labels.items()})
         try:
             starts.append(parse_rfc3339(str(a.get("startsAt", ""))))
         except ValueError:
@@ -135,13 +150,13 @@ def _alerts(payload: Mapping[str, Any]) -> tuple[float, list[str], list[str], st
         if labels.get("alertname"):
             names.append(str(labels["alertname"]))
     title = str((alerts[0].get("annotations") or {}).get("summary", "")) or ", ".join(sorted(set(names)))
-    return min(starts), services, names, title
+    return min(starts), services, names, title, all_labels
 
 
 def scope_from_alertmanager(payload: Mapping[str, Any], now: float, **kw: Any) -> Scope:
     """A scope from an Alertmanager webhook payload (as in a case bundle's ``alert.json``)."""
-    onset, services, names, title = _alerts(payload)
-    return build_scope(services, onset, now, title=title, alert_names=names, **kw)
+    onset, services, names, title, labels = _alerts(payload)
+    return build_scope(services, onset, now, title=title, alert_names=names, alert_labels=labels, **kw)
 
 
 def anchored_scope(payload: Mapping[str, Any], clock: float, *, at: float | None = None, **kw: Any) -> Scope:

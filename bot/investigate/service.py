@@ -105,7 +105,7 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
         triage = getattr(ctx.settings, "triage", None)
         scope = build_scope(symptoms, onset, now, incident_id=incident.id, title=incident.title,
                             alert_names=alertnames, topology=getattr(triage, "topology", {}) or {},
-                            owners=getattr(triage, "owners", {}) or {})
+                            owners=getattr(triage, "owners", {}) or {}, alert_labels=[a.labels for a in firing])
         past = await _past(ctx, incident, alertnames)
         report = await investigate(scope, src, past, on_step=_step_poster(ctx, incident.id, investigation_id))
         llm = await _investigate_llm(ctx, incident.id, investigation_id, report, src)  # needs the sources open
