@@ -181,22 +181,25 @@ def test_a_small_failure_rate_over_many_requests_is_a_move() -> None:
     assert share_floor(1.0, 100.0, 1000.0) == 0.1
     assert share_floor(1.0, 100.0, 20.0) == 1.0 and share_floor(1.0, 100.0, None) == 1.0
 
-    def avail_drop(requests_per_s: float, after: float) -> float:
+    def avail_drop(requests_per_s: float, after: float, signal: str = "availability", ok: float = 100.0) -> float:
         t = np.arange(0.0, 3000.0, 300.0)
         g = Gathered(window=TimeWindow(0.0, 3000.0))
-        g.series[("svc", "availability")] = (t, np.where(t < 1800.0, 100.0, after))
+        g.series[("svc", signal)] = (t, np.where(t < 1800.0, ok, after))
         g.series[("svc", "request_rate")] = (t, np.full(len(t), requests_per_s))
         scope = Scope(symptoms=("svc",), onset=1860.0, now=3000.0, baseline=TimeWindow(0.0, 1500.0),
                       incident=TimeWindow(1860.0, 3000.0))
         frame = metric_frame(g, scope)
         assert frame is not None
-        (f,) = [f for f in metric_findings(g, scope, frame) if f.signal == "availability"]
+        (f,) = [f for f in metric_findings(g, scope, frame) if f.signal == signal]
         return f.z
 
     # 2 % of 900 requests per period: eighteen failures where there were none is a move...
     assert avail_drop(3.0, 98.0) >= 3.0
     # ...while the same drop over a few requests per period is one failure, not an incident
     assert avail_drop(0.01, 98.0) < 3.0
+    # an error rate as a fraction is the same count read from the failing side
+    assert avail_drop(3.0, 0.02, "error_rate", ok=0.0) >= 3.0
+    assert avail_drop(0.01, 0.02, "error_rate", ok=0.0) < 3.0
 
 
 def test_warnings_weigh_less_than_errors() -> None:

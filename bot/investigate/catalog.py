@@ -23,6 +23,9 @@ class SignalInfo:
     # a share of this full scale (100 for a success percentage): its noise scales with the complement
     # (the failing share), not with the level, so 100 -> 88 % is a large move, not 12 % of a big number
     full_scale: float = 0.0
+    # a failing share of requests on this scale (1.0 for an error rate as a fraction): one failed request among
+    # those served moves it by scale / requests, which sets its noise floor when the volume is known
+    error_share: float = 0.0
 
     @property
     def resource(self) -> bool:
@@ -56,6 +59,8 @@ def classify(signal: str) -> SignalInfo:
         return SignalInfo(signal, "latency", 1, 0.9, 0.1, 1e-3, True)
     if s in ("availability", "success_rate") or "success" in s or "availability" in s:
         return SignalInfo(signal, "errors", -1, 1.0, 0.0, 1.0, True, full_scale=100.0)
+    if s == "error_rate" or s.endswith("_error_rate"):
+        return SignalInfo(signal, "errors", 1, 1.0, 0.0, 0.01, True, error_share=1.0)
     if "error" in s or "fail" in s or s.endswith("_5xx"):
         return SignalInfo(signal, "errors", 1, 1.0, 0.0, 0.01, True)
     if "cpu" in s or "throttl" in s:

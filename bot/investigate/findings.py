@@ -130,7 +130,7 @@ def metric_findings(
     served = _requests_per_period(keys, infos, matrix, base_mask, period)
     abs_floors = [
         max(i.abs_floor, count_floor) if i.family == "traffic"
-        else share_floor(i.abs_floor, i.full_scale, served.get(svc)) if i.full_scale > 0
+        else share_floor(i.abs_floor, i.full_scale or i.error_share, served.get(svc)) if i.full_scale or i.error_share
         else i.abs_floor
         for (svc, _sig), i in zip(keys, infos, strict=True)
     ]
@@ -158,6 +158,9 @@ def metric_findings(
         z = sh.z
         if info.full_scale > 0 and svc in volume:
             z = min(z, failure_count_z(sh.before, sh.after, info.full_scale, volume[svc]))
+        elif info.error_share > 0 and svc in volume:  # the same count, read from the failing side
+            z = min(z, failure_count_z(info.error_share - sh.before, info.error_share - sh.after, info.error_share,
+                                       volume[svc]))
         if info.family == "latency" and svc in volume and svc in lat_range:
             lo, hi = lat_range[svc]
             z = min(z, quantile_sampling_z(sh.before, sh.after, hi - lo, volume[svc]))
@@ -186,7 +189,8 @@ def _requests_per_period(keys: Sequence[tuple[str, str]], infos: Sequence[Signal
 
 
 def share_floor(abs_floor: float, full_scale: float, requests: float | None) -> float:
-    """The noise floor of a success share: one failed request among those served, when the volume is known.
+    """The noise floor of a share of requests (success or failing): one failed request among those served, when
+    the volume is known.
 
     A fixed floor (a percentage point) hides a 3 % failure rate over a thousand requests, thirty failures
     where none were before, which no one on call would ignore; over ten requests one failure is already
