@@ -201,8 +201,6 @@ async def running(
     except OSError as exc:
         await web_runner.cleanup()
         raise ListenError(f"cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}") from None
-    if ctx.triage is not None:
-        await ctx.triage.start()
     runner.start()
     sched = build_scheduler(ctx, runner)
     sched.start()

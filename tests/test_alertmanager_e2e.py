@@ -30,7 +30,6 @@ pytestmark = pytest.mark.alertmanager
 @pytest.fixture
 async def onwatch(db) -> AsyncIterator[tuple[object, int]]:
     ctx = make_ctx(db)
-    await ctx.triage.start()  # the grouper, as `onwatch serve` starts it before taking requests
     runner = web.AppRunner(create_app(ctx, installers=[routes.install]), access_log=None)
     await runner.setup()
     port = free_port()

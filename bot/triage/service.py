@@ -43,9 +43,6 @@ class TriageService:
         self.clock: Callable[[], float] = time.time  # injectable for window and cool-off tests
         self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        """Nothing runs beside the server until the first batch (kept for ``bot.app.running``)."""
-
     async def drained(self) -> None:
         """Wait until every announcement committed so far is posted (bound it with ``asyncio.timeout``)."""
         await self.ctx.outbox.idle()
