@@ -189,8 +189,9 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         cur = dbapi_conn.cursor()
         for pragma in SQLITE_PRAGMAS:
             cur.execute(f"PRAGMA {pragma}")
-        # WAL is stored in the file: switching takes a lock that a second replica's connect could lose,
-        # so only the first connection to a new file switches it.
+        # WAL is stored in the file: `onwatch migrate` switches it once (``bot.store.migrate``); a file it did
+        # not create is switched by its first connection, and only when it is not WAL already (the switch takes
+        # a lock a second replica's connect could lose).
         cur.execute("PRAGMA journal_mode")
         if str(cur.fetchone()[0]).lower() != "wal":
             cur.execute("PRAGMA journal_mode=WAL")
