@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from bot.audit import verify_chain
+from bot.investigate.service import report_signature
 from bot.memory.similar import Signature
 from bot.memory.store import recall, remember
 from bot.store.db import Database
@@ -70,3 +71,16 @@ async def test_periodic_job_remembers_each_resolved_incident_once(db: Database) 
     assert await remember_resolved(db) == 0
     got = await recall(db, Signature.of(["cart"], ["CartErrors"]))
     assert [r.incident_id for r in got] == ["INC-R"] and got[0].cause_service == "redis"
+
+
+async def test_a_past_incident_caused_in_a_present_suspect_is_the_closer_look_alike(db: Database) -> None:
+    """Every incident of one shop shares its alert and symptom service; after the investigation, the past
+    incident whose cause is among the present suspects comes first."""
+    await _incident(db, "INC-S1", ["site"], "SiteSlow", ("search", "dependency_failure"))
+    await _incident(db, "INC-S2", ["site"], "SiteSlow", ("adoptions", "dependency_failure"))
+    for inc in ("INC-S1", "INC-S2"):
+        await remember(db, inc)
+    report = {"causes": [{"service": "adoptions", "kind": "dependency_failure", "summary": "slow adoptions"},
+                         {"service": "db", "kind": "dependency_failure", "summary": "slow db"}]}
+    got = await recall(db, report_signature(["site"], ["SiteSlow"], "site slow", report))
+    assert got[0].incident_id == "INC-S2" and "adoptions" in got[0].why

@@ -53,10 +53,13 @@ def past_incidents(found: list[Recalled]) -> list[PastIncident]:
 
 
 def report_signature(services: list[str], alertnames: list[str], title: str, data: dict[str, Any]) -> Signature:
-    """The present incident after its investigation: the facets of its report and the text of its causes."""
+    """The present incident after its investigation: the facets of its report, its leading suspects (a past
+    incident caused in one of them is a closer look-alike) and the text of its causes."""
     facets = report_facets(data)
-    causes = " ".join(str(c.get("summary", "")) for c in (data.get("causes") or [])[:3] if isinstance(c, dict))
-    return Signature.of(services, alertnames, facets["failure_classes"], facets["signal_kinds"],
+    top = [c for c in (data.get("causes") or [])[:3] if isinstance(c, dict)]
+    causes = " ".join(str(c.get("summary", "")) for c in top)
+    suspects = [str(c["service"]) for c in top if c.get("service")]
+    return Signature.of([*services, *suspects], alertnames, facets["failure_classes"], facets["signal_kinds"],
                         facets["log_templates"], f"{title} {causes}".strip())
 
 
