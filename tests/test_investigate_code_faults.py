@@ -230,3 +230,19 @@ async def test_an_alert_at_the_start_of_the_data_has_no_baseline_and_says_so(tmp
     report = await run_case(case)
     assert report.abstained and report.causes == []
     assert any(m.startswith("metrics: no samples before the incident window") for m in report.missing)
+
+
+async def test_without_a_call_graph_two_services_slowing_together_are_not_told_apart(tmp_path: Path) -> None:
+    """No topology, no traces: payment and the orders service in front of it slow down from the same sample;
+    either may be waiting on the other, so the engine abstains and says why. A saturated resource is the
+    service's own, so a CPU-starved service is still named without a graph."""
+    slow = chain(up_on("payment", "latency_p90", 8.0), up_on("orders", "latency_p90", 2.0))
+    report = await run_case(make_case(tmp_path / "slow", slow, edges=None))
+    assert report.abstained and report.causes[0].service in ("payment", "orders")
+    assert "no call graph" in report.reason and "cannot tell which one the other waits on" in report.reason
+    # with the graph, the callee is named
+    graphed = await run_case(make_case(tmp_path / "graphed", slow))
+    assert not graphed.abstained and graphed.causes[0].service == "payment"
+    hog = chain(up_on("payment", "cpu", 4.0), up_on("payment", "latency_p90", 8.0), up_on("orders", "latency_p90", 5.0))
+    starved = await run_case(make_case(tmp_path / "hog", hog, edges=None))
+    assert not starved.abstained and starved.causes[0].service == "payment"

@@ -124,6 +124,26 @@ async def _condition_start(scope: Scope, sources: Sources, limits: Limits, max_d
     return t if t is not None and scope.onset - max_delay_s <= t < scope.onset else None
 
 
+ALONG_CALLS = ("latency", "client_latency", "errors")  # what a caller shows when what it calls is slow or failing
+
+
+def _indistinct_without_graph(per_service: Sequence[Hypothesis], step: float) -> str:
+    """With no call graph, a leader known only by slowness or failures has a twin in any service that slowed or
+    failed from the same sample: either may be waiting on the other. Returns the twin's name, or ""."""
+    lead = per_service[0] if per_service else None
+    if lead is None or lead.change is not None or lead.events or not lead.support:
+        return ""
+    if any(f.family not in ALONG_CALLS for f in lead.support):
+        return ""  # a saturated resource or an error origin is the service's own
+    t0 = lead.onset()
+    for h in per_service[1:]:
+        along = [f for f in h.support if f.family in ALONG_CALLS]
+        ts = [f.onset for f in along if f.onset is not None]
+        if along and (t0 is None or not ts or abs(min(ts) - t0) <= step):
+            return h.service
+    return ""
+
+
 def _settings_edges(scope: Scope) -> set[Edge]:
     return {Edge(caller, callee) for caller, callees in scope.topology.items() for callee in callees}
 
@@ -384,6 +404,9 @@ async def investigate(
     elif causes[0].confidence < cfg.min_confidence:
         reason = (f"the leading cause ({causes[0].service}, {causes[0].kind}) has a confidence of only "
                   f"{causes[0].confidence:.0%}")
+    elif not graph.known and (twin := _indistinct_without_graph(per_service, step_s)):
+        reason = (f"{causes[0].service} and {twin} slowed or failed together, and with no call graph the engine "
+                  "cannot tell which one the other waits on (set triage.topology or add a trace source)")
     elif separation < cfg.min_separation:
         second = f" and {rivals[0].service}" if rivals else ""
         reason = (f"the leading causes ({causes[0].service}{second}) are not clearly separated "
