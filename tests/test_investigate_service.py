@@ -18,6 +18,7 @@ from bot.investigate.service import run_investigation
 from bot.jobs import JobQueue
 from bot.messages.model import steps_key
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
+from integrations.base import SourceUnavailable
 from integrations.replay import ReplayMetrics, replay_sources
 from tests.fakes.openai_tools import Turn, answer, serve_scripted
 from tests.investigate_fixtures import ALERT, INJECT, T0, add_on, chain, make_case, up_on
@@ -329,3 +330,28 @@ async def test_a_served_investigation_asks_since_when_the_alerts_rule_held(db, t
     assert asked == [({"alertname": "Crafted", "service": "frontend"}, late)]
     assert inv.report["scope"]["incident"][0] == INJECT + 10 - 60
     assert inv.report["ranked_services"][0] == "payment"
+
+
+async def test_a_failed_rule_state_query_is_named_and_the_assumed_start_stands(db, tmp_path: Path) -> None:
+    ctx = await _setup(db, tmp_path, chain(add_on("payment", "cpu", 70.0)))
+
+    class Down(ReplayMetrics):
+        async def pending_since(self, labels: Any, at: float) -> float | None:
+            raise SourceUnavailable("prometheus", "connection refused")
+
+    def sources() -> Any:
+        src = replay_sources(ctx.case)
+        src.metrics = Down(src.metrics.case)
+        return src
+
+    ctx.case, ctx.sources_factory = tmp_path / "crafted-001", sources
+    async with db.begin() as s:
+        alert = (await s.exec(select(Alert))).one()
+        alert.labels = {"alertname": "Crafted", "service": "frontend"}
+        s.add(alert)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("slack", "U1", "ana"))
+    await run_investigation(ctx, inv_id)
+    async with db.session() as s:
+        inv = await s.get(Investigation, inv_id)
+    assert inv.report["scope"]["incident"][0] == ALERT - 60 and inv.report["ranked_services"][0] == "payment"
+    assert any("connection refused" in m and "assumed 60 s before it" in m for m in inv.report["missing"])

@@ -109,19 +109,23 @@ def _memory_prior(scope: Scope, past: Sequence[PastIncident]) -> dict[tuple[str,
     return prior
 
 
-async def _condition_start(scope: Scope, sources: Sources, limits: Limits, max_delay_s: float) -> float | None:
+async def _condition_start(scope: Scope, sources: Sources, limits: Limits,
+                           max_delay_s: float) -> tuple[float | None, list[str]]:
     """When the alerts' rules first held, where the metrics source can say (the earliest), if that is earlier
-    than the scope assumes and within ``max_delay_s`` of the alert; ``None`` otherwise or on any failure."""
+    than the scope assumes and within ``max_delay_s`` of the alert (else ``None``); and the queries that failed."""
     m = sources.metrics
     if not isinstance(m, AlertStateSource) or not scope.alert_labels:
-        return None
+        return None, []
     found: list[float] = []
+    failed: list[str] = []
     for labels in scope.alert_labels:
         res = await limits.call(m, "ALERTS_FOR_STATE", lambda labels=labels: m.pending_since(labels, scope.onset))
         if res.ok and res.data is not None:
             found.append(res.data)
+        elif not res.ok:
+            failed.append(f"{res.error or res.status}; the alert's start is assumed {scope.lead_s:.0f} s before it")
     t = min(found, default=None)
-    return t if t is not None and scope.onset - max_delay_s <= t < scope.onset else None
+    return (t if t is not None and scope.onset - max_delay_s <= t < scope.onset else None), failed
 
 
 ALONG_CALLS = ("latency", "client_latency", "errors")  # what a caller shows when what it calls is slow or failing
@@ -199,7 +203,7 @@ async def investigate(
     )
     await steps.flush()
     limits = Limits(cfg.timeout_s, cfg.concurrency)
-    active = await _condition_start(scope, sources, limits, cfg.max_alert_delay_s)
+    active, unanchored = await _condition_start(scope, sources, limits, cfg.max_alert_delay_s)
     if active is not None:
         assumed = scope.lead_s
         scope = scope.starting_at(active - assumed)
@@ -226,7 +230,7 @@ async def investigate(
     await steps.flush()
 
     # look: metrics, logs, traces
-    missing = list(g.missing)
+    missing = list(g.missing) + unanchored
     frame: MetricFrame | None = metric_frame(g, scope)
     if frame is None and g.series:
         missing.append("metrics: no samples before the incident window to compare with (the data begins "
