@@ -68,3 +68,37 @@ async def test_a_crash_re_renders_what_was_not_marked(anydb: Database, mark_s: f
     now[0] += 61  # the claim's lease ran out
     heir = Outbox(anydb, owner="heir", mark_s=mark_s, clock=lambda: now[0])
     assert await heir.publish() == again
+
+
+async def test_commits_after_a_publish_gather_before_the_next_drain(db: Database) -> None:
+    """A storm commits update after update: once a publish has drained what there was, the publisher lets the
+    next commits gather for ``gather_s``, so the next drain renders an incident's last update once."""
+    async with db.begin() as s:
+        s.add(Incident(id="INC-MK0002", title="checkout errors"))
+        await s.flush()
+        await emit(s, "INC-MK0002", EventKind.NOTE, {"text": "opened"})
+    box = Outbox(db, gather_s=1.0)
+    rendered: list[EventKind] = []
+    seen = {EventKind.NOTE: asyncio.Event(), EventKind.INCIDENT_UPDATED: asyncio.Event()}
+
+    async def sub(event: OutboxEvent) -> None:
+        rendered.append(event.kind)
+        seen[event.kind].set()
+
+    async def update() -> None:
+        async with db.begin() as s:
+            await emit(s, "INC-MK0002", EventKind.INCIDENT_UPDATED, None)
+        box.kick()
+
+    box.subscribe(sub)
+    box.kick()
+    await seen[EventKind.NOTE].wait()
+    await update()  # while the first publish runs: it drains this one too
+    await seen[EventKind.INCIDENT_UPDATED].wait()
+    await asyncio.sleep(0.1)  # that publish is over; the publisher now waits for more
+    await update()
+    await asyncio.sleep(0.1)  # without gathering, this one would be drained on its own by now
+    await update()
+    await box.idle()
+    assert rendered == [EventKind.NOTE, EventKind.INCIDENT_UPDATED, EventKind.INCIDENT_UPDATED]
+    assert await _delivered(db) == 4

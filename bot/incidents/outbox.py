@@ -111,12 +111,13 @@ class Outbox:
     """Delivers committed events to subscribers. One publish at a time per process keeps a thread in order."""
 
     def __init__(self, db: Database, *, owner: str | None = None, lease_s: float = 60.0, retry_s: float = 30.0,
-                 batch: int = 200, max_attempts: int = 5, mark_s: float = 1.0,
+                 batch: int = 200, max_attempts: int = 5, mark_s: float = 1.0, gather_s: float = 0.2,
                  clock: Callable[[], float] = time.time):
         self.db = db
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease_s, self.retry_s, self.batch, self.max_attempts = lease_s, retry_s, batch, max_attempts
         self.mark_s = mark_s
+        self.gather_s = gather_s
         self.clock = clock
         self._subscribers: list[Subscriber] = []
         self._lock = asyncio.Lock()
@@ -183,6 +184,9 @@ class Outbox:
                 log.exception("publishing lifecycle events failed")
             if not self._again:
                 return
+            # more commits came in while publishing (a storm): let them gather, so one drain renders an
+            # incident's many updates once instead of once per batch
+            await asyncio.sleep(self.gather_s)
 
     async def _claim(self) -> tuple[str, list[OutboxEvent]]:
         now = self.clock()
