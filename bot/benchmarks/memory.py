@@ -33,6 +33,7 @@ from bot.investigate.engine import investigate
 from bot.investigate.report import Report
 from bot.investigate.scope import anchored_scope
 from bot.investigate.service import past_incidents, report_signature
+from bot.investigate.tiebreak import tie_broken
 from bot.memory.feedback import set_cause
 from bot.memory.similar import Signature
 from bot.memory.store import recall, remember
@@ -145,6 +146,8 @@ async def run_dataset(dataset: Path) -> dict[str, Any]:
                                                           data),
                                      limit=cfg.recall_limit, min_score=cfg.min_score, text_weight=cfg.text_weight,
                                      before=case.detection_time)
+                with_memory = tie_broken(with_memory, past_incidents(shown))
+                data = with_memory.to_dict()
                 recalled = [case_of.get(r.incident_id or "", r.ref) for r in shown]
                 given = [case_of.get(r.incident_id or "", r.ref) for r in before]
                 earlier = resolved.get(pattern, [])

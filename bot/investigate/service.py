@@ -26,6 +26,7 @@ from bot.investigate.llm.loop import CallRecord, LlmOutcome, LlmStatus, off
 from bot.investigate.llm.thread import LlmThread
 from bot.investigate.report import Report, Step
 from bot.investigate.scope import build_scope, window_end
+from bot.investigate.tiebreak import tie_broken
 from bot.memory.similar import Signature, report_facets
 from bot.memory.store import Recalled, recall
 from bot.messages.model import incident_page
@@ -71,13 +72,16 @@ async def _past(ctx: AppContext, incident: Incident, alertnames: list[str]) -> l
     return past_incidents(found)
 
 
-async def _similar(ctx: AppContext, incident: Incident, alertnames: list[str], data: dict[str, Any]) -> None:
-    """Replace the report's look-alikes by a recall over everything the investigation found, each with why it
-    matched, its grade and a link to its page (in place)."""
+async def _similar(ctx: AppContext, incident: Incident, alertnames: list[str], data: dict[str, Any]) -> list[Recalled]:
+    """The look-alikes of the present incident over everything the investigation found (its report ``data``)."""
     cfg = _memory_settings(ctx)
-    found = await recall(ctx.db, report_signature(list(incident.services), alertnames, incident.title, data),
-                         exclude=incident.id, limit=cfg.recall_limit, min_score=cfg.min_score,
-                         text_weight=cfg.text_weight)
+    return await recall(ctx.db, report_signature(list(incident.services), alertnames, incident.title, data),
+                        exclude=incident.id, limit=cfg.recall_limit, min_score=cfg.min_score,
+                        text_weight=cfg.text_weight)
+
+
+def _show_similar(ctx: AppContext, data: dict[str, Any], found: list[Recalled]) -> None:
+    """Replace the report's look-alikes by ``found``, each with why it matched, its grade and a link to its page."""
     public_url = getattr(getattr(getattr(ctx, "settings", None), "server", None), "public_url", None)
     data.pop("similar", None)
     if found:
@@ -125,8 +129,10 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
         raise
     finally:
         await src.aclose()
+    found = await _similar(ctx, incident, alertnames, report.to_dict())
+    report = tie_broken(report, past_incidents(found))  # a confirmed look-alike orders what the evidence left tied
     data = report.to_dict()
-    await _similar(ctx, incident, alertnames, data)
+    _show_similar(ctx, data, found)
     data["llm"] = llm.to_dict()
     if llm.status == LlmStatus.ERROR:
         data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})
