@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,10 +13,15 @@ from sqlmodel import select
 
 from bot.audit import Actor, verify_chain
 from bot.chat.outbox import HubRenderer
+from bot.config import Settings
 from bot.incidents.outbox import Outbox
+from bot.investigate import service
+from bot.investigate.report import Cause, Report
 from bot.investigate.requests import request_investigation
 from bot.investigate.service import run_investigation
 from bot.jobs import JobQueue
+from bot.memory.feedback import set_cause
+from bot.memory.store import remember
 from bot.messages.model import steps_key
 from bot.store.models import Alert, AuditEvent, Evidence, Finding, Incident, Investigation, Job
 from integrations.base import SourceUnavailable
@@ -355,3 +361,35 @@ async def test_a_failed_rule_state_query_is_named_and_the_assumed_start_stands(d
         inv = await s.get(Investigation, inv_id)
     assert inv.report["scope"]["incident"][0] == ALERT - 60 and inv.report["ranked_services"][0] == "payment"
     assert any("connection refused" in m and "assumed 60 s before it" in m for m in inv.report["missing"])
+
+
+async def test_a_confirmed_look_alike_orders_causes_the_evidence_left_tied(db, tmp_path: Path, monkeypatch) -> None:
+    """The served path: after the investigation the recall over its report finds a past incident whose cause a
+    person confirmed; the engine's tie between two causes is broken in its favour, and stored that way."""
+    ctx = await _setup(db, tmp_path, chain(add_on("payment", "cpu", 70.0)))
+    ctx.settings = Settings(approvals={"groups": {"oncall": ["slack:U1"]}})
+    async with db.begin() as s:
+        s.add(Incident(id="INC-OLD1", title="storefront slow", services=["frontend"], status="resolved",
+                       resolved_at=time.time()))
+        await s.flush()
+        s.add(Alert(fingerprint="o" * 16, source="alertmanager", name="Crafted", status="resolved",
+                    service="frontend", starts_at=float(T0), incident_id="INC-OLD1"))
+    await set_cause(db, ctx.settings, "INC-OLD1", Actor("slack", "U1", "ana"), service="catalog",
+                    kind="dependency_failure")
+    await remember(db, "INC-OLD1")
+    causes = [Cause("payment", "dependency_failure", 0.22, [], "slow payment", 1.0),
+              Cause("catalog", "dependency_failure", 0.2, [], "slow catalog", 0.9)]
+
+    async def tied(*_: Any, **__: Any) -> Report:
+        return Report(abstained=True, ranked_services=["payment", "catalog"], causes=causes, evidence=[], steps=[],
+                      missing=[], reason="not separated", separation=0.1)
+
+    monkeypatch.setattr(service, "investigate", tied)
+    inv_id = await request_investigation(ctx, "INC-T1", Actor("slack", "U1", "ana"))
+    await run_investigation(ctx, inv_id)
+    async with db.session() as s:
+        inv = await s.get(Investigation, inv_id)
+        ranks = (await s.exec(select(Finding).where(Finding.investigation_id == inv_id))).all()
+    assert inv.report["ranked_services"] == ["catalog", "payment"] and inv.abstained
+    assert inv.report["steps"][-1]["looked_at"] == "Memory: INC-OLD1 (confirmed) was caused in catalog"
+    assert sorted((f.rank, f.service) for f in ranks) == [(1, "catalog"), (2, "payment")]
