@@ -269,3 +269,12 @@ def test_promtool_check_can_fail(tmp_path: Path) -> None:
     assert PROMTOOL is not None
     done = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "ranges only allowed for vector selectors" in done.stdout + done.stderr
+
+
+def test_no_traffic_and_counter_skew_do_not_break_evaluation() -> None:
+    # NaN (no requests in 5 min) is no evidence: the 1 h pair stays quiet. A ratio of -0.0001 (good counted a
+    # scrape ahead of total) reads as 0, and 1.02 as 1 (1000x on a 0.001 budget).
+    d = evaluate(ratios(h1=0.05, m5=float("nan"), h6=-0.0001, m30=1.02), slo())
+    assert d.pairs[0].short_burn is None and not d.pairs[0].fires
+    assert d.pairs[1].long_burn == 0.0 and d.pairs[1].short_burn == pytest.approx(1000.0)
+    assert d.severity is None

@@ -80,7 +80,7 @@ def _check_objective(objective: float) -> None:
 
 
 def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0 or math.isnan(value):
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
         raise ValueError(f"{name} {value!r} must be a fraction between 0 and 1")
 
 
@@ -110,10 +110,15 @@ def _reaches(burn: float | None, factor: float) -> bool:
 
 
 def _ratio_for(ratios: Mapping[float, float], window_s: float) -> float | None:
-    """The caller's ratio for ``window_s``; keys are matched with a tolerance since scaled windows are floats."""
+    """The caller's ratio for ``window_s`` (keys matched with a tolerance: scaled windows are floats).
+
+    NaN (``0 / 0`` when a window saw no traffic) counts as missing, as it does in Prometheus, where
+    ``NaN >= x`` is false. Counters scraped a moment apart can put ``good`` a hair above ``total``, so a ratio
+    just outside 0..1 is clamped rather than refused.
+    """
     for key, ratio in ratios.items():
         if math.isclose(key, window_s, rel_tol=_REL_TOL):
-            return ratio
+            return None if math.isnan(ratio) else min(max(ratio, 0.0), 1.0)
     return None
 
 
