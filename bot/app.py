@@ -7,9 +7,11 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from aiohttp import web
 
@@ -37,6 +39,7 @@ from bot.investigate.service import handle_job
 from bot.jobs import Handler, JobQueue, JobRunner, LostHook
 from bot.memory.grade import grade_outcomes
 from bot.memory.store import remember_resolved
+from bot.remediate.preview_only import PreviewOnly
 from bot.remediate.service import RemediationService
 from bot.scheduler import LeaderScheduler
 from bot.store.db import Database, open_database
@@ -45,11 +48,21 @@ from bot.triage.service import TriageService
 from bot.web import Installer, create_app
 from bot.web_ui import views as web_ui
 from integrations.executor_setup import build_registry
+from integrations.executors import ExecutorRegistry
+from integrations.http_executor import HttpExecutor
+from integrations.kubernetes_write import KubernetesWriteExecutor
 from integrations.registry import build_sources
+from integrations.settings import KubernetesSettings
 
 log = logging.getLogger(__name__)
 
 OUTBOX_POLL_S = 5.0
+# The job kinds that run approved runbooks: with runbooks.execute_in: worker only `onwatch worker` runs them.
+EXECUTION_KINDS = ("execution", "verification")
+JOB_KINDS = ("investigation", weekly_report.JOB_KIND, *EXECUTION_KINDS)
+SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+Role = Literal["server", "worker"]
 
 
 def context_for(settings: Settings, db: Database) -> AppContext:
@@ -63,8 +76,26 @@ def context_for(settings: Settings, db: Database) -> AppContext:
     return ctx
 
 
-async def build_context(settings: Settings, db: Database | None = None) -> AppContext:
-    """Open the database (schema must be at head) and wire the domain services."""
+def executes_here(settings: Settings, role: Role) -> bool:
+    """Whether a process of this role runs approved runbooks (and so holds the write credentials)."""
+    return role == "worker" or settings.runbooks.execute_in == "server"
+
+
+def preview_registry(settings: Settings) -> ExecutorRegistry:
+    """The executors of a server that does not execute: previews only, Kubernetes through the READ credential
+    (``sources.kubernetes.kubeconfig``/``context`` or the in-cluster service account), never ``write_*``."""
+    k = settings.sources.kubernetes
+    read: KubernetesSettings | None = None
+    if k is not None:
+        read = k.model_copy(update={"write_kubeconfig": k.kubeconfig, "write_context": k.context,
+                                    "write_in_cluster_token_file": SA_TOKEN if k.in_cluster else None})
+    return ExecutorRegistry({"http": PreviewOnly(HttpExecutor(secrets=settings.runbooks.secrets)),
+                             "kubernetes": PreviewOnly(KubernetesWriteExecutor(read))})
+
+
+async def build_context(settings: Settings, db: Database | None = None, *, role: Role = "server") -> AppContext:
+    """Open the database (schema must be at head) and wire the domain services. A server with
+    ``runbooks.execute_in: worker`` gets preview-only executors; ``role="worker"`` is ``onwatch worker``."""
     if db is None:
         db = await open_database(settings.database.url, echo=settings.database.echo,
                                  pool_size=settings.database.pool_size)
@@ -76,8 +107,9 @@ async def build_context(settings: Settings, db: Database | None = None) -> AppCo
                     "can rewrite it undetected after the last checkpoint (docs/security.md)")
     ctx = context_for(settings, db)
     ctx.sources_factory = lambda: build_sources(settings.sources, db=db)
-    ctx.remediation = RemediationService(
-        ctx, executors=build_registry(settings.sources.kubernetes, settings.runbooks.secrets))
+    executors = (build_registry(settings.sources.kubernetes, settings.runbooks.secrets)
+                 if executes_here(settings, role) else preview_registry(settings))
+    ctx.remediation = RemediationService(ctx, executors=executors)
     add_chat_adapters(ctx)
     return ctx
 
@@ -120,8 +152,18 @@ def web_app(ctx: AppContext) -> web.Application:
     return create_app(ctx, feature_installers())
 
 
-def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = None) -> JobRunner:
-    """A job runner with every durable job kind the process knows how to run."""
+def server_kinds(settings: Settings) -> tuple[str, ...]:
+    """The job kinds ``onwatch serve`` runs: all of them, less the execution kinds when a worker runs those."""
+    if executes_here(settings, "server"):
+        return JOB_KINDS
+    return tuple(k for k in JOB_KINDS if k not in EXECUTION_KINDS)
+
+
+def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = None,
+                 kinds: Collection[str] | None = None) -> JobRunner:
+    """A job runner with every durable job kind the process knows how to run, or only ``kinds`` of them (it
+    claims only the kinds it has handlers for). Lost-job hooks stay for every kind: whichever process reaps an
+    expired lease records the loss."""
     handlers: dict[str, Handler] = {}
     on_lost: dict[str, LostHook] = {}
 
@@ -142,6 +184,8 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
         handlers["execution"] = ctx.remediation.run_execution
         handlers["verification"] = ctx.remediation.run_verification
         on_lost["execution"] = ctx.remediation.on_execution_lost
+    if kinds is not None:
+        handlers = {k: h for k, h in handlers.items() if k in kinds}
     handlers.update(extra_handlers or {})
     return JobRunner(
         db=ctx.db, queue=ctx.jobs, handlers=handlers, on_lost=on_lost,
@@ -190,7 +234,7 @@ async def running(
 ) -> AsyncIterator[Running]:
     """Start the server, workers and scheduler; stop them in reverse order, letting jobs finish."""
     s = ctx.settings
-    runner = build_runner(ctx, extra_handlers)
+    runner = build_runner(ctx, extra_handlers, kinds=server_kinds(s))
     app = web_app(ctx)
     web_runner = web.AppRunner(app, access_log=None)
     await web_runner.setup()
@@ -240,6 +284,47 @@ async def serve(settings: Settings) -> None:
     try:
         async with running(ctx) as r:
             log.info("onwatch listening on %s:%s (database: %s)", settings.server.host, r.port,
+                     "postgresql" if ctx.db.is_postgres else "sqlite")
+            await stop.wait()
+            log.info("shutting down: letting in-flight jobs finish (up to %ss)", settings.server.shutdown_grace_s)
+    finally:
+        await ctx.db.dispose()
+
+
+@asynccontextmanager
+async def working(ctx: AppContext, kinds: Collection[str]) -> AsyncIterator[JobRunner]:
+    """``onwatch worker``: the durable job runner for ``kinds`` only, with leases, lost-job hooks and the lifecycle
+    outbox (results reach the thread through the chat adapters); no HTTP server, no chat routes, no leader
+    scheduler (the runner's own loop reaps expired leases, a conditional update any process may run)."""
+    s = ctx.settings
+    runner = build_runner(ctx, kinds=kinds)
+    runner.start()
+    outbox_loop = asyncio.create_task(ctx.outbox.run(OUTBOX_POLL_S), name="onwatch-outbox")
+    try:
+        yield runner
+    finally:
+        await runner.stop(grace_s=s.server.shutdown_grace_s)
+        if ctx.remediation is not None:
+            await ctx.remediation.aclose()
+        if ctx.triage is not None:
+            await ctx.triage.aclose()
+        outbox_loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await outbox_loop
+
+
+async def work(settings: Settings, kinds: Collection[str]) -> None:
+    """Run ``onwatch worker`` until SIGINT/SIGTERM."""
+    if settings.runbooks.execute_in == "server" and set(kinds) & set(EXECUTION_KINDS):
+        log.warning("runbooks.execute_in is server: `onwatch serve` runs executions too (each job still runs once)")
+    ctx = await build_context(settings, role="worker")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with working(ctx, kinds):
+            log.info("onwatch worker running %s (database: %s)", ", ".join(sorted(kinds)),
                      "postgresql" if ctx.db.is_postgres else "sqlite")
             await stop.wait()
             log.info("shutting down: letting in-flight jobs finish (up to %ss)", settings.server.shutdown_grace_s)

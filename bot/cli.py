@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.server.log_level, settings.server.json_logs or args.json_logs)
     asyncio.run(serve(settings))
     return 0
+
+
+def job_kinds(text: str) -> list[str]:
+    """``--kinds``: comma-separated job kinds, each one onwatch knows (argparse exits 2 naming the unknown ones)."""
+    from bot.app import JOB_KINDS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in JOB_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown job kind(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JOB_KINDS)}")
+    return kinds
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot.app import work
+    from bot.logs import setup_logging
+
+    settings = _settings(args)
+    setup_logging(settings.server.log_level, settings.server.json_logs or args.json_logs)
+    asyncio.run(work(settings, args.kinds))
+    return 0
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("onwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -223,6 +253,7 @@ def _lazy(module: str, func: str = "main") -> Command:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onwatch", description="An AI SRE for Slack and Microsoft Teams.")
     p.add_argument("--config", help="settings YAML file (default: $ONWATCH_CONFIG)")
+    p.add_argument("--version", action="version", version=f"onwatch {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Command, help_: str, parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -232,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = add("serve", cmd_serve, "run the server: webhooks, chat adapters, durable jobs")
+    sp.add_argument("--json-logs", action="store_true", help="log JSON lines")
+    sp = add("worker", cmd_worker, "run only durable jobs of some kinds, no HTTP: with runbooks.execute_in: worker, "
+             "the process that holds the write credential and runs approved runbooks (docs/runbooks.md)")
+    sp.add_argument("--kinds", type=job_kinds, default=["execution", "verification"], metavar="KIND,KIND",
+                    help="job kinds to run (default: execution,verification)")
     sp.add_argument("--json-logs", action="store_true", help="log JSON lines")
     add("migrate", cmd_migrate, "upgrade the database schema to head")
 

@@ -105,6 +105,13 @@ class RunbookSettings(Section):
     dir: Path = Path("runbooks")
     proposal_ttl_s: int = Field(default=3600, ge=10)
     auto_enabled: bool = Field(default=True, description="global kill switch for automatic execution")
+    execute_in: Literal["server", "worker"] = Field(
+        default="server",
+        description="where approved runbooks run. server: `onwatch serve` runs the execution and verification "
+                    "jobs with the write credentials. worker: `onwatch serve` never builds the executors nor reads "
+                    "sources.kubernetes.write_* (its dry-run previews use the read credential and cannot write); "
+                    "approval only queues the job, and `onwatch worker` (a process holding the write credential, "
+                    "no HTTP) runs it")
     deployments: dict[str, str] = Field(
         default_factory=dict, description="service -> namespace/deployment for runbook parameters"
     )
