@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.cli import build_parser
 from bot.config import load_settings
 from bot.remediate.catalog import load_catalog
 
@@ -255,7 +256,6 @@ def test_the_executor_worker_holds_its_own_token_at_the_configured_path() -> Non
     pod = _pod("onwatch-executor")
     token_file = Path(_config()["sources"]["kubernetes"]["write_in_cluster_token_file"])
     assert pod["serviceAccountName"] == "onwatch-executor"
-    assert pod["containers"][0]["args"] == ["worker", "--kinds", "execute,verify"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     vols = {v["name"]: v for v in pod["volumes"]}
     name = next(n for n, p in mounts.items() if p == str(token_file.parent))
@@ -318,6 +318,17 @@ def test_every_pod_is_limited_and_fenced() -> None:
     assert pdb["selector"] == server["selector"] and pdb["minAvailable"] < server["replicas"]
 
 
+def test_each_workload_runs_the_command_it_is_for() -> None:
+    objs = _objects()
+    commands = {name: objs[(kind, name)]["spec"]["template"]["spec"]["containers"][0]["args"]
+                for kind, name in [("Deployment", "onwatch"), ("Deployment", "onwatch-executor"),
+                                   ("Job", "onwatch-migrate")]}
+    parsed = {name: build_parser().parse_args(args) for name, args in commands.items()}
+    assert {name: a.func.__name__ for name, a in parsed.items()} == {
+        "onwatch": "cmd_serve", "onwatch-executor": "cmd_worker", "onwatch-migrate": "cmd_migrate"}
+    assert parsed["onwatch-executor"].kinds == ["execution", "verification"]
+
+
 # ------------------------------------------------------------------ settings
 
 
@@ -335,6 +346,7 @@ def test_the_sample_settings_load_with_automatic_execution_off(
     monkeypatch.setenv("ONWATCH_RUNBOOKS__SECRETS__FLAGS_HOOK", "f")
     settings = load_settings(f)
     assert settings.runbooks.auto_enabled is False
+    assert settings.runbooks.execute_in == "worker", "the server would execute with the write credential"
     assert load_catalog(ROOT / "runbooks", settings).warnings == []
 
 
