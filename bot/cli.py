@@ -39,16 +39,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# The verbs an operator is likely to write for the remediation job kinds.
+KIND_ALIASES = {"execute": "execution", "verify": "verification"}
+
+
 def job_kinds(text: str) -> list[str]:
-    """``--kinds``: comma-separated job kinds, each one onwatch knows (argparse exits 2 naming the unknown ones)."""
+    """``--kinds``: comma-separated job kinds, each one onwatch knows, or an alias in ``KIND_ALIASES`` (argparse
+    exits 2 naming the unknown ones)."""
     from bot.app import JOB_KINDS
 
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    kinds = [KIND_ALIASES.get(k.strip(), k.strip()) for k in text.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in JOB_KINDS]
     if unknown or not kinds:
         raise argparse.ArgumentTypeError(
-            f"unknown job kind(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JOB_KINDS)}")
-    return kinds
+            f"unknown job kind(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JOB_KINDS)} "
+            f"(execute and verify name execution and verification)")
+    return list(dict.fromkeys(kinds))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

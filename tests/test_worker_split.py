@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from bot.app import EXECUTION_KINDS, build_context, build_runner, running, server_kinds, working
 from bot.audit import Actor
-from bot.cli import main
+from bot.cli import build_parser, main
 from bot.config import Settings
 from bot.context import AppContext
 from bot.remediate.preview_only import PreviewOnly
@@ -171,6 +171,12 @@ def test_worker_refuses_an_unknown_kind(capsys: pytest.CaptureFixture[str]) -> N
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "unknown job kind(s) bogus" in err and "known: " in err and "verification" in err
+
+
+def test_worker_kinds_accept_the_verbs() -> None:
+    args = build_parser().parse_args(["worker", "--kinds", "execute,verify,execution"])
+    assert args.kinds == ["execution", "verification"]
+    assert build_parser().parse_args(["worker"]).kinds == list(EXECUTION_KINDS)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
