@@ -19,6 +19,7 @@ import yaml
 from bot.cli import build_parser
 from bot.config import load_settings
 from bot.remediate.catalog import load_catalog
+from integrations.kubernetes_write import SA_CA
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -261,6 +262,9 @@ def test_the_executor_worker_holds_its_own_token_at_the_configured_path() -> Non
     name = next(n for n, p in mounts.items() if p == str(token_file.parent))
     tokens = [s["serviceAccountToken"] for s in vols[name]["projected"]["sources"] if "serviceAccountToken" in s]
     assert [t["path"] for t in tokens] == [token_file.name]
+    # the write client trusts the cluster CA at the default service-account mount
+    assert SA_CA.startswith("/var/run/secrets/kubernetes.io/serviceaccount/")
+    assert pod["automountServiceAccountToken"] is True
 
 
 def _containers_with_pod() -> list[tuple[dict[str, Any], dict[str, Any]]]:
