@@ -315,9 +315,16 @@ def test_every_pod_is_limited_and_fenced() -> None:
         mine = [p for p in policies if p["podSelector"] and p["podSelector"]["matchLabels"].items() <= labels.items()]
         assert mine, f"no NetworkPolicy selects {d['metadata']['name']}"
         assert any(port["port"] == 53 for p in mine for rule in p["egress"] for port in rule.get("ports", []))
-        for c in d["spec"]["template"]["spec"]["containers"]:
+        pod = d["spec"]["template"]["spec"]
+        # what the namespace's Pod Security level "restricted" admits
+        assert objs[("Namespace", "onwatch")]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
             assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
             assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     pdb = objs[("PodDisruptionBudget", "onwatch")]["spec"]
     server = objs[("Deployment", "onwatch")]["spec"]
     assert pdb["selector"] == server["selector"] and pdb["minAvailable"] < server["replicas"]
