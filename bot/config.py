@@ -104,7 +104,8 @@ class WebhookSettings(Section):
 class RunbookSettings(Section):
     dir: Path = Path("runbooks")
     proposal_ttl_s: int = Field(default=3600, ge=10)
-    auto_enabled: bool = Field(default=True, description="global kill switch for automatic execution")
+    auto_enabled: bool = Field(default=False, description="automatic execution of allowlisted runbooks (off until "
+                               "an operator turns it on; `onwatch auto off` is the kill switch)")
     execute_in: Literal["server", "worker"] = Field(
         default="server",
         description="where approved runbooks run. server: `onwatch serve` runs the execution and verification "

@@ -179,7 +179,10 @@ def test_kill_switch_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     url = f"sqlite:///{tmp_path / 'k.db'}"
     upgrade(url)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"database: {{url: '{url}'}}\n")
+    cfg.write_text(f"database: {{url: '{url}'}}\n")  # off until an operator turns it on
+    assert cli_main(["auto", "status", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.strip() == "automatic execution: off (runbooks.auto_enabled is false)"
+    cfg.write_text(f"database: {{url: '{url}'}}\nrunbooks: {{auto_enabled: true}}\n")
     assert cli_main(["auto", "status", "--config", str(cfg)]) == 0
     assert capsys.readouterr().out.strip() == "automatic execution: on"
     assert cli_main(["auto", "off", "--config", str(cfg)]) == 0
