@@ -261,15 +261,22 @@ async def running(
         if slack_socket is not None:
             await slack_socket.stop()
         await sched.stop()
-        await runner.stop(grace_s=s.server.shutdown_grace_s)
+        await _stop_work(ctx, runner, outbox_loop, web_runner)
+
+
+async def _stop_work(ctx: AppContext, runner: JobRunner, outbox_loop: asyncio.Task[None],
+                     web_runner: web.AppRunner | None = None) -> None:
+    """Let in-flight jobs finish (up to the grace), stop taking requests, then close what the jobs used."""
+    await runner.stop(grace_s=ctx.settings.server.shutdown_grace_s)
+    if web_runner is not None:
         await web_runner.cleanup()
-        if ctx.remediation is not None:
-            await ctx.remediation.aclose()
-        if ctx.triage is not None:
-            await ctx.triage.aclose()
-        outbox_loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await outbox_loop
+    if ctx.remediation is not None:
+        await ctx.remediation.aclose()
+    if ctx.triage is not None:
+        await ctx.triage.aclose()
+    outbox_loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await outbox_loop
 
 
 async def serve(settings: Settings) -> None:
@@ -296,21 +303,13 @@ async def working(ctx: AppContext, kinds: Collection[str]) -> AsyncIterator[JobR
     """``onwatch worker``: the durable job runner for ``kinds`` only, with leases, lost-job hooks and the lifecycle
     outbox (results reach the thread through the chat adapters); no HTTP server, no chat routes, no leader
     scheduler (the runner's own loop reaps expired leases, a conditional update any process may run)."""
-    s = ctx.settings
     runner = build_runner(ctx, kinds=kinds)
     runner.start()
     outbox_loop = asyncio.create_task(ctx.outbox.run(OUTBOX_POLL_S), name="onwatch-outbox")
     try:
         yield runner
     finally:
-        await runner.stop(grace_s=s.server.shutdown_grace_s)
-        if ctx.remediation is not None:
-            await ctx.remediation.aclose()
-        if ctx.triage is not None:
-            await ctx.triage.aclose()
-        outbox_loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await outbox_loop
+        await _stop_work(ctx, runner, outbox_loop)
 
 
 async def work(settings: Settings, kinds: Collection[str]) -> None:
