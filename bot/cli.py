@@ -329,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("forget", _lazy("bot.memory.cli", "forget_main"), "delete one memory (audited; not remembered again)", mem)
     sp.add_argument("ref")
 
+    slo = sub.add_parser("slo", help="service level objectives (slos: in the settings)").add_subparsers(
+        dest="sub", required=True)
+    add("rules", _lazy("bot.slo_cli", "rules_main"),
+        "the SLOs as Prometheus recording and alerting rules (multiwindow, multi-burn-rate)", slo)
+
     sp = add("report", _lazy("bot.reports.cli", "report_main"),
              "time to detect / acknowledge / mitigate / resolve, change fail rate, pages per shift (docs/reports.md)")
     sp.add_argument("--days", type=int, default=7)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.slo.model import SLO
 from integrations.settings import SourcesSettings
 
 # Keys whose values are credentials. In YAML they are refused unless the operator insists.
@@ -362,6 +363,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    slos: list[SLO] = Field(default_factory=list, description="service level objectives (docs/proactive.md)")
 
     @model_validator(mode="after")
     def _contradictions(self) -> Settings:
@@ -377,6 +379,10 @@ class Settings(BaseSettings):
         unknown = [g for g in self.silences.groups if g not in self.approvals.groups]
         if unknown:
             raise ValueError(f"silences.groups names {', '.join(unknown)}, not in approvals.groups")
+        names = [o.name for o in self.slos]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"slos: the name {', '.join(twice)} is used more than once")
         return self
 
     @classmethod

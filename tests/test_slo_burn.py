@@ -11,6 +11,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from bot.cli import main as cli_main
+from bot.config import load_settings
+from bot.errors import ConfigError
 from bot.slo.burn import Window, budget_left, burn_rate, evaluate, windows_for
 from bot.slo.model import SLO, parse_duration
 from bot.slo.rules import ALERT_NAME, RECORD_PREFIX, prom_duration, rules
@@ -278,3 +281,49 @@ def test_no_traffic_and_counter_skew_do_not_break_evaluation() -> None:
     assert d.pairs[0].short_burn is None and not d.pairs[0].fires
     assert d.pairs[1].long_burn == 0.0 and d.pairs[1].short_burn == pytest.approx(1000.0)
     assert d.severity is None
+
+
+# ---------------------------------------------------------------- settings and `onwatch slo rules`
+
+
+def _settings_file(tmp_path: Path, slos: list[dict[str, object]], metrics: bool = True) -> Path:
+    doc: dict[str, object] = {"slos": slos}
+    if metrics:
+        doc["sources"] = {"metrics": {"url": "http://prometheus:9090", "catalog": "otel"}}
+    path = tmp_path / "onwatch.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+CHECKOUT = {"name": "checkout-availability", "service": "checkout", "objective": 0.999,
+            "good": 'http_requests_total{job="checkout",code!~"5.."}', "total": 'http_requests_total{job="checkout"}'}
+LATENCY = {"name": "checkout-latency", "service": "checkout", "objective": 0.99, "period": "7d",
+           "signal": "latency_p99", "threshold": 0.5, "good_when": "below"}
+
+
+def test_slos_in_the_settings_are_validated_at_start_up(tmp_path: Path) -> None:
+    settings = load_settings(_settings_file(tmp_path, [CHECKOUT, LATENCY]))
+    assert [s.name for s in settings.slos] == ["checkout-availability", "checkout-latency"]
+    with pytest.raises(ConfigError, match="slos.0.objective"):
+        load_settings(_settings_file(tmp_path, [{**CHECKOUT, "objective": 1.5}]))
+    with pytest.raises(ConfigError, match="checkout-availability is used more than once"):
+        load_settings(_settings_file(tmp_path, [CHECKOUT, CHECKOUT]))
+
+
+def test_slo_rules_prints_every_slo_as_one_rule_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _settings_file(tmp_path, [CHECKOUT, LATENCY])
+    assert cli_main(["slo", "rules", "--config", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    doc = yaml.safe_load(text)
+    assert [g["name"] for g in doc["groups"]] == ["slo:checkout-availability", "slo:checkout-latency"]
+    assert "http_server_request_duration_seconds" in text  # the signal SLI resolved through the otel catalog
+    if PROMTOOL is not None:
+        out = tmp_path / "rules.yaml"
+        out.write_text(text)
+        done = subprocess.run([PROMTOOL, "check", "rules", str(out)], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # a signal SLI with no metrics catalog, and no SLOs at all, are clear errors
+    assert cli_main(["slo", "rules", "--config", str(_settings_file(tmp_path, [LATENCY], metrics=False))]) == 2
+    assert "no sources.metrics catalog" in capsys.readouterr().err
+    assert cli_main(["slo", "rules", "--config", str(_settings_file(tmp_path, [], metrics=False))]) == 2
+    assert "no slos:" in capsys.readouterr().err
