@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
@@ -49,8 +48,7 @@ from bot.web import Installer, create_app
 from bot.web_ui import views as web_ui
 from integrations.executor_setup import build_registry
 from integrations.executors import ExecutorRegistry
-from integrations.http_executor import HttpExecutor
-from integrations.kubernetes_write import KubernetesWriteExecutor
+from integrations.kubernetes_write import SA_TOKEN
 from integrations.registry import build_sources
 from integrations.settings import KubernetesSettings
 
@@ -60,7 +58,6 @@ OUTBOX_POLL_S = 5.0
 # The job kinds that run approved runbooks: with runbooks.execute_in: worker only `onwatch worker` runs them.
 EXECUTION_KINDS = ("execution", "verification")
 JOB_KINDS = ("investigation", weekly_report.JOB_KIND, *EXECUTION_KINDS)
-SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 Role = Literal["server", "worker"]
 
@@ -89,8 +86,7 @@ def preview_registry(settings: Settings) -> ExecutorRegistry:
     if k is not None:
         read = k.model_copy(update={"write_kubeconfig": k.kubeconfig, "write_context": k.context,
                                     "write_in_cluster_token_file": SA_TOKEN if k.in_cluster else None})
-    return ExecutorRegistry({"http": PreviewOnly(HttpExecutor(secrets=settings.runbooks.secrets)),
-                             "kubernetes": PreviewOnly(KubernetesWriteExecutor(read))})
+    return build_registry(read, settings.runbooks.secrets).wrapped(PreviewOnly)
 
 
 async def build_context(settings: Settings, db: Database | None = None, *, role: Role = "server") -> AppContext:

@@ -9,6 +9,7 @@ The implementations import this module, never the reverse; ``integrations.execut
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,6 +69,10 @@ class ExecutorRegistry:
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._executors))
+
+    def wrapped(self, wrap: Callable[[Executor], Executor]) -> ExecutorRegistry:
+        """The same executors, each wrapped (e.g. to allow previews only)."""
+        return ExecutorRegistry({name: wrap(ex) for name, ex in self._executors.items()})
 
     async def aclose(self) -> None:
         for ex in self._executors.values():

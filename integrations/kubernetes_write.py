@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -35,6 +36,7 @@ from integrations.settings import KubernetesSettings
 REVISION = "deployment.kubernetes.io/revision"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 SA_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")  # the pod's own (read) service account
 CALL_TIMEOUT_S = 30.0
 
 
