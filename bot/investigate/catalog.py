@@ -28,6 +28,11 @@ class SignalInfo:
     error_share: float = 0.0
 
     @property
+    def share_scale(self) -> float:
+        """The full scale of a share of requests (a success or a failing share); 0 for any other signal."""
+        return self.full_scale or self.error_share
+
+    @property
     def resource(self) -> bool:
         return self.family in ("cpu", "memory", "disk", "network")
 

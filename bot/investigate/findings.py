@@ -128,12 +128,7 @@ def metric_findings(
     count_floor = 1.0 / period
     matrix = np.vstack([frame.read(*g.series[k]) for k in keys])
     served = _requests_per_period(keys, infos, matrix, base_mask, period)
-    abs_floors = [
-        max(i.abs_floor, count_floor) if i.family == "traffic"
-        else share_floor(i.abs_floor, i.full_scale or i.error_share, served.get(svc)) if i.full_scale or i.error_share
-        else i.abs_floor
-        for (svc, _sig), i in zip(keys, infos, strict=True)
-    ]
+    abs_floors = [_abs_floor(i, served.get(svc), count_floor) for (svc, _sig), i in zip(keys, infos, strict=True)]
     shifts = shift_matrix(
         grid, matrix, base_mask, inc_mask,
         np.asarray([i.direction for i in infos], dtype=np.float64),
@@ -156,11 +151,10 @@ def metric_findings(
         if sh is None:
             continue
         z = sh.z
-        if info.full_scale > 0 and svc in volume:
-            z = min(z, failure_count_z(sh.before, sh.after, info.full_scale, volume[svc]))
-        elif info.error_share > 0 and svc in volume:  # the same count, read from the failing side
-            z = min(z, failure_count_z(info.error_share - sh.before, info.error_share - sh.after, info.error_share,
-                                       volume[svc]))
+        if info.share_scale > 0 and svc in volume:
+            # a failing share (an error rate) is the same count read from the other side
+            ok = (sh.before, sh.after) if info.full_scale else (info.error_share - sh.before, info.error_share - sh.after)
+            z = min(z, failure_count_z(*ok, info.share_scale, volume[svc]))
         if info.family == "latency" and svc in volume and svc in lat_range:
             lo, hi = lat_range[svc]
             z = min(z, quantile_sampling_z(sh.before, sh.after, hi - lo, volume[svc]))
@@ -186,6 +180,15 @@ def _requests_per_period(keys: Sequence[tuple[str, str]], infos: Sequence[Signal
             if len(seen):
                 out[svc] = float(np.median(seen)) * period
     return out
+
+
+def _abs_floor(info: SignalInfo, requests: float | None, count_floor: float) -> float:
+    """A series' absolute noise floor: a count's one event per period, a share's one failed request."""
+    if info.family == "traffic":
+        return max(info.abs_floor, count_floor)
+    if info.share_scale:
+        return share_floor(info.abs_floor, info.share_scale, requests)
+    return info.abs_floor
 
 
 def share_floor(abs_floor: float, full_scale: float, requests: float | None) -> float:

@@ -237,9 +237,8 @@ def prefer_explanations(hyps: Sequence[Hypothesis], step: float) -> None:
     Saturation, a demand surge, a node problem or a change that starts no later than the service's
     own latency or errors is the better account of them: it takes their score (plus a little), so
     the service's cause is named by what drives it rather than by what it shows (and cites what it shows).
-    Errors that start in
-    the service's own code are explained only by a change (the release that shipped the code): CPU or
-    a surge does not throw exceptions.
+    Errors that start in the service's own code are explained only by a change (the release that shipped
+    the code): CPU or a surge does not throw exceptions.
     """
     tau = max(3.0 * step, 90.0)
     by_service: dict[str, list[Hypothesis]] = {}
