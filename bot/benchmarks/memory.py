@@ -29,7 +29,7 @@ from typing import Any
 from bot.audit import Actor
 from bot.benchmarks.rca import BenchError, case_dirs, load_labels
 from bot.config import Settings
-from bot.investigate.engine import investigate
+from bot.investigate.engine import PRIOR_GRADES, investigate
 from bot.investigate.report import Report
 from bot.investigate.scope import anchored_scope
 from bot.investigate.service import past_incidents, report_signature
@@ -156,7 +156,7 @@ async def run_dataset(dataset: Path) -> dict[str, Any]:
                     _patterns(labels, recalled),
                     plain.ranked_services[0] if plain.ranked_services else "",
                     with_memory.ranked_services[0] if with_memory.ranked_services else "",
-                    sum(1 for p in past if p.grade in ("confirmed", "verified")),
+                    sum(1 for p in past if p.grade in PRIOR_GRADES),
                     _patterns(labels, given),
                     bool(earlier) and all(t >= case.detection_time for t in earlier),
                 ))
