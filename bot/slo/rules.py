@@ -47,7 +47,9 @@ def _threshold(window: Window, slo: SLO) -> str:
     return repr(round(window.factor * slo.error_budget, 12))
 
 
-def _ratio_expr(slo: SLO, window_s: float, signal_query: str | None) -> str:
+def error_ratio_expr(slo: SLO, window_s: float, signal_query: str | None = None) -> str:
+    """The PromQL of ``slo``'s error ratio (bad / all) over the last ``window_s``: one builder for the recording
+    rules and for onwatch's own evaluation (``bot.slo.evaluate``), so both read the same number."""
     w = prom_duration(window_s)
     if slo.is_event_ratio:
         return f"1 - (sum(rate({slo.good}[{w}])) / sum(rate({slo.total}[{w}])))"
@@ -64,7 +66,7 @@ def rules(slo: SLO, signal_query: str | None = None) -> str:
     pairs = windows_for(slo.period_seconds)
     windows = sorted({w for pair in pairs for w in (pair.long, pair.short)})
     labels = {"slo": slo.name, "service": slo.service}
-    recording = [{"record": RECORD_PREFIX + prom_duration(w), "expr": _ratio_expr(slo, w, signal_query),
+    recording = [{"record": RECORD_PREFIX + prom_duration(w), "expr": error_ratio_expr(slo, w, signal_query),
                   "labels": dict(labels)} for w in windows]
     alerting = []
     for pair in pairs:
