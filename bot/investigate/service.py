@@ -13,6 +13,7 @@ failed investigation.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot.audit import BOT, audit
@@ -33,6 +34,11 @@ from bot.messages.model import incident_page
 from bot.store.models import Alert, Evidence, Finding, Incident, Investigation
 from bot.store.queries import incident_alerts, investigation_and_incident
 from integrations.base import Sources
+
+EarlyWarnings = Callable[[str, Sequence[str]], Awaitable[list[dict[str, Any]]]]
+"""``(incident_id, services) -> evidence``: joins the open early warnings of these services to the incident
+(``bot.watch.service.WatchService.escalate``, plugged in by the composition root) and returns each one as an
+evidence dict; the investigation starts from them and keeps them in its report (``early_warnings``)."""
 
 
 async def _load(ctx: AppContext, investigation_id: str) -> tuple[Investigation, Incident, list[Alert]]:
@@ -88,7 +94,8 @@ def _show_similar(ctx: AppContext, data: dict[str, Any], found: list[Recalled]) 
         data["similar"] = [r.to_dict(incident_page(public_url, r.incident_id) if r.incident_id else "") for r in found]
 
 
-async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sources | None = None) -> None:
+async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sources | None = None,
+                            early_warnings: EarlyWarnings | None = None) -> None:
     """Run one queued investigation to the end and record everything it did."""
     inv, incident, alerts = await _load(ctx, investigation_id)
     if inv.status == "done":
@@ -106,6 +113,9 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
     onset = min((a.starts_at for a in firing), default=incident.opened_at)
     symptoms = sorted({a.service for a in firing if a.service} | set(incident.services))
     alertnames = sorted({a.name for a in firing})
+    warnings = await early_warnings(incident.id, symptoms) if early_warnings is not None else []
+    if warnings:
+        await ctx.outbox.flush()  # "Early warning since ..." is in the thread before the first step
     src = sources if sources is not None else ctx.sources_factory()
     try:
         now = window_end(onset, src.clock())  # a late or re-run job looks at the alert's time, not today
@@ -134,6 +144,9 @@ async def run_investigation(ctx: AppContext, investigation_id: str, sources: Sou
     data = report.to_dict()
     _show_similar(ctx, data, found)
     data["llm"] = llm.to_dict()
+    if warnings:
+        data["early_warnings"] = warnings
+        data["evidence"] = [*data.get("evidence", []), *warnings]
     if llm.status == LlmStatus.ERROR:
         data["missing"] = sorted({*data.get("missing", []), f"llm: {llm.reason}"})
     await _store(ctx, investigation_id, incident.id, report, data)
@@ -197,6 +210,12 @@ async def _store(ctx: AppContext, investigation_id: str, incident_id: str, repor
                 before=e.before, after=e.after, link=e.link[:4000],
                 data={"signal": e.signal, "z": round(e.z, 6), "onset": e.onset},
             ))
+        for w in data.get("early_warnings") or []:
+            s.add(Evidence(investigation_id=investigation_id, key=str(w["id"])[:64], source="watch",
+                           kind="early_warning", service=str(w.get("service", ""))[:300],
+                           summary=str(w.get("summary", ""))[:4000], before=w.get("before"), after=w.get("after"),
+                           data={"signal": w.get("signal", ""), "onset": w.get("onset"),
+                                 "watch_item": w.get("watch_item"), "watch_key": w.get("watch_key")}))
         for rank, c in enumerate(report.causes, 1):
             s.add(Finding(investigation_id=investigation_id, rank=rank, service=c.service[:300], kind=c.kind[:64],
                           confidence=c.confidence, evidence_keys=list(c.evidence), summary=c.summary[:4000]))
@@ -219,6 +238,6 @@ async def _store(ctx: AppContext, investigation_id: str, incident_id: str, repor
         )
 
 
-async def handle_job(ctx: AppContext, payload: dict[str, Any]) -> None:
+async def handle_job(ctx: AppContext, payload: dict[str, Any], early_warnings: EarlyWarnings | None = None) -> None:
     """The job handler core: ``payload`` is ``{"investigation_id": ...}``."""
-    await run_investigation(ctx, str(payload["investigation_id"]))
+    await run_investigation(ctx, str(payload["investigation_id"]), early_warnings=early_warnings)

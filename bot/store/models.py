@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -388,3 +388,34 @@ class LifecycleEvent(SQLModel, table=True):
     claimed_until: float | None = None
     attempts: int = 0
     delivered_at: float | None = None
+
+
+WATCH_LIVE = "status <> 'closed'"  # a watch item still watching its key: open or escalated
+
+
+class WatchItem(SQLModel, table=True):
+    """An early warning about one service (``bot.watch``): opened once per ``key`` by a proactive check (a
+    degradation, an SLO slow burn), held while the check still sees it, escalated when an incident about its
+    service is investigated, closed when it recovers. At most one live (not closed) item per key, on every
+    backend and however many replicas observe at once: a partial unique index."""
+
+    __tablename__ = "watch_item"
+    __table_args__ = (
+        Index("uq_watch_item_live_key", "key", unique=True, sqlite_where=text(WATCH_LIVE),
+              postgresql_where=text(WATCH_LIVE)),
+        Index("ix_watch_item_service_opened", "service", "opened_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300)  # e.g. degradation:<service>:<signal>, slo:<slo name>
+    kind: str = Field(max_length=16)  # bot.watch.model.WatchKind: degradation | slo_burn
+    service: str = Field(max_length=300)
+    signal: str = Field(default="", max_length=200)
+    status: str = Field(default="open", index=True, max_length=16)  # bot.watch.model.WatchStatus
+    title: str = Field(default="", max_length=500)
+    detail: dict[str, Any] = json_col()  # what was seen: summary, started_at, baseline, value, points, changes, ...
+    opened_at: float = Field(default_factory=now)
+    last_seen_at: float = Field(default_factory=now)
+    closed_at: float | None = None
+    incident_id: str | None = Field(default=None, foreign_key="incident.id", index=True, max_length=32)
+    escalated_at: float | None = None
+    posts: list[dict[str, Any]] = json_list_col()  # where it was posted: [{platform, channel, thread}]
