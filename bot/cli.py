@@ -333,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sub", required=True)
     add("rules", _lazy("bot.slo_cli", "rules_main"),
         "the SLOs as Prometheus recording and alerting rules (multiwindow, multi-burn-rate)", slo)
+    sp = add("status", _lazy("bot.slo_cli", "status_main"),
+             "each SLO now: budget left, burn rate per window pair, state (ok, ticket, page, no data); docs/proactive.md",
+             slo)
+    sp.add_argument("--at", type=float, help="evaluate at this time (Unix seconds) instead of now")
+    sp.add_argument("--json", action="store_true")
 
     sp = add("report", _lazy("bot.reports.cli", "report_main"),
              "time to detect / acknowledge / mitigate / resolve, change fail rate, pages per shift (docs/reports.md)")
@@ -381,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("memory", _lazy("bot.benchmarks.memory"),
              "replay a dataset in time order with memory: recall@k and AC@1 with and without it", bench)
     sp.add_argument("dataset", type=Path)
+    sp.add_argument("--json", action="store_true")
+    sp = add("nab", _lazy("bot.benchmarks.nab"),
+             "the degradation detector on NAB's files: results in NAB's format and the standard-profile score", bench)
+    sp.add_argument("dir", type=Path, help="NAB corpus: data/<category>/*.csv and labels.json")
+    sp.add_argument("--out", type=Path, required=True, metavar="RESULTS", help="folder for NAB's results files")
     sp.add_argument("--json", action="store_true")
     sp = add("ingest", _lazy("bot.benchmarks.ingest"), "an alert storm through the webhook, SQLite and PostgreSQL", bench)
     sp.add_argument("--json", action="store_true")
