@@ -21,7 +21,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.benchmarks.nab_score import STANDARD, Row, best_threshold, normalised, probation_rows, raw_at, score_rows
+from bot.benchmarks.nab_score import (
+    STANDARD,
+    Row,
+    best_threshold,
+    normalised,
+    probation_rows,
+    raw_at,
+    score_rows,
+)
 from bot.detect.detector import DegradationDetector, DetectorConfig
 
 DETECTOR = "onwatch"
