@@ -58,7 +58,8 @@ class PrometheusSli:
         try:
             rows = await self.client.query(expr, at=at)
         except SourceError as exc:
-            raise SliQueryFailed(f"{exc} ({self.url})") from None
+            where = "" if self.url in str(exc) else f" (at {self.url})"
+            raise SliQueryFailed(f"{exc}{where}") from None
         values = [v for row in rows for _, v in row.points]
         if not values:
             return None
