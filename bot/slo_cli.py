@@ -103,7 +103,10 @@ def status_main(args: argparse.Namespace) -> int:
             print("onwatch slo status: no sources.metrics in the settings: the SLIs are read from Prometheus",
                   file=sys.stderr)
             return 2
-        sli = PrometheusSli.from_settings(m)
+        catalog = Catalog.load(m.catalog, m.signals)
+        for slo in settings.slos:  # a signal the catalog lacks is a settings error, said before any query
+            signal_query(slo, catalog)
+        sli = PrometheusSli.from_settings(m, catalog)
     except ConfigError as exc:
         print(f"onwatch slo status: {exc}", file=sys.stderr)
         return 2

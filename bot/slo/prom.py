@@ -29,11 +29,12 @@ class PrometheusSli:
         self.url = url
 
     @classmethod
-    def from_settings(cls, s: MetricsSourceSettings) -> PrometheusSli:
-        """The port for ``sources.metrics`` (what ``onwatch slo status`` reads); ``ConfigError`` on a bad catalog
-        or a missing credential."""
+    def from_settings(cls, s: MetricsSourceSettings, catalog: Catalog | None = None) -> PrometheusSli:
+        """The port for ``sources.metrics`` (what ``onwatch slo status`` reads), with its catalog unless one is
+        given; ``ConfigError`` on a bad catalog or a missing credential."""
+        catalog = catalog if catalog is not None else Catalog.load(s.catalog, s.signals)
         http = HttpSource("prometheus", config_from_settings(s, s.url, where="sources.metrics"))
-        return cls(PrometheusClient(http), Catalog.load(s.catalog, s.signals), s.url)
+        return cls(PrometheusClient(http), catalog, s.url)
 
     @classmethod
     def from_source(cls, source: MetricsSource | None) -> PrometheusSli | None:
