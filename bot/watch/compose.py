@@ -139,9 +139,10 @@ async def opened_message(item: WatchItem, f: WatchFinding, ctx: WatchContext) ->
 
 def recovered_message(item: WatchItem, now: float, reason: str) -> Message:
     """The short reply under the early warning when it closes."""
-    text = (f"Recovered at {hhmm(now)}, {span(now - item.opened_at)} after this early warning opened; it is "
-            f"closed{' (' + reason + ')' if reason and reason != 'recovered' else ''}.")
-    return Message(blocks=(Text(text),), fallback=fallback(text), key=f"watch:{item.id}:closed")
+    why = "" if reason in ("", "recovered") else f" ({quoted(reason, 200)})"
+    text = (f"Recovered at {hhmm(now)}: it lasted {span(now - _started(item))} from its start at "
+            f"{hhmm(_started(item))}; this early warning is closed{why}.")
+    return Message(blocks=(Text(text, "muted"),), fallback=fallback(text), key=f"watch:{item.id}:closed")
 
 
 def escalated_message(item: WatchItem) -> Message:
