@@ -24,10 +24,11 @@ from bot.app import context_for
 from bot.cli import main as cli_main
 from bot.config import Settings
 from bot.context import AppContext
-from bot.slo.check import SloWarning, check_slos
+from bot.slo.check import SloWarning
 from bot.slo.evaluate import SloState, evaluate_slo
 from bot.slo.model import SLO
 from bot.slo.prom import PrometheusSli
+from bot.slo_check import check_slos
 from bot.store.db import Database
 from bot.store.models import Alert, Incident
 from integrations.settings import MetricsSourceSettings

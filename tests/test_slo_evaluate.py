@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bot.slo.check import FiredAlert, alerts_for, fingerprint_of, fmt_budget, fmt_burn, page_alert, warning_of
+from bot.slo.check import fmt_budget, fmt_burn, warning_of
 from bot.slo.evaluate import SloState, status_of, window_queries, windows_read
 from bot.slo.model import SLO
 from bot.slo.rules import RECORD_PREFIX, prom_duration, rules
+from bot.slo_check import FiredAlert, alerts_for, fingerprint_of, page_alert
 
 H, D = 3600.0, 86400.0
 WINDOWS_30D = [300.0, 1800.0, H, 6 * H, 3 * D, 30 * D]
