@@ -340,6 +340,32 @@ class MemorySettings(Section):
                                description="share of the text similarity in the combined score")
 
 
+class DetectSettings(Section):
+    """The degradation scan (docs/proactive.md): the leader replays each service's recent signals through the
+    streaming detector on a schedule; a degradation becomes a watch item (an early warning), never a page."""
+
+    enabled: bool = Field(default=True, description="scan when sources.metrics is configured")
+    every_s: int = Field(default=300, ge=30, description="seconds between two scans")
+    lookback_s: int = Field(default=2 * 86400, ge=3600,
+                            description="each scan reads this much history (at most sources.metrics.max_points "
+                                        "points per series)")
+    baseline_s: int = Field(default=86400, ge=600,
+                            description="what 'usual' is measured over; also how long before the first finding")
+    quiet_s: int = Field(default=6 * 3600, ge=0, description="after a finding, no new one on that series for this long")
+    signals: list[str] = Field(
+        default_factory=lambda: ["latency_p99", "error_rate", "cpu", "memory"],
+        description="catalog signals to scan; one the catalog lacks is skipped. Only their bad direction counts "
+                    "(up for latency, errors and saturation)")
+    services: list[str] = Field(default_factory=list, description="only these services (empty: every service)")
+
+    @model_validator(mode="after")
+    def _lookback(self) -> DetectSettings:
+        if self.lookback_s <= self.baseline_s:
+            raise ValueError(f"detect.lookback_s ({self.lookback_s}) must exceed detect.baseline_s "
+                             f"({self.baseline_s}): the scan needs a baseline before the points it judges")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one onwatch process."""
 
@@ -364,6 +390,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     slos: list[SLO] = Field(default_factory=list, description="service level objectives (docs/proactive.md)")
+    detect: DetectSettings = Field(default_factory=DetectSettings)
 
     @model_validator(mode="after")
     def _contradictions(self) -> Settings:

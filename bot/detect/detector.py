@@ -56,7 +56,8 @@ class Reading:
 
     score: float
     alarm: bool
-    baseline: float | None
+    baseline: float | None  # the median it was judged against (None before there is a past)
+    spread: float | None  # the baseline's robust standard deviation
     likelihood_z: float
 
 
@@ -147,10 +148,11 @@ class DegradationDetector:
             return self._by_time[0]
         return None
 
-    def _residual(self, t: float, value: float) -> tuple[float, float | None]:
-        """The value's distance from what the past predicts, in scales (0 before there is a past)."""
+    def _residual(self, t: float, value: float) -> tuple[float, float | None, float | None]:
+        """The value's distance from what the past predicts, in scales (0 before there is a past), with the
+        baseline and its spread."""
         if len(self._values) < MIN_POINTS:
-            return 0.0, None
+            return 0.0, None, None
         c = self.config
         level = self._values.quantile(0.5)
         spread = max((self._values.quantile(0.75) - self._values.quantile(0.25)) / 1.349, _floor(level))
@@ -163,17 +165,17 @@ class DegradationDetector:
                 if day_scale < c.seasonal_skill * spread:
                     residual = max(residual, change / day_scale)
             self._day_changes.add(change)
-        return residual, level
+        return residual, level, spread
 
     def update(self, t: float, value: float) -> Reading:
         """Score one point (``t`` in seconds). A point that is not finite, or not after the last one, is
         skipped: it scores 0 and teaches nothing."""
         if not math.isfinite(value) or not math.isfinite(t) or t <= self._last_t:
-            return Reading(0.0, False, None, 0.0)
+            return Reading(0.0, False, None, None, 0.0)
         c = self.config
         self._last_t = t
         self._seen += 1
-        residual, baseline = self._residual(t, value)
+        residual, baseline, spread = self._residual(t, value)
         self._values.add(value)
         self._times.append(t)
         self._by_time.append(value)
@@ -185,8 +187,8 @@ class DegradationDetector:
             z = max((now - mean) / max(std, MIN_SPREAD), 0.0)
         self._likelihood.add(now)
         if self._seen <= c.warmup or t < self._quiet_until:
-            return Reading(0.0, False, baseline, z)
+            return Reading(0.0, False, baseline, spread, z)
         alarm = z >= c.alarm_z
         if alarm:
             self._quiet_until = t + c.quiet_s
-        return Reading(z / (z + c.alarm_z), alarm, baseline, z)
+        return Reading(z / (z + c.alarm_z), alarm, baseline, spread, z)
