@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from bot.benchmarks.nab_score import (
-    STANDARD,
     best_threshold,
     normalised,
     probation_rows,
