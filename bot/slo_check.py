@@ -145,6 +145,8 @@ async def check_slos(ctx: AppContext, sli: SliPort, *, now: float, warn: Warn, c
     if alerts:
         await ctx.triage.ingest(alerts)
     for st in statuses:
+        for window, why in st.errors.items():
+            log.warning("SLO %s: the %s window could not be read: %s", st.slo.name, prom_duration(window), why)
         if st.state == SloState.TICKET:
             await _tell(f"warn({st.slo.name})", warn(warning_of(st)))
         elif st.state != SloState.ERROR:

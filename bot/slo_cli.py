@@ -79,8 +79,8 @@ def status_json(st: SloStatus) -> dict[str, Any]:
 
 def status_table(statuses: list[SloStatus]) -> str:
     """One row per SLO; each pair's cell is ``long burn / short burn`` (``-``: no data), headed by its factor."""
-    factors = [f"{p.window.severity} {p.window.factor:g}x" for p in statuses[0].decision.pairs]
-    head = ["SLO", "SERVICE", "OBJECTIVE", "PERIOD", "BUDGET LEFT", *(f.upper() for f in factors), "STATE"]
+    factors = [f"{p.window.severity.upper()} {p.window.factor:g}x" for p in statuses[0].decision.pairs]
+    head = ["SLO", "SERVICE", "OBJECTIVE", "PERIOD", "BUDGET LEFT", *factors, "STATE"]
     rows = [[st.slo.name, st.slo.service, f"{st.slo.objective:g}", st.slo.period, fmt_budget(st.budget_left),
              *(_pair_cell(p.window.long, p.window.short, p.long_burn, p.short_burn) for p in st.decision.pairs),
              str(st.state)] for st in statuses]

@@ -104,7 +104,8 @@ def test_counter_skew_is_clamped() -> None:
 # --- what the check sends -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("burn", "text"), [(20.0, "20"), (14.4, "14"), (3.41667, "3.4"), (0.3763, "0.38"),
-                                            (0.1, "0.1"), (1000.0, "1000"), (123.4, "123")])
+                                            (0.1, "0.1"), (9.96, "10"), (99.7, "100"), (1000.0, "1000"),
+                                            (123.4, "123")])
 def test_fmt_burn_keeps_two_figures(burn: float, text: str) -> None:
     assert fmt_burn(burn) == text
 

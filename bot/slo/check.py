@@ -35,9 +35,9 @@ Clear = Callable[[str], Awaitable[None]]
 
 
 def fmt_burn(burn: float) -> str:
-    """Two significant figures (``14``, ``3.4``, ``0.12``), whole above 100: re-checks that see about the same
-    burn send the same annotations, which triage counts as a duplicate instead of an update."""
-    return f"{burn:.0f}" if burn >= 100 else f"{burn:.2g}"
+    """Two significant figures below 10 (``3.4``, ``0.12``), whole from 10 (``14``, ``250``): re-checks that see
+    about the same burn send the same annotations, which triage counts as a duplicate instead of an update."""
+    return f"{burn:.0f}" if burn >= 9.95 else f"{burn:.2g}"
 
 
 def fmt_budget(left: float | None) -> str:
