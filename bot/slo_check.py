@@ -127,7 +127,7 @@ def alerts_for(statuses: Sequence[SloStatus], fired: Mapping[str, FiredAlert], s
     return out
 
 
-async def _tell(what: str, call: Awaitable[None]) -> None:
+async def _tell(what: str, call: Awaitable[object]) -> None:
     # The receiver is another component (watch items): its failure must not stop the other SLOs' signals.
     try:
         await call

@@ -155,5 +155,7 @@ def test_a_ticket_becomes_a_warning() -> None:
     w = warning_of(st)
     assert (w.slo, w.service, w.objective, w.period, w.at) == ("api", "checkout", 0.999, "30d", 99.0)
     assert w.burns == pytest.approx({"3d": 1.5, "6h": 2.0}) and w.budget_left == pytest.approx(-0.2)
+    assert (w.key, w.labels) == ("slo:api", {"slo": "api", "period": "30d", "objective": "0.999"})
+    assert w.title == "SLO api of checkout burns its 30d error budget too fast"
     assert w.text == ("SLO api of checkout burns its 30d error budget at 1.5x over 3d and 2x over 6h: at this rate it "
                       "runs out before the period ends (-20% left)")

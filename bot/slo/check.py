@@ -29,9 +29,28 @@ class SloWarning:
     at: float
     text: str
 
+    @property
+    def key(self) -> str:
+        """The warning's stable identity across checks (a watch item's key): one per SLO."""
+        return key_of(self.slo)
 
-Warn = Callable[[SloWarning], Awaitable[None]]
-Clear = Callable[[str], Awaitable[None]]
+    @property
+    def title(self) -> str:
+        return f"SLO {self.slo} of {self.service} burns its {self.period} error budget too fast"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """What a silence can match besides the service."""
+        return {"slo": self.slo, "period": self.period, "objective": f"{self.objective:g}"}
+
+
+def key_of(slo_name: str) -> str:
+    return f"slo:{slo_name}"
+
+
+# What the check hands warnings and recoveries to; whatever they return is ignored.
+Warn = Callable[[SloWarning], Awaitable[object]]
+Clear = Callable[[str], Awaitable[object]]
 
 
 def fmt_burn(burn: float) -> str:
