@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -17,6 +18,7 @@ from bot.store.db import Database
 from bot.store.models import AuditEvent, ChangeRecord, WatchItem
 from bot.triage import silences
 from bot.watch.model import WatchFinding, WatchFindingError, WatchKind, WatchOutcome, WatchStatus
+from bot.watch.settings import WatchSettings
 from integrations.base import Sources
 from integrations.github import GitHubChanges
 from integrations.http import HttpConfig, HttpSource
@@ -212,3 +214,10 @@ def test_a_bad_finding_is_refused_with_its_field(change: dict, field: str) -> No
     with pytest.raises(WatchFindingError) as err:
         WatchFinding(**{**base, **change})
     assert err.value.field == field and field in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [{"min_interval_s": -1}, {"service_intervals": {"search": -5}}, {"intervall": 3},
+                                 {"source_timeout_s": 0}])
+def test_bad_watch_settings_are_refused(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        WatchSettings(**bad)
