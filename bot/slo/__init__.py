@@ -1,1 +1,1 @@
-"""Service level objectives: the SLO model and the multiwindow, multi-burn-rate policy (issue 20)."""
+"""Service level objectives: the SLO model, the multiwindow, multi-burn-rate policy, its rules and its evaluation."""
