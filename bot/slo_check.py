@@ -145,8 +145,9 @@ async def check_slos(ctx: AppContext, sli: SliPort, *, now: float, warn: Warn, c
     if alerts:
         await ctx.triage.ingest(alerts)
     for st in statuses:
-        for window, why in st.errors.items():
-            log.warning("SLO %s: the %s window could not be read: %s", st.slo.name, prom_duration(window), why)
+        if st.errors:
+            windows = ", ".join(prom_duration(w) for w in st.errors)
+            log.warning("SLO %s: could not read %s: %s", st.slo.name, windows, next(iter(st.errors.values())))
         if st.state == SloState.TICKET:
             await _tell(f"warn({st.slo.name})", warn(warning_of(st)))
         elif st.state != SloState.ERROR:

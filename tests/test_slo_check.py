@@ -32,7 +32,7 @@ from bot.slo_check import check_slos
 from bot.store.db import Database
 from bot.store.models import Alert, Incident
 from integrations.settings import MetricsSourceSettings
-from tests.integrations_fixtures import RunningPrometheus, prometheus_with_openmetrics
+from tests.integrations_fixtures import RunningPrometheus, free_port, prometheus_with_openmetrics
 
 pytestmark = pytest.mark.prometheus
 
@@ -276,6 +276,23 @@ async def test_a_failing_receiver_does_not_silence_the_others(settings: Settings
     await check_slos(slo_ctx(settings, db), sli, now=NOW, warn=broken, clear=rx.clear)
     assert len(await incidents(db)) == 1 and sorted(rx.cleared) == ["pay-availability", "shop-availability"]
     assert "warn(cart-availability) failed" in caplog.text
+
+
+async def test_an_unreadable_prometheus_keeps_the_page_and_the_warnings(
+        settings: Settings, db: Database, sli: PrometheusSli, caplog: pytest.LogCaptureFixture) -> None:
+    ctx, rx = slo_ctx(settings, db), Receiver()
+    await check_slos(ctx, sli, now=NOW, warn=rx.warn, clear=rx.clear)
+    down = PrometheusSli.from_settings(metrics_settings(f"http://127.0.0.1:{free_port()}", retries=0))
+    try:
+        statuses = await check_slos(ctx, down, now=LATER, warn=rx.warn, clear=rx.clear)
+    finally:
+        await down.aclose()
+    # Unknown is not recovered: the page stays firing, nothing is warned or cleared, the reason is logged.
+    assert {s.state for s in statuses} == {SloState.ERROR}
+    (alert,) = await slo_alerts(db)
+    assert alert.status == "firing" and len(await incidents(db)) == 1
+    assert len(rx.warnings) == 1 and len(rx.cleared) == 2  # the first check's only
+    assert "SLO pay-availability: could not read 5m, 30m, 1h, 6h, 3d, 30d: prometheus: cannot reach" in caplog.text
 
 
 # ---------------------------------------------------------------- onwatch slo status
