@@ -11,6 +11,7 @@ escape ``<``, ``>`` and ``&`` (and every Teams markup character) as everywhere e
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,8 @@ from bot.watch.model import WatchFinding, WatchKind
 
 KIND_LABEL = {WatchKind.DEGRADATION: "degradation", WatchKind.SLO_BURN: "SLO slow burn"}
 INERT = str.maketrans({"`": "ˋ", "\r": " "})
-FALLBACK_INERT = str.maketrans({"`": "ˋ", "*": "∗", "_": "ˍ", "~": "∼", "\n": " ", "\r": " "})
+FALLBACK_INERT = str.maketrans({"`": "ˋ", "*": "∗", "~": "∼", "\n": " ", "\r": " "})
+EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")  # ``_it_`` formats; ``latency_p99`` does not
 
 
 def block_text(text: str) -> str:
@@ -38,7 +40,7 @@ def quoted(text: str, limit: int = 300) -> str:
 
 def fallback(text: str) -> str:
     """A notification's text (parsed as markup, shown without blocks): formatting characters made inert."""
-    return clip(text.translate(FALLBACK_INERT), 300)
+    return clip(EDGE_UNDERSCORE.sub("ˍ", text.translate(FALLBACK_INERT)), 300)
 
 
 def kind_label(kind: str) -> str:
