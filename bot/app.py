@@ -38,12 +38,16 @@ from bot.investigate.service import handle_job
 from bot.jobs import Handler, JobQueue, JobRunner, LostHook
 from bot.memory.grade import grade_outcomes
 from bot.memory.store import remember_resolved
+from bot.proactive import run_degradation_scan, run_slo_check
 from bot.remediate.preview_only import PreviewOnly
 from bot.remediate.service import RemediationService
 from bot.scheduler import LeaderScheduler
+from bot.slo_check import CHECK_INTERVAL_S as SLO_CHECK_INTERVAL_S
 from bot.store.db import Database, open_database
 from bot.store.models import Job
 from bot.triage.service import TriageService
+from bot.watch.chat import watch_posters
+from bot.watch.service import WatchService
 from bot.web import Installer, create_app
 from bot.web_ui import views as web_ui
 from integrations.executor_setup import build_registry
@@ -107,6 +111,8 @@ async def build_context(settings: Settings, db: Database | None = None, *, role:
                  if executes_here(settings, role) else preview_registry(settings))
     ctx.remediation = RemediationService(ctx, executors=executors)
     add_chat_adapters(ctx)
+    ctx.watch = WatchService(settings.watch, db, posters=watch_posters(ctx.chat.adapters, settings),
+                             sources_factory=ctx.sources_factory, memory=settings.memory)
     return ctx
 
 
@@ -166,7 +172,7 @@ def build_runner(ctx: AppContext, extra_handlers: dict[str, Handler] | None = No
     async def investigation(job: Job) -> None:
         started = time.perf_counter()
         try:
-            await handle_job(ctx, job.payload)
+            await handle_job(ctx, job.payload, early_warnings=ctx.watch.escalate if ctx.watch is not None else None)
         finally:
             ctx.metrics.investigation_seconds.observe(time.perf_counter() - started)
 
@@ -201,6 +207,12 @@ def build_scheduler(ctx: AppContext, runner: JobRunner) -> LeaderScheduler:
     sched.every(3600.0, "prune-lifecycle-events", ctx.outbox.prune)
     if ctx.settings.audit.checkpoint_every_s:
         sched.every(float(ctx.settings.audit.checkpoint_every_s), "audit-checkpoint", lambda: write_checkpoint(ctx))
+    if ctx.watch is not None and ctx.settings.sources.metrics is not None:
+        watch = ctx.watch
+        if ctx.settings.detect.enabled:
+            sched.every(float(ctx.settings.detect.every_s), "degradation-scan", lambda: run_degradation_scan(ctx, watch))
+        # also with no slos: left, so a removed SLO's firing page is still resolved
+        sched.every(SLO_CHECK_INTERVAL_S, "slo-check", lambda: run_slo_check(ctx, watch))
     rs = ctx.settings.reports
     if rs.weekly:
         sched.weekly(weekly_report.JOB_KIND, rs.weekly_day, rs.weekly_time, rs.timezone,

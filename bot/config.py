@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -340,6 +340,31 @@ class MemorySettings(Section):
                                description="share of the text similarity in the combined score")
 
 
+class WatchSettings(Section):
+    """Watch items (docs/proactive.md, "Watch items"): early warnings from proactive checks."""
+
+    enabled: bool = Field(default=True, description="take findings from the proactive checks and post them")
+    min_interval_s: int = Field(
+        default=3600, ge=0,
+        description="at most one NEW watch item per service in this many seconds (counted in the database, so it "
+                    "holds across restarts and replicas); 0: no limit")
+    service_intervals: dict[str, NonNegativeInt] = Field(
+        default_factory=dict,
+        description="min_interval_s for named services (a chatty service can be given a longer one)")
+    changes_before_s: int = Field(default=3600, ge=0,
+                                  description="changes this long before a warning's start are shown with it")
+    changes_after_s: int = Field(default=900, ge=0,
+                                 description="and changes up to this long after its start (never past now)")
+    source_timeout_s: float = Field(default=10.0, gt=0, le=120,
+                                    description="each change source answers within this, or is named as missing")
+    max_points: int = Field(default=720, ge=2, le=5000,
+                            description="chart points kept with an item (a longer series is thinned evenly)")
+
+    def interval_for(self, service: str) -> int:
+        """The rate limit of ``service``: its own interval if configured, else ``min_interval_s``."""
+        return self.service_intervals.get(service, self.min_interval_s)
+
+
 class DetectSettings(Section):
     """The degradation scan (docs/proactive.md): the leader replays each service's recent signals through the
     streaming detector on a schedule; a degradation becomes a watch item (an early warning), never a page."""
@@ -391,6 +416,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     slos: list[SLO] = Field(default_factory=list, description="service level objectives (docs/proactive.md)")
     detect: DetectSettings = Field(default_factory=DetectSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @model_validator(mode="after")
     def _contradictions(self) -> Settings:

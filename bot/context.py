@@ -14,7 +14,7 @@ from bot.deadletter import DeadLetters
 from bot.incidents.outbox import Outbox
 from bot.jobs import JobQueue
 from bot.metrics import Metrics
-from bot.ports import ChatPort, RemediationPort, TriagePort
+from bot.ports import ChatPort, RemediationPort, TriagePort, WatchPort
 from bot.store.db import Database
 from integrations.base import Sources
 
@@ -35,3 +35,4 @@ class AppContext:
     triage: TriagePort | None = None
     remediation: RemediationPort | None = None
     dead_letters: DeadLetters | None = None
+    watch: WatchPort | None = None

@@ -8,7 +8,7 @@ only: at run time this module imports nothing above the store, so the domain can
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bot.remediate.service import DecisionOutcome
     from bot.triage.alert import AlertIn
     from bot.triage.txn import IngestOutcome
+    from bot.watch.model import WatchFinding, WatchOutcome
 
 
 DecisionVerb = Literal["approve", "reject"]  # what an approver's button asks for
@@ -112,3 +113,15 @@ class RemediationPort(Protocol):
     async def on_execution_lost(self, job: Job) -> None: ...
 
     async def run_verification(self, job: Job) -> None: ...
+
+
+class WatchPort(Protocol):
+    """Early warnings (``bot.watch.service.WatchService``): what the proactive checks and investigations call."""
+
+    async def observe(self, finding: WatchFinding) -> WatchOutcome: ...
+
+    async def recover(self, keys_still_holding: Iterable[str], kind: str) -> list[str]: ...
+
+    async def close(self, key: str, reason: str = "recovered", actor: Actor = ...) -> bool: ...
+
+    async def escalate(self, incident_id: str, services: Sequence[str]) -> list[dict[str, Any]]: ...

@@ -13,12 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.audit import Actor, verify_chain
-from bot.config import Settings
+from bot.config import Settings, WatchSettings
 from bot.store.db import Database
 from bot.store.models import AuditEvent, ChangeRecord, WatchItem
 from bot.triage import silences
 from bot.watch.model import WatchFinding, WatchFindingError, WatchKind, WatchOutcome, WatchStatus
-from bot.watch.settings import WatchSettings
 from integrations.base import Sources
 from integrations.github import GitHubChanges
 from integrations.http import HttpConfig, HttpSource

@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 from bot.app import build_context
+from bot.config import WatchSettings
 from bot.store.db import Database
 from bot.watch.chat import TeamsWatchPoster, watch_posters
 from bot.watch.model import WatchOutcome
 from bot.watch.service import WatchService
-from bot.watch.settings import WatchSettings
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.teams_fixtures import BOT_ID, CHANNEL, activity, serve, teams_settings
 from tests.watch_fixtures import Clock, finding

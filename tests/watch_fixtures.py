@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.chat.slack.adapter import SlackAdapter
+from bot.config import WatchSettings
 from bot.store.db import Database
 from bot.watch.chat import watch_posters
 from bot.watch.model import WatchFinding, WatchKind
 from bot.watch.service import WatchService
-from bot.watch.settings import WatchSettings
 from integrations.base import Sources
 from integrations.change_webhook import WebhookChangeSource
 from tests.fakes.slack_api import FakeSlack

@@ -19,8 +19,8 @@ from bot.detect.detector import DetectorConfig
 from bot.detect.episodes import Episode, current_episode
 from bot.investigate.catalog import classify
 from bot.messages.format import utc_time
+from bot.ports import WatchPort
 from bot.watch.model import WatchFinding, WatchKind
-from bot.watch.service import WatchService
 from integrations.base import Series, SourceError, Sources, TimeWindow
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ async def scan(sources: Sources, settings: DetectSettings) -> ScanResult:
 
 
 async def scan_and_watch(sources_factory: Callable[[], Sources], settings: DetectSettings,
-                         watch: WatchService) -> ScanResult:
+                         watch: WatchPort) -> ScanResult:
     """The scheduled job: scan, hand each finding to the watch, and close what recovered (only after a scan
     that read every signal)."""
     sources = sources_factory()

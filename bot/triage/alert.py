@@ -93,7 +93,7 @@ def service_of(labels: dict[str, str]) -> str:
 
 
 Source = Literal["alertmanager", "grafana", "generic", "chat", "datadog", "pagerduty", "opsgenie", "sentry",
-                 "cloudwatch"]
+                 "cloudwatch", "slo"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,5 @@
 """
 
 from bot.watch.model import PostRef, WatchFinding, WatchFindingError, WatchKind, WatchOutcome, WatchStatus
-from bot.watch.settings import WatchSettings
 
-__all__ = ["PostRef", "WatchFinding", "WatchFindingError", "WatchKind", "WatchOutcome", "WatchSettings",
-           "WatchStatus"]
+__all__ = ["PostRef", "WatchFinding", "WatchFindingError", "WatchKind", "WatchOutcome", "WatchStatus"]

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import MemorySettings
+from bot.config import MemorySettings, WatchSettings
 from bot.memory.similar import Signature
 from bot.memory.store import Recalled, recall
 from bot.store.db import Database
 from bot.watch.model import WatchFinding
-from bot.watch.settings import WatchSettings
 from integrations.base import ChangeEvent, Sources, TimeWindow, call_tool, describe
 
 log = logging.getLogger(__name__)

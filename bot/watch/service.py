@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bot.audit import BOT, Actor
-from bot.config import MemorySettings
+from bot.config import MemorySettings, WatchSettings
 from bot.messages.model import Message
 from bot.store.db import Database
 from bot.store.models import WatchItem
@@ -28,7 +28,6 @@ from bot.watch import compose
 from bot.watch.context import gather
 from bot.watch.model import PostRef, WatchFinding, WatchKind, WatchOutcome
 from bot.watch.posting import WatchPoster
-from bot.watch.settings import WatchSettings
 from bot.watch.store import claim, close_item, escalate_items, live_items, update_detail
 from integrations.base import Sources
 

@@ -20,13 +20,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.audit import BOT, Actor, audit
+from bot.config import WatchSettings
 from bot.incidents.outbox import EventKind, emit
 from bot.store.db import Database
 from bot.store.models import WatchItem
 from bot.triage.silences import SilenceView
 from bot.triage.suppress import matches
 from bot.watch.model import WatchFinding, WatchOutcome, WatchStatus
-from bot.watch.settings import WatchSettings
 
 WATCH_LOCK_CLASS = 0x6F6E7774  # "onwt": pg_advisory_xact_lock(class, hashtext(service)) serialises opens per service
 LIVE = (WatchStatus.OPEN, WatchStatus.ESCALATED)
