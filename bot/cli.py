@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("status", _lazy("bot.slo_cli", "status_main"),
              "each SLO now: budget left, burn rate per window pair, state (ok, ticket, page, no data); docs/proactive.md",
              slo)
-    sp.add_argument("--at", type=float, help="evaluate at this time (Unix seconds) instead of now")
+    sp.add_argument("--at", metavar="TIME", help="evaluate at this time (RFC 3339 or Unix seconds) instead of now")
     sp.add_argument("--json", action="store_true")
 
     sp = add("report", _lazy("bot.reports.cli", "report_main"),

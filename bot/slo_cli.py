@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.investigate.scope import ScopeError, parse_at
 from bot.slo.check import fmt_budget, fmt_burn
 from bot.slo.evaluate import SloStatus, evaluate_slo
 from bot.slo.model import SLO
@@ -110,7 +111,12 @@ def status_main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"onwatch slo status: {exc}", file=sys.stderr)
         return 2
-    at = float(args.at) if getattr(args, "at", None) is not None else time.time()
+    try:
+        at = parse_at(getattr(args, "at", None))
+    except ScopeError as exc:
+        print(f"onwatch slo status: {exc}", file=sys.stderr)
+        return 2
+    at = time.time() if at is None else at
     statuses = asyncio.run(_statuses(sli, list(settings.slos), at))
     if all(st.errors and not st.ratios and not st.no_data for st in statuses):
         first = next(iter(statuses[0].errors.values()))

@@ -62,3 +62,11 @@ def test_an_unreachable_prometheus_is_named_by_its_url(tmp_path: Path, capsys: p
     assert (rc, out) == (2, "")
     assert err.startswith(f"onwatch slo status: cannot read the SLIs from {url}: ") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("at", ["yesterday", "nan", "2024-05-17 21:13"])
+def test_a_bad_at_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str) -> None:
+    cfg = _config(tmp_path, {"sources": {"metrics": {"url": f"http://127.0.0.1:{closed_port()}"}}, "slos": [CHECKOUT]})
+    rc, out, err = _status(cfg, capsys, "--at", at)
+    assert rc == 2 and out == ""
+    assert "neither RFC 3339" in err and "Traceback" not in err
