@@ -33,6 +33,7 @@ from bot.store.db import Database
 from bot.store.models import Alert, Incident
 from integrations.settings import MetricsSourceSettings
 from tests.integrations_fixtures import RunningPrometheus, free_port, prometheus_with_openmetrics
+from tests.prom_fixtures import REQUESTS, event_slo, gauge_rows, request_counter_rows, write_openmetrics
 
 pytestmark = pytest.mark.prometheus
 
@@ -61,28 +62,11 @@ def latency(t: int) -> float:
 
 
 def openmetrics(path: Path) -> Path:
-    lines = ["# TYPE http_requests_total gauge\n"]
-    for job in ("pay", "shop", "cart"):
-        good = bad = 0.0
-        ok_rows, bad_rows = [], []
-        for t in range(T0, END + 1, STEP):
-            if t > T0:
-                share = error_share(job, t)
-                bad += PER_MIN * share
-                good += PER_MIN * (1 - share)
-            ok_rows.append(f'http_requests_total{{code="200",job="{job}"}} {good!r} {t}\n')
-            bad_rows.append(f'http_requests_total{{code="500",job="{job}"}} {bad!r} {t}\n')
-        lines += ok_rows + bad_rows
-    lines.append("# TYPE latency_seconds gauge\n")
-    lines += [f'latency_seconds{{job="search"}} {latency(t)!r} {t}\n' for t in range(T0, END + 1, STEP)]
-    lines.append("# EOF\n")
-    path.write_text("".join(lines))
-    return path
-
-
-def event_slo(job: str) -> dict[str, Any]:
-    return {"name": f"{job}-availability", "service": job, "objective": 0.999, "period": "30d",
-            "good": f'http_requests_total{{job="{job}",code!~"5.."}}', "total": f'http_requests_total{{job="{job}"}}'}
+    times = range(T0, END + 1, STEP)
+    requests = [row for job in ("pay", "shop", "cart")
+                for row in request_counter_rows(job, times, PER_MIN, lambda t, job=job: error_share(job, t))]
+    search = gauge_rows("latency_seconds", {"job": "search"}, [(t, latency(t)) for t in times])
+    return write_openmetrics(path, {REQUESTS: requests, "latency_seconds": search})
 
 
 SEARCH = {"name": "search-latency", "service": "search", "objective": 0.99, "period": "30d",
