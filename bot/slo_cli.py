@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.investigate.scope import ScopeError, parse_at
 from bot.slo.check import fmt_budget, fmt_burn
@@ -29,18 +29,27 @@ from bot.slo.sli import signal_query
 from integrations.catalog import Catalog
 
 
+def _reasons(exc: ConfigError) -> str:
+    return "; ".join(exc.errors)
+
+
+def _settings_with_slos(args: argparse.Namespace) -> Settings:
+    """The settings, or ``ConfigError`` when they hold no SLO to work on."""
+    settings = load_settings(getattr(args, "config", None))
+    if not settings.slos:
+        raise ConfigError(["no slos: in the settings"])
+    return settings
+
+
 def rules_main(args: argparse.Namespace) -> int:
     """Print one rule file with a group per SLO; exit 2 with the reason when the settings cannot say."""
     try:
-        settings = load_settings(getattr(args, "config", None))
-        if not settings.slos:
-            print("onwatch slo rules: no slos: in the settings", file=sys.stderr)
-            return 2
+        settings = _settings_with_slos(args)
         m = settings.sources.metrics
         catalog = Catalog.load(m.catalog, m.signals) if m is not None else None
         files = [rules(slo, signal_query(slo, catalog)) for slo in settings.slos]
     except ConfigError as exc:
-        print(f"onwatch slo rules: {exc}", file=sys.stderr)
+        print(f"onwatch slo rules: {_reasons(exc)}", file=sys.stderr)
         return 2
     groups = [line for text in files for line in text.splitlines()[1:]]  # each file starts with "groups:"
     print("\n".join(["groups:", *groups]))
@@ -95,21 +104,16 @@ def status_table(statuses: list[SloStatus]) -> str:
 def status_main(args: argparse.Namespace) -> int:
     """Print each SLO's budget, burns and state; exit 2 when there is nothing to read or Prometheus cannot be."""
     try:
-        settings = load_settings(getattr(args, "config", None))
-        if not settings.slos:
-            print("onwatch slo status: no slos: in the settings", file=sys.stderr)
-            return 2
+        settings = _settings_with_slos(args)
         m = settings.sources.metrics
         if m is None:
-            print("onwatch slo status: no sources.metrics in the settings: the SLIs are read from Prometheus",
-                  file=sys.stderr)
-            return 2
+            raise ConfigError(["no sources.metrics in the settings: the SLIs are read from Prometheus"])
         catalog = Catalog.load(m.catalog, m.signals)
         for slo in settings.slos:  # a signal the catalog lacks is a settings error, said before any query
             signal_query(slo, catalog)
         sli = PrometheusSli.from_settings(m, catalog)
     except ConfigError as exc:
-        print(f"onwatch slo status: {exc}", file=sys.stderr)
+        print(f"onwatch slo status: {_reasons(exc)}", file=sys.stderr)
         return 2
     try:
         at = parse_at(getattr(args, "at", None))

@@ -31,6 +31,15 @@ APPROVER_AAD = "11111111-2222-3333-4444-555555555555"
 STRANGER_AAD = "99999999-8888-7777-6666-555555555555"
 
 
+def card_nodes(node: Any) -> list[dict[str, Any]]:
+    """Every object inside an Adaptive Card (or any JSON), depth first: find an element wherever it nests."""
+    if isinstance(node, list):
+        return [b for n in node for b in card_nodes(n)]
+    if isinstance(node, dict):
+        return [node] + [b for v in node.values() for b in card_nodes(v)]
+    return []
+
+
 def teams_settings(sqlite_url: str, runbooks_dir: Path | None = None, **teams: Any) -> Settings:
     conf: dict[str, Any] = {"enabled": True, "channel": CHANNEL, "allow_anonymous": True,
                             "extra_service_url_hosts": ["127.0.0.1"]}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 from bot.app import build_context
 from bot.config import WatchSettings
@@ -15,16 +14,8 @@ from bot.watch.chat import TeamsWatchPoster, watch_posters
 from bot.watch.model import WatchOutcome
 from bot.watch.service import WatchService
 from tests.fakes.bot_connector import FakeBotConnector
-from tests.teams_fixtures import BOT_ID, CHANNEL, activity, serve, teams_settings
+from tests.teams_fixtures import BOT_ID, CHANNEL, activity, card_nodes, serve, teams_settings
 from tests.watch_fixtures import Clock, finding
-
-
-def _walk(node: Any) -> list[dict[str, Any]]:
-    if isinstance(node, list):
-        return [b for n in node for b in _walk(n)]
-    if isinstance(node, dict):
-        return [node] + [b for v in node.values() for b in _walk(v)]
-    return []
 
 
 async def test_teams_post_and_recovery_reply(connector: FakeBotConnector, sqlite_url: str, db: Database) -> None:
@@ -41,9 +32,9 @@ async def test_teams_post_and_recovery_reply(connector: FakeBotConnector, sqlite
         (create,) = connector.of_kind("create_conversation")
         assert create.body["channelData"]["channel"]["id"] == CHANNEL
         card = create.body["activity"]["attachments"][0]["content"]
-        texts = " ".join(b.get("text", "") for b in _walk(card["body"]))
+        texts = " ".join(b.get("text", "") for b in card_nodes(card["body"]))
         assert "Early warning" in texts and "latency\\_p99" in texts
-        (image,) = [b for b in _walk(card["body"]) if b.get("type") == "Image"]
+        (image,) = [b for b in card_nodes(card["body"]) if b.get("type") == "Image"]
         assert base64.b64decode(image["url"].removeprefix("data:image/png;base64,")).startswith(b"\x89PNG")
         (root,) = connector.conversations[CHANNEL]  # the post's id: its thread is <channel>;messageid=<root>
         clock.now += 1200

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -29,7 +28,7 @@ from bot.store.models import Acknowledgement, Alert, Incident, Job
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_fixtures import INCIDENT_CHANNEL, slack_settings
-from tests.teams_fixtures import BOT_ID, Served, activity, serve, teams_settings
+from tests.teams_fixtures import BOT_ID, Served, activity, card_nodes, serve, teams_settings
 
 END = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC).timestamp()  # a Monday, 09:00 UTC
 DAY = 86400.0
@@ -126,9 +125,9 @@ async def test_teams_weekly_post_with_its_chart_inline(connector: FakeBotConnect
         assert await weekly.post_weekly_report(ctx, END) == 1
     (create,) = connector.of_kind("create_conversation")
     card = create.body["activity"]["attachments"][0]["content"]
-    texts = [b.get("text", "") for b in _walk(card["body"])]
+    texts = [b.get("text", "") for b in card_nodes(card["body"])]
     assert any("acknowledge" in t and "3.5 min" in t for t in texts)
-    (image,) = [b for b in _walk(card["body"]) if b.get("type") == "Image"]
+    (image,) = [b for b in card_nodes(card["body"]) if b.get("type") == "Image"]
     png = base64.b64decode(image["url"].removeprefix("data:image/png;base64,"))
     assert png.startswith(b"\x89PNG") and len(json.dumps(create.body)) < 28 * 1024
 
@@ -136,14 +135,6 @@ async def test_teams_weekly_post_with_its_chart_inline(connector: FakeBotConnect
 async def _install(srv: Served, fake: FakeBotConnector) -> None:
     status, _ = await srv.post(activity("conversationUpdate", fake.service_url, membersAdded=[{"id": BOT_ID}]))
     assert status == 201
-
-
-def _walk(node: Any) -> list[dict[str, Any]]:
-    if isinstance(node, list):
-        return [b for n in node for b in _walk(n)]
-    if isinstance(node, dict):
-        return [node] + [b for v in node.values() for b in _walk(v)]
-    return []
 
 
 # ----------------------------------------------------------------- the leader's weekly tick
