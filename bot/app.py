@@ -28,6 +28,7 @@ from bot.chat.slack.socket import SocketModeRunner
 from bot.chat.teams import routes as teams_routes
 from bot.chat.teams.adapter import TeamsAdapter, approvers_lookup
 from bot.chat.teams.connection import build_cloud_adapter
+from bot.chat.watch_posters import watch_posters
 from bot.config import Settings, exposure_problems
 from bot.context import AppContext
 from bot.deadletter import DeadLetters
@@ -46,7 +47,6 @@ from bot.slo_check import CHECK_INTERVAL_S as SLO_CHECK_INTERVAL_S
 from bot.store.db import Database, open_database
 from bot.store.models import Job
 from bot.triage.service import TriageService
-from bot.watch.chat import watch_posters
 from bot.watch.service import WatchService
 from bot.web import Installer, create_app
 from bot.web_ui import views as web_ui

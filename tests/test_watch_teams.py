@@ -8,9 +8,9 @@ import base64
 import json
 
 from bot.app import build_context
+from bot.chat.watch_posters import TeamsWatchPoster, watch_posters
 from bot.config import WatchSettings
 from bot.store.db import Database
-from bot.watch.chat import TeamsWatchPoster, watch_posters
 from bot.watch.model import WatchOutcome
 from bot.watch.service import WatchService
 from tests.fakes.bot_connector import FakeBotConnector

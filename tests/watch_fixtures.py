@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.chat.slack.adapter import SlackAdapter
+from bot.chat.watch_posters import watch_posters
 from bot.config import WatchSettings
 from bot.store.db import Database
-from bot.watch.chat import watch_posters
 from bot.watch.model import WatchFinding, WatchKind
 from bot.watch.service import WatchService
 from integrations.base import Sources

@@ -1,6 +1,6 @@
 """Where watch items are posted: the incident channel of each chat platform, outside any incident's thread.
 
-The watch speaks the neutral message model; a ``WatchPoster`` (one per platform, ``bot.watch.chat``) starts a
+The watch speaks the neutral message model; a ``WatchPoster`` (one per platform, ``bot.chat.watch_posters``) starts a
 post in the platform's incident channel and replies under it. Posters log and swallow their platform's
 failures (chat is an edge): ``start`` gives None and ``reply`` False, and the item stays as it is.
 """

@@ -6,7 +6,7 @@ chart uploaded into that message's thread, replies in the thread. Teams: a new p
 A platform without an incident channel gets no poster. Delivery failures are logged by the adapters and
 come back as "not posted", never as an exception.
 
-This module is the only part of ``bot.watch`` that knows a platform; the composition root builds the
+The watch (``bot.watch``) knows no platform; this edge does, and the composition root builds the
 posters (``watch_posters``) and hands them to ``WatchService``.
 """
 
