@@ -8,8 +8,8 @@ import time
 import pytest
 
 from bot.chat import compose
-from bot.chat.chart import chart_for_report, render_png, spec_from_report
 from bot.errors import NotFound
+from bot.messages.chart import chart_for_report, render_png, spec_from_report
 from bot.messages.model import Cause, Chart, EvidenceItem, ProposalBlock, Step, Text
 from bot.store.models import Approval, Execution, Proposal
 from tests.slack_fixtures import REPORT, T0, make_incident, make_investigation, make_proposal

@@ -218,7 +218,7 @@ async def test_chart_is_present_and_bounded(db, tmp_path: Path) -> None:
     assert chart["onset"] == scope["onset"]
     assert len(json.dumps(chart)) < 40_000
     # the chat renders it as a time series, not the before/after fallback
-    from bot.chat.chart import spec_from_report
+    from bot.messages.chart import spec_from_report
 
     spec = spec_from_report(report)
     assert spec is not None and spec.series and not spec.bars

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.chat.chart import chart_for_report
 from bot.errors import NotFound
+from bot.messages.chart import chart_for_report
 from bot.messages.format import phase_label
 from bot.messages.format import utc_time as when
 from bot.messages.model import (

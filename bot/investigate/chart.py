@@ -4,7 +4,7 @@ A person reads a picture faster than numbers, but the report is stored as JSON, 
 small: at most a few series from the baseline start to the clock, each bucketed down to
 ``max_points`` points, and the changes that fell in the window as markers. Series in different
 units are drawn as robust z against their own baseline so that one axis can hold them.
-``bot/chat/chart.py`` renders this exact shape.
+``bot/messages/chart.py`` renders this exact shape.
 """
 
 from __future__ import annotations

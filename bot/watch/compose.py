@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bot.chat.chart import chart_for_report
+from bot.messages.chart import chart_for_report
 from bot.messages.format import change_ratio, clip, fmt_num, utc_time
 from bot.messages.model import Block, Chart, Message, Text
 from bot.store.models import WatchItem

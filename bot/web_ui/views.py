@@ -20,9 +20,9 @@ from markupsafe import Markup
 from sqlmodel import col, select
 
 from bot.audit import verify_chain
-from bot.chat.chart import chart_for_report, spec_from_report
 from bot.context import AppContext
 from bot.errors import NotFound
+from bot.messages.chart import chart_for_report, spec_from_report
 from bot.messages.format import fmt_num
 from bot.reports.chart import report_png
 from bot.reports.load import build_report
