@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def latency(t: int) -> float:
 def openmetrics(path: Path) -> Path:
     times = range(T0, END + 1, STEP)
     requests = [row for job in ("pay", "shop", "cart")
-                for row in request_counter_rows(job, times, PER_MIN, lambda t, job=job: error_share(job, t))]
+                for row in request_counter_rows(job, times, PER_MIN, partial(error_share, job))]
     search = gauge_rows("latency_seconds", {"job": "search"}, [(t, latency(t)) for t in times])
     return write_openmetrics(path, {REQUESTS: requests, "latency_seconds": search})
 
