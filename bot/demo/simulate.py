@@ -27,9 +27,10 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,44 @@ _OLD_VERSION, _NEW_VERSION = "v1.8.3", "v1.8.4"
 _REPO = "https://git.example.internal/shop"
 
 
+class Scenario(StrEnum):
+    """What goes wrong in the simulated shop."""
+
+    ROLLOUT = "rollout"  # payments-api v1.8.4 rolls out with an unindexed query: a step, paged within minutes
+    DRIFT = "drift"  # checkout's heap nears its limit: its p99 creeps up for half an hour before the page
+
+
+# The drift scenario: checkout v2.9.0, deployed two days earlier, keeps a little memory per order it never
+# frees. For two days nothing showed; now the heap nears its limit, the collector runs longer and more often,
+# and the requests it stops wait for it.
+DRIFT_HISTORY_S = 3 * 3600  # the scan needs an hour of baseline inside a two-hour lookback before the drift
+HEAP_LIMIT_MB = 1024.0
+HEAP_KNEE_MB = 896.0  # live heap where the collector starts to struggle
+HEAP_FRESH_MB = 300.0  # a freshly started checkout pod
+LEAK_MB_PER_S = 0.05  # 3 MB a minute on every pod
+_DRIFT_OLD, _DRIFT_NEW = "v2.8.6", "v2.9.0"
+
+
 # ----------------------------------------------------------------------------- the timeline
+
+
+@dataclass(frozen=True, slots=True)
+class HeapLeak:
+    """The drift scenario's checkout pods: each one's live heap grows by ``LEAK_MB_PER_S``; it reaches
+    ``HEAP_KNEE_MB`` at ``knee`` on the pods running since the deploy, and a pod restarted by a rollback
+    (``restarts``, one per pod) starts again from ``HEAP_FRESH_MB``."""
+
+    knee: float
+    restarts: tuple[float, ...] = ()
+
+    def live_mb(self, t: float, pod: int) -> float:
+        if pod < len(self.restarts) and self.restarts[pod] <= t:
+            return HEAP_FRESH_MB + LEAK_MB_PER_S * (t - self.restarts[pod])
+        return HEAP_KNEE_MB + LEAK_MB_PER_S * (t - self.knee)
+
+    def stress(self, t: float, pod: int) -> float:
+        """How hard the collector struggles on ``pod``: 0 below the knee, 1 at the heap limit."""
+        return max(0.0, (self.live_mb(t, pod) - HEAP_KNEE_MB) / (HEAP_LIMIT_MB - HEAP_KNEE_MB))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +129,7 @@ class Timeline:
     detection: float
     rollback: float | None = None
     pods_reverted: tuple[float, ...] = ()
+    leak: HeapLeak | None = None  # the drift scenario (no payments-api rollout then: ``pods_ready`` is empty)
 
     def new_pods(self, t: float) -> int:
         """How many payments-api pods run the new version at ``t``."""
@@ -202,6 +241,8 @@ class _Tick:
     pool_in_use: float
     db_conns: float
     db_qps: float
+    gc_stress: tuple[float, ...] = ()  # the drift scenario: each checkout pod's collector stress
+    gc_pauses: np.ndarray | None = None  # and the pauses its requests waited out (ms)
 
 
 def _timeline(seed: int, anchor: float, rollback_at: float | None, until: float | None) -> Timeline:
@@ -218,6 +259,38 @@ def _timeline(seed: int, anchor: float, rollback_at: float | None, until: float 
     end = end_default if until is None else math.floor(until)
     return Timeline(start=start, end=end, frontend_deploy=frontend_deploy, catalog_config=catalog_config,
                     deploy=deploy, pods_ready=pods, detection=0.0, rollback=rollback_at, pods_reverted=reverted)
+
+
+def _drift_timeline(seed: int, anchor: float, rollback_at: float | None, until: float | None) -> Timeline:
+    """Three quiet hours in which checkout's heap fills; the collector starts to struggle some 40 minutes
+    before the end. No deploy in the window: the release that leaks went out two days earlier."""
+    g = _Rng(seed).fixed("misc")
+    end_default = math.floor(anchor / STEP_S) * STEP_S
+    start = end_default - DRIFT_HISTORY_S
+    frontend_deploy = start + 540 + float(g.integers(0, 120))
+    catalog_config = start + 1320 + float(g.integers(0, 120))
+    knee = end_default - 2460 + float(g.integers(0, 120))
+    deploy = end_default - 2 * 86400 + 3600 * float(g.uniform(-3, 3))
+    restarts: tuple[float, ...] = ()
+    if rollback_at is not None:
+        restarts = tuple(rollback_at + 12 + 17 * i for i in range(REPLICAS))
+    end = end_default if until is None else math.floor(until)
+    return Timeline(start=start, end=end, frontend_deploy=frontend_deploy, catalog_config=catalog_config,
+                    deploy=deploy, pods_ready=(), detection=0.0, rollback=rollback_at,
+                    leak=HeapLeak(knee, restarts))
+
+
+def _gc_pauses(g: np.random.Generator, leak: HeapLeak, t: float, n: int) -> tuple[tuple[float, ...], np.ndarray]:
+    """Each pod's collector stress, and how long each of ``n`` checkout requests waited for a collection.
+
+    A healthy collector stops a request now and then for a few tens of milliseconds; near the heap limit it
+    runs more often and each pause is longer, so more and more requests wait out a pause of seconds."""
+    stress = tuple(leak.stress(t, pod) for pod in range(REPLICAS))
+    pod = g.integers(0, REPLICAS, n)
+    s = np.asarray(stress)[pod]
+    hit = g.random(n) < 0.002 + 0.06 * s ** 1.5
+    pause = _lognormal(g, 1.0, 0.35, n) * (40.0 + 2600.0 * s ** 2)
+    return stress, np.where(hit, pause, 0.0)
 
 
 def _lognormal(g: np.random.Generator, median: float, sigma: float, n: int) -> np.ndarray:
@@ -257,6 +330,11 @@ def _simulate_tick(rng: _Rng, k: int, t: float, tl: Timeline) -> _Tick:
     cart_ms = _lognormal(g, 4.2, 0.35, n) + _lognormal(g, 0.7, 0.3, n)
     ship_ms = _lognormal(g, 12.0, 0.3, n)
     co_total = co_own + cart_ms + np.where(pay_failed, CLIENT_TIMEOUT_MS, pay_total + ship_ms)
+    stress: tuple[float, ...] = ()
+    pauses = None
+    if tl.leak is not None:
+        stress, pauses = _gc_pauses(g, tl.leak, t, n)
+        co_total = co_total + pauses
 
     # frontend: product pages, cart views, checkouts
     catalog_ms = _lognormal(g, 19.0 if t < tl.catalog_config else 16.5, 0.4, n)
@@ -291,7 +369,7 @@ def _simulate_tick(rng: _Rng, k: int, t: float, tl: Timeline) -> _Tick:
     db_qps = rps["payments-api"] * (2.0 + f) + 3.1
     db_conns = 9.0 + 2.0 * REPLICAS + pool
     return _Tick(t=t, f=f, rps=rps, lat=lat, failed=failed, query_ms=query_ms, pool_in_use=pool,
-                 db_conns=db_conns, db_qps=db_qps)
+                 db_conns=db_conns, db_qps=db_qps, gc_stress=stress, gc_pauses=pauses)
 
 
 def _restart_factor(t: float, restarts: Iterable[float], tau: float = 240.0) -> float:
@@ -321,6 +399,9 @@ def _metrics_for(rng: _Rng, k: int, tick: _Tick, tl: Timeline, offsets: dict[str
             load = tick.db_qps / (_BASE_RPS["payments-api"] * 2.0 + 3.1)
             cpu = _BASE_CPU[svc] * (0.6 + 0.4 * load) * float(gc.normal(1.0, 0.05)) + 11.0 * tick.f
         restarts = pay_restarts if svc == "payments-api" else [tl.frontend_deploy] if svc == "frontend" else []
+        if svc == SYMPTOM and tl.leak is not None:
+            restarts = list(tl.leak.restarts)
+            cpu += 14.0 * sum(s ** 3 for s in tick.gc_stress) / REPLICAS  # collections: more often, each longer
         for r in restarts:
             if 0 <= tick.t - r < 45:
                 cpu += 9.0 * float(gc.uniform(0.6, 1.0)) / (REPLICAS if svc == "payments-api" else 1.0)
@@ -331,7 +412,11 @@ def _metrics_for(rng: _Rng, k: int, tick: _Tick, tl: Timeline, offsets: dict[str
 
         wander = 1.0 + 0.015 * math.sin((tick.t - tl.start) / 700.0 + len(svc)) + float(gm.normal(0, 0.004))
         gc_saw = 1.0 + (0.06 * (((tick.t + 97 * len(svc)) % 420) / 420.0) if svc in ("catalog", "checkout") else 0.0)
-        if svc == "payments-api":
+        if svc == SYMPTOM and tl.leak is not None:
+            # the live heap of each pod (a steady climb for days), plus what is allocated between collections
+            live = sum(tl.leak.live_mb(tick.t, pod) for pod in range(REPLICAS)) / REPLICAS
+            mem_f = live / _BASE_MEM_MB[svc]
+        elif svc == "payments-api" and tl.pods_ready:
             # three pods restart one after another: each holds a third of the service's memory
             mem_f = sum(_restart_factor(tick.t, [tl.pods_ready[i], *tl.pods_reverted[i:i + 1]])
                         for i in range(REPLICAS)) / REPLICAS
@@ -458,6 +543,8 @@ def _logs_and_spans(rng: _Rng, k: int, tick: _Tick, tl: Timeline
             pod = ids.pod("payments-api")
             log(rev - 3.1, "payments-api", "INFO", f"payments-api {_OLD_VERSION} starting on pod {pod}")
             log(rev - 1.4, "payments-api", "INFO", "connection pool to payments-db ready: max_conns=20")
+    if tl.leak is not None:
+        _gc_logs(tick, tl.leak, gl, ids, log)
 
     # every slow query and failed charge is logged (not only the sampled ones)
     slow = tick.query_ms[tick.query_ms > 1000.0]
@@ -502,6 +589,8 @@ def _logs_and_spans(rng: _Rng, k: int, tick: _Tick, tl: Timeline
         ship = float(gt.lognormal(math.log(12), 0.3))
         co_own = float(gt.lognormal(math.log(21), 0.3))
         co = co_own + cart + (CLIENT_TIMEOUT_MS if failed else pay + ship)
+        if tick.gc_pauses is not None:  # the drift scenario: this request may have waited out a collection
+            co += float(tick.gc_pauses[int(gt.integers(0, len(tick.gc_pauses)))])
         fe = co + float(gt.lognormal(math.log(9), 0.3))
         st = "error" if failed else "ok"
         root = span(tid, "", "frontend", "POST /checkout", t0, fe, st)
@@ -540,6 +629,24 @@ def _logs_and_spans(rng: _Rng, k: int, tick: _Tick, tl: Timeline
         ca = span(tid, root, "cart", "GetCart", t0 + 0.003, cart)
         span(tid, ca, "cart", "redis HGETALL", t0 + 0.004, cart * 0.18)
     return logs, spans
+
+
+def _gc_logs(tick: _Tick, leak: HeapLeak, gl: np.random.Generator, ids: _Ids,
+             log: Callable[[float, str, str, str], None]) -> None:
+    """What checkout's runtime logs in the drift scenario: restarts, and every collection pause over 200 ms."""
+    for at in leak.restarts:
+        if tick.t <= at < tick.t + STEP_S:
+            log(at - 2.7, SYMPTOM, "INFO", f"checkout {_DRIFT_OLD} starting on pod {ids.pod(SYMPTOM)}")
+    assert tick.gc_pauses is not None
+    long = tick.gc_pauses[tick.gc_pauses > 200.0]
+    share = len(long) / len(tick.gc_pauses)
+    for _ in range(int(gl.poisson(min(6.0, 40.0 * share)))):
+        pod = int(gl.integers(0, REPLICAS))
+        live = leak.live_mb(tick.t, pod)
+        ms = float(gl.choice(long))
+        before = min(HEAP_LIMIT_MB, live + float(gl.uniform(20, 60)))
+        log(round(tick.t + float(gl.random()) * STEP_S, 3), SYMPTOM, "WARN",
+            f"GC pause (G1 Evacuation Pause) {ms:.1f}ms: heap {before:.0f}M->{live:.0f}M ({HEAP_LIMIT_MB:.0f}M)")
 
 
 # ----------------------------------------------------------------------------- alert, changes, bundle
@@ -641,14 +748,34 @@ def _changes(tl: Timeline) -> list[dict[str, Any]]:
     return [c for c in out if c["time"] <= tl.end]
 
 
-def simulate(seed: int = 7, *, anchor: float, until: float | None = None, rollback_at: float | None = None) -> ShopCase:
+def _drift_changes(tl: Timeline) -> list[dict[str, Any]]:
+    """The change log of the drift scenario: the two harmless changes, and checkout's release of two days ago."""
+    out = [c for c in _changes(replace(tl, rollback=None)) if c["service"] != CULPRIT]
+    out.append({"service": SYMPTOM, "time": tl.deploy, "kind": "deploy", "version": _DRIFT_NEW,
+                "previous_version": _DRIFT_OLD,
+                "description": "checkout v2.9.0: idempotency keys for order submission (#377)",
+                "url": f"{_REPO}/checkout/releases/tag/{_DRIFT_NEW}",
+                "diff_url": f"{_REPO}/checkout/compare/{_DRIFT_OLD}...{_DRIFT_NEW}"})
+    if tl.rollback is not None:
+        out.append({"service": SYMPTOM, "time": tl.rollback, "kind": "rollback", "version": _DRIFT_OLD,
+                    "previous_version": _DRIFT_NEW, "description": "rollout undo of checkout to v2.8.6",
+                    "url": "", "diff_url": ""})
+    return sorted((c for c in out if c["time"] <= tl.end), key=lambda c: float(c["time"]))
+
+
+def simulate(seed: int = 7, *, anchor: float, until: float | None = None, rollback_at: float | None = None,
+             scenario: Scenario | str = Scenario.ROLLOUT) -> ShopCase:
     """Simulate the hour before ``anchor`` (Unix seconds; the demo passes the current time).
 
     ``until`` extends the run past the anchor (the shop goes on after the alert) and ``rollback_at``
     rolls payments-api back to v1.8.3 at that moment. The same arguments always give the same case.
+
+    ``scenario`` ``drift`` simulates three hours instead, in which checkout's latency creeps up until it pages
+    (see ``HeapLeak``); its ``rollback_at`` rolls checkout back. An unknown scenario is a ``ValueError``.
     """
+    drift = Scenario(scenario) is Scenario.DRIFT
     rng = _Rng(seed)
-    tl = _timeline(seed, anchor, rollback_at, until)
+    tl = (_drift_timeline if drift else _timeline)(seed, anchor, rollback_at, until)
     go = rng.fixed("misc")
     offsets = {s: int(go.integers(0, STEP_S)) for s in SERVICES}
     metrics: list[tuple[float, str, str, float]] = []
@@ -665,6 +792,8 @@ def simulate(seed: int = 7, *, anchor: float, until: float | None = None, rollba
         logs.extend(lg)
         spans.extend(sp)
     detection = _detect(ticks, offsets)
+    if detection is None and tl.leak is not None:  # the seed gave a collector too lucky to page: page at the end
+        detection = math.floor(tl.end / STEP_S) * STEP_S
     if detection is None:  # the seed gave a shop too quiet to page anyone: page at the full rollout
         detection = math.ceil((tl.pods_ready[-1] + 60) / STEP_S) * STEP_S
     tl = replace(tl, detection=detection)
@@ -688,10 +817,19 @@ def simulate(seed: int = 7, *, anchor: float, until: float | None = None, rollba
     }
     return ShopCase(
         seed=seed, case_id=case_id, timeline=tl, case=case, alert=_alert(case_id, detection), metrics=metrics,
-        logs=logs, spans=spans, edges=[{"from": a, "to": b} for a, b in EDGES], changes=_changes(tl),
-        facts={"symptom": SYMPTOM, "culprit": CULPRIT, "deploy": tl.deploy, "detection": detection,
-               "version": _NEW_VERSION, "previous_version": _OLD_VERSION},
+        logs=logs, spans=spans, edges=[{"from": a, "to": b} for a, b in EDGES],
+        changes=_drift_changes(tl) if drift else _changes(tl),
+        facts=_drift_facts(tl, detection) if drift else {
+            "symptom": SYMPTOM, "culprit": CULPRIT, "deploy": tl.deploy, "detection": detection,
+            "version": _NEW_VERSION, "previous_version": _OLD_VERSION},
     )
+
+
+def _drift_facts(tl: Timeline, detection: float) -> dict[str, Any]:
+    assert tl.leak is not None
+    return {"symptom": SYMPTOM, "culprit": SYMPTOM, "deploy": tl.deploy, "detection": detection,
+            "version": _DRIFT_NEW, "previous_version": _DRIFT_OLD, "drift_start": tl.leak.knee,
+            "scenario": str(Scenario.DRIFT)}
 
 
 def symptom_p99(case: ShopCase, since: float) -> list[tuple[float, float]]:
