@@ -409,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", _lazy("bot.demo.run"), "simulate a small shop's incident and show onwatch handle it")
     sp.add_argument("--seed", type=int, default=7)
     sp.add_argument("--keep", action="store_true", help="keep the temporary SQLite file")
+    sp.add_argument("--scenario", choices=["rollout", "drift"], default="rollout",
+                    help="rollout: a bad deploy pages within minutes (default); drift: checkout's latency creeps up "
+                         "for half an hour and onwatch warns before the page")
     sp.add_argument("--serve", action="store_true",
                     help="then keep serving the web view and print the incident page's URL and a viewer token")
     sp.add_argument("--host", default="127.0.0.1", help="with --serve: the address to listen on")

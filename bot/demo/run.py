@@ -20,6 +20,13 @@ With ``--serve`` the same server then stays up with the read-only web view (docs
 viewer token: the demo ends by printing the incident page's URL and the token, and serves until Ctrl-C.
 
 A step that has nothing to act on (no runbook proposed) is skipped with a note.
+
+``--scenario drift`` simulates three hours in which checkout's latency creeps up for half an hour before it
+pages. Before the alert, the demo steps a simulated scheduler clock through those hours: every
+``detect.every_s`` of simulated time the leader's degradation scan (``scan_and_watch``) runs over the replay
+sources with their clock at that tick, feeding ``ctx.watch``, whose poster shows the early warning in the
+terminal when it is raised. The investigation then starts from that warning (escalation), and the rest
+(approval, rollback of checkout, verification, audit) runs as in the default ``rollout`` scenario.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -35,7 +43,8 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -47,26 +56,33 @@ from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, select
 
 from bot.app import build_context, build_runner, web_app
-from bot.audit import Actor, verify_chain
+from bot.audit import BOT, Actor, verify_chain
 from bot.config import Settings
 from bot.context import AppContext
-from bot.demo.simulate import CULPRIT, NAMESPACE, SERVICES, ShopCase, simulate
-from bot.demo.terminal import Palette, TerminalAdapter, use_colour
+from bot.demo.simulate import NAMESPACE, SERVICES, Scenario, ShopCase, simulate
+from bot.demo.terminal import Palette, TerminalAdapter, TerminalWatchPoster, use_colour
+from bot.detect.scan import scan_and_watch
 from bot.messages.format import utc_clock
 from bot.store.db import Database
 from bot.store.migrate import upgrade
-from bot.store.models import Execution, Finding, Investigation, Job, Proposal
+from bot.store.models import Execution, Finding, Investigation, Job, Proposal, WatchItem
+from bot.watch.model import WatchFinding, WatchOutcome
+from bot.watch.service import WatchService
+from integrations.base import Sources
+from integrations.replay import ReplayCase, replay_sources
 
 log = logging.getLogger(__name__)
 
 APPROVER = Actor("slack", "U0DEMOONCALL", "dana (on call)")
 APPROVER_GROUP = "payments-oncall"
 FAST_FORWARD_S = 240.0  # how far the simulated shop runs on after the rollback, for verification
-DELAYED_JOB_WAIT_S = 20.0
+DELAYED_JOB_WAIT_S = 20.0  # a job due within this long (e.g. a verification poll) is waited for
 OWNERS = {"frontend": "web-team", "catalog": "web-team", "cart": "shop-team", "checkout": "shop-team",
           "payments-api": "payments-team", "payments-db": "payments-team", "shipping": "logistics-team",
           "redis": "platform-team"}
-DEPLOYMENTS = tuple(s for s in SERVICES if s not in ("payments-db", "redis"))  # the shop's stateless Deployments  # a job due within this long (e.g. a verification poll) is waited for
+DEPLOYMENTS = tuple(s for s in SERVICES if s not in ("payments-db", "redis"))  # the shop's stateless Deployments
+# The degradation scan of the drift scenario: every simulated minute, the last two hours, an hour of baseline.
+DRIFT_DETECT = {"every_s": 60, "lookback_s": 7200, "baseline_s": 3600}
 
 
 @dataclass
@@ -88,6 +104,12 @@ class DemoResult:
     skipped: list[str] = field(default_factory=list)
     rollbacks: int = 0
     page_url: str = ""  # with --serve: the incident's web page
+    scenario: str = str(Scenario.ROLLOUT)
+    alert_at: float | None = None  # the alert's startsAt
+    scans: int = 0  # drift: scheduler ticks before the alert
+    outcomes: dict[str, int] = field(default_factory=dict)  # drift: what the watch did with each finding
+    warnings: list[WatchItem] = field(default_factory=list)  # drift: the watch items opened before the alert
+    early_warnings: list[dict[str, Any]] = field(default_factory=list)  # the investigation's report["early_warnings"]
 
 
 # ----------------------------------------------------------------------------- the simulated deploy controller
@@ -97,11 +119,14 @@ class ShopController:
     """The target of the demo's rollback runbook: a loopback HTTP endpoint that "rolls back" the simulated
     payments-api, then fast-forwards the simulation so the replay source holds the minutes after."""
 
-    def __init__(self, seed: int, anchor: float, case_dir: Path, narrator: Narrator | None = None):
+    def __init__(self, seed: int, anchor: float, case_dir: Path, narrator: Narrator | None = None,
+                 scenario: Scenario = Scenario.ROLLOUT, culprit: str = "payments-api"):
         self.narrator = narrator
         self.seed = seed
         self.anchor = anchor
         self.case_dir = case_dir
+        self.scenario = scenario
+        self.culprit = culprit
         self.calls: list[dict[str, Any]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -116,9 +141,9 @@ class ShopController:
             return web.json_response({"error": f"no deployment {ns}/{name} in the simulated shop"}, status=404)
         at = time.time()
         self.calls.append({"at": at, "deployment": f"{ns}/{name}", "body": body})
-        # only payments-api has a previous version that behaves differently; any other rollback changes nothing
-        shop = await asyncio.to_thread(simulate, self.seed, anchor=self.anchor,
-                                       rollback_at=at if name == CULPRIT else None, until=at + FAST_FORWARD_S)
+        # only the culprit has a previous version that behaves differently; any other rollback changes nothing
+        shop = await asyncio.to_thread(simulate, self.seed, anchor=self.anchor, scenario=self.scenario,
+                                       rollback_at=at if name == self.culprit else None, until=at + FAST_FORWARD_S)
         await asyncio.to_thread(_replace_bundle, shop, self.case_dir)
         if self.narrator is not None:
             self.narrator.note(
@@ -217,13 +242,16 @@ def pick_database(workdir: Path) -> tuple[str, str]:
 
 
 def demo_settings(db_url: str, case_dir: Path, runbook_dir: Path, token: str,
-                  viewer_token: str | None = None) -> Settings:
+                  viewer_token: str | None = None, scenario: Scenario = Scenario.ROLLOUT) -> Settings:
     """Settings of the demo only: nothing is read from ONWATCH_* (no Slack, no LLM, no live sources). With a
-    ``viewer_token`` (``--serve``) the web view is on, behind that token."""
+    ``viewer_token`` (``--serve``) the web view is on, behind that token. The drift scenario's scan
+    (``DRIFT_DETECT``) fits its three simulated hours."""
     web_view = {"enabled": True, "viewer_token": viewer_token} if viewer_token else {}
+    detect = DRIFT_DETECT if scenario is Scenario.DRIFT else {}
     return Settings(  # type: ignore[call-arg]
         _env_prefix="ONWATCH_DEMO_UNUSED_",
         web=web_view,
+        detect=detect,
         database={"url": db_url},
         server={"host": "127.0.0.1", "port": 0, "workers": 1, "log_level": "WARNING"},
         webhooks={"token": token},
@@ -346,6 +374,109 @@ class DemoError(Exception):
     """The demo could not go on; the message says why."""
 
 
+# ----------------------------------------------------------------------------- the scheduler, simulated
+
+
+class SimulatedClock:
+    """The watch's clock: the scheduler tick while the demo steps through the simulated hours, else wall time."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(self) -> float:
+        return self.at if self.at is not None else time.time()
+
+
+class TalliedWatch:
+    """``ctx.watch`` as the scan sees it, counting what it did with each finding (the narration says so)."""
+
+    def __init__(self, watch: WatchService):
+        self.watch = watch
+        self.outcomes: Counter[str] = Counter()
+        self.held: Counter[str] = Counter()  # finding key -> times it was seen again and held, rate-limited...
+
+    async def observe(self, finding: WatchFinding) -> WatchOutcome:
+        outcome = await self.watch.observe(finding)
+        self.outcomes[str(outcome)] += 1
+        if outcome is not WatchOutcome.OPENED:
+            self.held[f"{finding.key} {outcome}"] += 1
+        return outcome
+
+    async def recover(self, keys_still_holding: Iterable[str], kind: str) -> list[str]:
+        return await self.watch.recover(keys_still_holding, kind)
+
+    async def close(self, key: str, reason: str = "recovered", actor: Actor = BOT) -> bool:
+        return await self.watch.close(key, reason, actor)
+
+    async def escalate(self, incident_id: str, services: Sequence[str]) -> list[dict[str, Any]]:
+        return await self.watch.escalate(incident_id, services)
+
+
+def scan_ticks(shop: ShopCase, every_s: float, lookback_s: float) -> list[float]:
+    """The scheduler's ticks before the alert: every ``every_s`` from the first one with a full lookback."""
+    tl = shop.timeline
+    first = math.ceil((tl.start + lookback_s) / every_s) * every_s
+    alert = float(shop.facts["detection"])
+    return [first + i * every_s for i in range(max(0, math.ceil((alert - first) / every_s)))]
+
+
+async def _watch_the_shop(ctx: AppContext, shop: ShopCase, case_dir: Path, poster: TerminalWatchPoster,
+                          clock: SimulatedClock, res: DemoResult, say: Narrator) -> None:
+    """Step the leader's degradation scan through the simulated hours before the alert, as ``onwatch serve``
+    runs it every ``detect.every_s``: the replay sources' clock at each tick, findings into ``ctx.watch``."""
+    if not isinstance(ctx.watch, WatchService):
+        raise DemoError("the watch is not wired (bot.app.build_context sets ctx.watch)")
+    watch = TalliedWatch(ctx.watch)
+    ctx.watch.posters.append(poster)
+    ctx.watch.clock = clock
+    detect = ctx.settings.detect
+    case = ReplayCase(case_dir)  # one parse of the bundle for every tick
+    alert = float(shop.facts["detection"])
+    ticks = scan_ticks(shop, detect.every_s, detect.lookback_s)
+    say.say(f"the leader's degradation scan every {detect.every_s} s over the last {detect.lookback_s // 3600} h "
+            f"({detect.baseline_s // 60} min of baseline), {len(ticks)} ticks of simulated time from "
+            f"{utc_clock(ticks[0]) if ticks else '–'} to the alert")
+    for n, tick in enumerate(ticks, 1):
+        clock.at = tick
+
+        def sources(at: float = tick) -> Sources:
+            src = replay_sources(case)
+            src.now = at  # the scan reads what had happened by this tick, and nothing after it
+            return src
+
+        posted = len(poster.started)
+        result = await scan_and_watch(sources, detect, watch)
+        res.scans += 1
+        if len(poster.started) > posted:
+            for f in result.findings:
+                item = await _live_item(ctx.db, f.key)
+                if item is None or item.opened_at != tick:
+                    continue
+                res.warnings.append(item)
+                say.say(say.p.yellow(
+                    f"⚠ onwatch noticed {f.service}'s {_signal_words(f.signal)} drifting up at {utc_clock(tick)} "
+                    f"(since {utc_clock(f.started_at)}), {(alert - tick) / 60:.0f} minutes before the alert would "
+                    "fire; no one has been paged"))
+        elif n % 10 == 0 or n == len(ticks):
+            words = ", ".join(sorted({f"{f.service} {f.signal}" for f in result.findings})) or "nothing drifting"
+            say.note(f"{utc_clock(tick)} scan {n}: {result.series} series read; {words}")
+    clock.at = None
+    res.outcomes = dict(watch.outcomes)
+    again = "; ".join(f"{k} ×{v}" for k, v in sorted(watch.held.items())) or "none"
+    say.note(f"{res.scans} scans; {len(res.warnings)} early warning(s) posted; findings seen again: {again}")
+
+
+def _signal_words(signal: str) -> str:
+    return {"latency_p99": "p99 latency", "error_rate": "error rate", "cpu": "CPU", "memory": "memory"}.get(
+        signal, signal)
+
+
+async def _live_item(db: Database, key: str) -> WatchItem | None:
+    async with db.session() as s:
+        return (await s.exec(select(WatchItem).where(WatchItem.key == key)
+                             .order_by(col(WatchItem.id).desc()))).first()
+
+
 async def _latest_investigation(db: Database, incident_id: str) -> Investigation | None:
     async with db.session() as s:
         return (await s.exec(select(Investigation).where(Investigation.incident_id == incident_id)
@@ -370,13 +501,16 @@ async def _top_proposal(db: Database, incident_id: str) -> Proposal | None:
 
 
 async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool | None = None,
-                   workdir: Path | None = None, serve: ServeOptions | None = None) -> DemoResult:
+                   workdir: Path | None = None, serve: ServeOptions | None = None,
+                   scenario: Scenario = Scenario.ROLLOUT) -> DemoResult:
     palette = Palette(use_colour(out) if colour is None else colour)
     say = Narrator(out, palette)
     started = time.perf_counter()
     work = workdir or Path(tempfile.mkdtemp(prefix="onwatch-demo-"))
-    res = DemoResult(workdir=work)
-    out.write(palette.bold("onwatch demo") + palette.dim(f" — seed {seed}, everything local, no network\n"))
+    res = DemoResult(workdir=work, scenario=str(scenario))
+    drift = scenario is Scenario.DRIFT
+    shown = f", scenario {scenario}" if drift else ""
+    out.write(palette.bold("onwatch demo") + palette.dim(f" — seed {seed}{shown}, everything local, no network\n"))
 
     db_url, which = pick_database(work)
     res.database = which
@@ -390,23 +524,30 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
 
     say.step("Simulating a small shop")
     anchor = time.time()
-    shop = await asyncio.to_thread(simulate, seed, anchor=anchor)
+    shop = await asyncio.to_thread(simulate, seed, anchor=anchor, scenario=scenario)
     case_dir = await asyncio.to_thread(shop.write, work / "bundle")
     tl = shop.timeline
+    res.alert_at = tl.detection
+    hours = (tl.end - tl.start) / 3600
     say.say("frontend → catalog, cart, checkout; checkout → cart, payments-api, shipping; "
             "payments-api → payments-db; cart → redis")
-    say.say(f"one hour of telemetry: {len(shop.metrics):,} metric samples (15 s), {len(shop.logs):,} log lines, "
-            f"{len(shop.spans):,} spans, {len(shop.changes)} change events")
+    say.say(f"{'one hour' if hours <= 1 else f'{hours:.0f} hours'} of telemetry: {len(shop.metrics):,} metric "
+            f"samples (15 s), {len(shop.logs):,} log lines, {len(shop.spans):,} spans, "
+            f"{len(shop.changes)} change events")
     say.note(f"case bundle: {case_dir} (FORMAT.md layout + changes.json); onwatch reads it through the replay source")
-    say.note(f"the alert fires at {utc_clock(tl.detection)}: CheckoutLatencyHigh on checkout. What caused it is for "
-             "onwatch to find.")
+    if drift:
+        say.note(f"CheckoutLatencyHigh will fire at {utc_clock(tl.detection)}. Before that, nobody is paged: "
+                 "what onwatch sees in the meantime is up to its scheduled degradation scan.")
+    else:
+        say.note(f"the alert fires at {utc_clock(tl.detection)}: CheckoutLatencyHigh on checkout. What caused it is "
+                 "for onwatch to find.")
 
-    controller = ShopController(seed, anchor, case_dir, say)
+    controller = ShopController(seed, anchor, case_dir, say, scenario, str(shop.facts["culprit"]))
     await controller.start()
     runbook_dir = write_runbooks(work / "runbooks", controller.port)
     token = secrets.token_urlsafe(24)
     viewer_token = secrets.token_urlsafe(24) if serve is not None else None
-    settings = demo_settings(db_url, case_dir, runbook_dir, token, viewer_token)
+    settings = demo_settings(db_url, case_dir, runbook_dir, token, viewer_token, scenario)
 
     db = Database(db_url)
     adapter = TerminalAdapter(out=out, chart_dir=work / "charts", colour=palette.on)
@@ -415,6 +556,10 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
         ctx = await build_context(settings, db)
         ctx.chat.add(adapter)
         runner = build_runner(ctx)
+
+        if drift:
+            say.step("The scheduler watches the shop, before anyone is paged")
+            await _watch_the_shop(ctx, shop, case_dir, TerminalWatchPoster(adapter), SimulatedClock(), res, say)
 
         say.step("The alert arrives")
         incident_id = await _ingest(ctx, token, shop.alert, say)
@@ -432,6 +577,9 @@ async def run_demo(seed: int, *, out: TextIO, keep: bool = False, colour: bool |
         res.investigation_s = (inv.finished_at - inv.started_at) if inv.finished_at and inv.started_at \
             else time.perf_counter() - t0
         causes = (inv.report or {}).get("causes") or []
+        res.early_warnings = list((inv.report or {}).get("early_warnings") or [])
+        if drift:
+            _say_escalation(res, say)
         res.top_cause = dict(causes[0]) if causes and not inv.abstained else None
         if inv.status != "done":
             raise DemoError(f"the investigation {inv.id} ended {inv.status}: {inv.error}")
@@ -488,10 +636,23 @@ async def _remediate(ctx: AppContext, runner: Any, res: DemoResult, say: Narrato
         res.verification = ex.verification
 
 
+def _say_escalation(res: DemoResult, say: Narrator) -> None:
+    for w in res.early_warnings:
+        say.say(say.p.yellow(f"the investigation started from watch item {w.get('watch_item')} "
+                             f"({w.get('service')} {w.get('signal')}, open since "
+                             f"{utc_clock(float(w.get('opened_at') or 0))}) as evidence [{w.get('id')}]"))
+    if res.warnings and not res.early_warnings:
+        say.note("the early warning was not escalated into the investigation")
+
+
 def _summary(say: Narrator, res: DemoResult, shop: ShopCase, adapter: TerminalAdapter, total_s: float,
              keep: bool) -> None:
     p = say.p
     say.step("Summary")
+    for item in res.warnings:
+        lead = f", {(res.alert_at - item.opened_at) / 60:.0f} minutes before the alert" if res.alert_at else ""
+        say.say(f"early warning: {item.title} at {utc_clock(item.opened_at)}{lead} (watch item {item.id}, "
+                f"posted once in {res.scans} scans)")
     if res.incident_id:
         say.say(f"incident {res.incident_id} opened from CheckoutLatencyHigh (checkout)")
     if res.top_cause:
@@ -511,9 +672,14 @@ def _summary(say: Narrator, res: DemoResult, shop: ShopCase, adapter: TerminalAd
     say.say(f"audit: {'chain intact' if res.audit_ok else 'chain BROKEN'}, {res.audit_rows} rows")
     for s in res.skipped:
         say.note(f"skipped: {s}")
-    say.note(f"what the simulation did (never shown to onwatch): {shop.facts['culprit']} "
-             f"{shop.facts['version']} rolled out at {utc_clock(shop.facts['deploy'])} with a query the payments "
-             "table has no index for")
+    if shop.timeline.leak is not None:
+        say.note(f"what the simulation did (never shown to onwatch): {shop.facts['culprit']} {shop.facts['version']}, "
+                 "deployed two days earlier, keeps memory it never frees; from "
+                 f"{utc_clock(shop.facts['drift_start'])} its heap neared the limit and collection pauses grew")
+    else:
+        say.note(f"what the simulation did (never shown to onwatch): {shop.facts['culprit']} "
+                 f"{shop.facts['version']} rolled out at {utc_clock(shop.facts['deploy'])} with a query the "
+                 "payments table has no index for")
     say.say(f"demo took {total_s:.1f} s")
     if keep:
         kept = (["database"] if res.database.startswith("a fresh temporary SQLite") else []) + ["bundle", "runbooks"]
@@ -526,6 +692,12 @@ def _summary(say: Narrator, res: DemoResult, shop: ShopCase, adapter: TerminalAd
 def main(args: argparse.Namespace) -> int:
     seed = int(getattr(args, "seed", 7))
     keep = bool(getattr(args, "keep", False))
+    try:
+        scenario = Scenario(getattr(args, "scenario", Scenario.ROLLOUT))
+    except ValueError:
+        print(f"onwatch demo: unknown scenario {str(getattr(args, 'scenario', ''))[:80]!r}; choose one of "
+              f"{', '.join(Scenario)}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     async def go() -> DemoResult:
@@ -536,7 +708,7 @@ def main(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             serve = ServeOptions(host=str(args.host), port=int(args.port), stop=stop)
-        return await run_demo(seed, out=sys.stdout, keep=keep, serve=serve)
+        return await run_demo(seed, out=sys.stdout, keep=keep, serve=serve, scenario=scenario)
 
     try:
         res = asyncio.run(go())

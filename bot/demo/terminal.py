@@ -5,7 +5,8 @@ the neutral messages a channel would receive: the root card, then threaded repli
 evidence with before → after numbers, ranked causes with confidence bars, proposals with their
 [Approve] [Reject] buttons). Card edits print as ``↻ status: …`` lines, message edits as ``↻ …``
 lines. Charts are written as PNG files into ``chart_dir`` and their path printed. Colour is used only
-when the output is a terminal (and ``NO_COLOR`` is unset).
+when the output is a terminal (and ``NO_COLOR`` is unset). ``TerminalWatchPoster`` shows the watch's
+early warnings the same way, as posts in the incident channel.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.messages.model import (
     Text,
 )
 from bot.ports import ThreadOrigin
+from bot.watch.model import PostRef
 
 WIDTH = 100
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -281,6 +283,36 @@ class TerminalAdapter:
         return path
 
 
+@dataclass
+class TerminalWatchPoster:
+    """The watch's poster for the terminal (``bot.watch.posting.WatchPoster``): an early warning is a new post in
+    the incident channel, outside any incident's thread, and its replies (escalated, recovered) go under it."""
+
+    adapter: TerminalAdapter
+    channel: str = "#incidents"
+    platform: str = "terminal"
+    started: list[Message] = field(default_factory=list)
+    replies: list[tuple[PostRef, Message]] = field(default_factory=list)
+
+    async def start(self, message: Message) -> PostRef | None:
+        self.started.append(message)
+        ref = PostRef(self.platform, self.channel, f"watch-post-{len(self.started)}")
+        p = self.adapter.p
+        self.adapter._line("")
+        self.adapter._line(p.bold("━" * 3 + f" {self.channel} ") + "· " + p.yellow("EARLY WARNING") + " · "
+                           + p.dim("not a page"))
+        await self.adapter._render(ref.thread, message, prefix="  ┊ ")
+        self.adapter.out.flush()
+        return ref
+
+    async def reply(self, ref: PostRef, message: Message) -> bool:
+        self.replies.append((ref, message))
+        self.adapter._line(self.adapter.p.dim(f"  ┊ ↳ in {ref.channel}, under the early warning:"))
+        await self.adapter._render(ref.thread, message, prefix="  ┊   ")
+        self.adapter.out.flush()
+        return True
+
+
 def _decided_style(p: Palette, decided: str) -> str:
     low = decided.lower()
     if "reject" in low or "failed" in low or "not recover" in low or "unknown" in low or "expired" in low:
@@ -290,4 +322,4 @@ def _decided_style(p: Palette, decided: str) -> str:
     return p.green("✔ " + decided)
 
 
-__all__ = ["PHASE_LABELS", "Palette", "TerminalAdapter", "change_ratio", "confidence_bar"]
+__all__ = ["PHASE_LABELS", "Palette", "TerminalAdapter", "TerminalWatchPoster", "change_ratio", "confidence_bar"]
