@@ -3,11 +3,12 @@ backfilled with promtool), the metrics source built from settings (``build_sourc
 over the test database, posting through a recording poster (the chat edge is covered by tests/test_watch_*.py).
 
 Four days of data, one sample a minute. ``latency_seconds{job}`` is a noisy daily cycle (0.2 s +- 0.05, noise
-0.01) for ``search`` and ``checkout``; ``checkout`` drifts up by 0.25 s over the four hours before ``NOW`` and is
-back to normal right after (``basket`` too, from the low of its daily cycle). ``ledger`` fails 0.2 % of its requests (2x a 0.999 budget: a slow burn, a ticket on
-the 3d/6h pair) until ``NOW`` and 0.01 % after, so four hours later (``LATER``) its 6 h window is under 1x.
-``wallet`` burns 2x too, then 20x in the hour before ``LATER``: a page.
-The catalog's ``latency_p99`` reads the gauge (``sources.metrics.signals``), the way an operator maps a signal.
+0.01) for ``search``, ``checkout`` and ``basket``; ``checkout`` drifts up by 0.25 s over the four hours before
+``NOW`` and is back to normal right after (``basket`` the same, but from the low of its daily cycle). ``ledger``
+fails 0.2 % of its requests (2x a 0.999 budget: a slow burn, a ticket on the 3d/6h pair) until ``NOW`` and 0.01 %
+after, so four hours later (``LATER``) its 6 h window is under 1x. ``wallet`` burns 2x too, then 20x in the hour
+before ``LATER``: a page. The catalog's ``latency_p99`` reads the gauge (``sources.metrics.signals``), the way an
+operator maps a signal.
 """
 
 from __future__ import annotations
