@@ -7,7 +7,7 @@ What fired before is read back from the stored alerts (source ``slo``, status fi
 restart or another replica resolves it when the burn stops.
 
 A ticket (the 1x pair: the budget will run out before the period ends) is not an incident: ``warn`` receives a
-``bot.slo.check.SloWarning`` on every check while it holds, ``clear`` the SLO's name on every check where it does not (both
+``bot.slo.check.SloWarning`` on every check while it holds, ``clear`` the SLO's name on every check where it neither holds nor pages (both
 idempotent for the receiver, so no state is kept here either). A check whose queries failed says nothing
 either way: an unknown state neither resolves a page nor clears a warning.
 
@@ -150,6 +150,6 @@ async def check_slos(ctx: AppContext, sli: SliPort, *, now: float, warn: Warn, c
             log.warning("SLO %s: could not read %s: %s", st.slo.name, windows, next(iter(st.errors.values())))
         if st.state == SloState.TICKET:
             await _tell(f"warn({st.slo.name})", warn(warning_of(st)))
-        elif st.state != SloState.ERROR:
+        elif st.state not in (SloState.ERROR, SloState.PAGE):  # a page: the incident takes the warning over
             await _tell(f"clear({st.slo.name})", clear(st.slo.name))
     return statuses

@@ -150,3 +150,15 @@ def test_only_the_bad_direction_counts() -> None:
     down = current_episode(dropped, DetectorConfig(warmup=DAY), bad_direction=-1)
     assert down is not None and down.direction == -1 and down.holding
     assert current_episode(healthy(8, 3), DetectorConfig(warmup=DAY), bad_direction=1) is None
+
+
+def test_a_dip_in_the_good_direction_does_not_hide_the_rise_after_it() -> None:
+    points = healthy(9, 3)
+    dip, rise = range(2 * DAY, 2 * DAY + 8), 2 * DAY + 40  # the rise comes well within the 6 h quiet time
+    moved = [(t, v - 40 if i in dip else v + 40 if i >= rise else v) for i, (t, v) in enumerate(points)]
+    either = alarms(moved)
+    assert either and either[0] in dip and not [i for i in either if rise <= i < rise + 20]
+    rises = alarms(moved, DetectorConfig(warmup=DAY, direction=1))
+    assert rises and rise <= rises[0] <= rise + 10
+    ep = current_episode(moved, DetectorConfig(warmup=DAY), bad_direction=1)
+    assert ep is not None and ep.holding and ep.direction == 1

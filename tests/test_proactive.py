@@ -203,10 +203,6 @@ async def test_a_drift_opens_one_item_held_then_closed_on_recovery(settings: Set
     assert actions == ["watch.opened", "watch.closed"] and (await verify_chain(db)).ok
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/detect/episodes.py takes an alarm's direction from the smoothed value against the detector's flat "
-    "median; the detector fired on the day-over-day residual (up) while the daily low kept the value under the "
-    "median, so the alarm counts as 'down', is dropped, and its quiet_s hides the drift for six hours"))
 async def test_a_drift_from_the_daily_low_is_found(settings: Settings, db: Database, prom: RunningPrometheus) -> None:
     """basket drifts exactly like checkout (0.25 s over four hours, 5 spreads above its usual level at NOW), but
     starts at the low of its daily cycle."""
@@ -317,9 +313,6 @@ async def test_a_slow_burn_is_a_watch_item_closed_when_it_stops(settings: Settin
     assert await incidents(db) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/slo_check.py calls clear() for every state but ticket and error, page included, so the slow burn's "
-    "watch item is closed with 'Recovered at' when the burn turns fast, before the incident could escalate it"))
 async def test_a_slow_burn_that_turns_fast_escalates_instead_of_recovering(settings: Settings, db: Database,
                                                                          prom: RunningPrometheus) -> None:
     r = rig(settings, db, prom.url, LATENCY, slos=[event_slo(PAGED)])

@@ -42,12 +42,15 @@ class DetectorConfig:
     season_s: float = DAY_S
     seasonal_skill: float = 0.5
     season_tolerance_s: float = 900.0  # how far from exactly a day earlier a point may sit to count as it
+    direction: int = 0  # +1: only a rise is a finding, -1: only a fall, 0: either (a move the other way stays quiet)
 
     def __post_init__(self) -> None:
         if self.warmup < 1 or self.short < 1 or (self.history is not None and self.history < 10):
             raise ValueError("warmup and short must be at least 1, history at least 10 points")
         if not (self.saturate_z > 0 and self.alarm_z > 0 and self.quiet_s >= 0 and 0 < self.seasonal_skill <= 1):
             raise ValueError("saturate_z and alarm_z must be positive, quiet_s non-negative, seasonal_skill in (0, 1]")
+        if self.direction not in (-1, 0, 1):
+            raise ValueError("direction must be +1 (rises), -1 (falls) or 0 (either)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class Reading:
     baseline: float | None  # the median it was judged against (None before there is a past)
     spread: float | None  # the baseline's robust standard deviation
     likelihood_z: float
+    direction: int = 0  # +1 the recent points sit above what the past predicts, -1 below (the residuals that counted)
 
 
 class RollingQuantiles:
@@ -131,6 +135,7 @@ class DegradationDetector:
         self._values = RollingQuantiles(size)
         self._day_changes = RollingQuantiles(size)
         self._surprise: deque[float] = deque(maxlen=c.short)
+        self._signed: deque[float] = deque(maxlen=c.short)
         self._likelihood = RollingMoments(size)
         self._times: deque[float] = deque()
         self._by_time: deque[float] = deque()
@@ -149,21 +154,21 @@ class DegradationDetector:
         return None
 
     def _residual(self, t: float, value: float) -> tuple[float, float | None, float | None]:
-        """The value's distance from what the past predicts, in scales (0 before there is a past), with the
-        baseline and its spread."""
+        """The value's signed distance from what the past predicts, in scales (0 before there is a past), with
+        the baseline and its spread."""
         if len(self._values) < MIN_POINTS:
             return 0.0, None, None
         c = self.config
         level = self._values.quantile(0.5)
         spread = max((self._values.quantile(0.75) - self._values.quantile(0.25)) / 1.349, _floor(level))
-        residual = abs(value - level) / spread
+        residual = (value - level) / spread
         before = self._day_before(t)
         if before is not None:
             change = abs(value - before)
             if len(self._day_changes) >= MIN_POINTS:
                 day_scale = max(self._day_changes.quantile(0.5) * 1.4826, _floor(level))
-                if day_scale < c.seasonal_skill * spread:
-                    residual = max(residual, change / day_scale)
+                if day_scale < c.seasonal_skill * spread and change / day_scale > abs(residual):
+                    residual = (value - before) / day_scale
             self._day_changes.add(change)
         return residual, level, spread
 
@@ -175,11 +180,15 @@ class DegradationDetector:
         c = self.config
         self._last_t = t
         self._seen += 1
-        residual, baseline, spread = self._residual(t, value)
+        signed, baseline, spread = self._residual(t, value)
+        residual = abs(signed)
         self._values.add(value)
         self._times.append(t)
         self._by_time.append(value)
         self._surprise.append(min(residual / c.saturate_z, 1.0))
+        self._signed.append(math.copysign(min(residual / c.saturate_z, 1.0), signed))
+        lean = sum(self._signed)
+        direction = 1 if lean > 0 else -1 if lean < 0 else 0
         now = sum(self._surprise) / len(self._surprise)
         z = 0.0
         if len(self._likelihood) >= 2 * MIN_POINTS:
@@ -187,8 +196,8 @@ class DegradationDetector:
             z = max((now - mean) / max(std, MIN_SPREAD), 0.0)
         self._likelihood.add(now)
         if self._seen <= c.warmup or t < self._quiet_until:
-            return Reading(0.0, False, baseline, spread, z)
-        alarm = z >= c.alarm_z
+            return Reading(0.0, False, baseline, spread, z, direction)
+        alarm = z >= c.alarm_z and c.direction in (0, direction)
         if alarm:
             self._quiet_until = t + c.quiet_s
-        return Reading(z / (z + c.alarm_z), alarm, baseline, spread, z)
+        return Reading(z / (z + c.alarm_z), alarm, baseline, spread, z, direction)

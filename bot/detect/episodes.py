@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.detect.detector import DegradationDetector, DetectorConfig
 
@@ -47,8 +47,9 @@ def _medians(values: Sequence[float], width: int) -> list[float]:
 def current_episode(points: Sequence[tuple[float, float]], config: DetectorConfig, bad_direction: int,
                     hold_z: float = HOLD_Z) -> Episode | None:
     """The latest degradation of ``points`` (time-sorted) in ``bad_direction`` (+1 up is bad, -1 down, 0 either),
-    holding or recovered; ``None`` when the detector found none."""
-    detector = DegradationDetector(config)
+    holding or recovered; ``None`` when the detector found none. A move in the other direction is no finding
+    and starts no quiet time, so a dip cannot hide the rise after it."""
+    detector = DegradationDetector(replace(config, direction=bad_direction))  # a good move starts no quiet time
     values = [v for _, v in points]
     smooth = _medians(values, config.short)
     last: tuple[int, float, float, int] | None = None  # (index, baseline, spread, direction)
@@ -56,7 +57,8 @@ def current_episode(points: Sequence[tuple[float, float]], config: DetectorConfi
         reading = detector.update(t, v)
         if not reading.alarm or reading.baseline is None or reading.spread is None:
             continue
-        direction = 1 if smooth[i] >= reading.baseline else -1
+        # the side the detector saw (against the day before, on a daily cycle), not the flat median's
+        direction = reading.direction or (1 if smooth[i] >= reading.baseline else -1)
         if bad_direction in (0, direction):
             last = (i, reading.baseline, reading.spread, direction)
     if last is None:
