@@ -7,9 +7,10 @@ What fired before is read back from the stored alerts (source ``slo``, status fi
 restart or another replica resolves it when the burn stops.
 
 A ticket (the 1x pair: the budget will run out before the period ends) is not an incident: ``warn`` receives a
-``bot.slo.check.SloWarning`` on every check while it holds, ``clear`` the SLO's name on every check where it neither holds nor pages (both
-idempotent for the receiver, so no state is kept here either). A check whose queries failed says nothing
-either way: an unknown state neither resolves a page nor clears a warning.
+``bot.slo.check.SloWarning`` on every check while it holds, ``clear`` the SLO's name on every check that sees
+the SLO plainly ok (both idempotent for the receiver, so no state is kept here either). A page keeps the
+warning (its incident escalates it); a check whose queries failed or found no data says nothing either way:
+an unknown state neither resolves a page nor clears a warning.
 
 This module sits beside ``bot.slo`` rather than in it: it reaches triage, the store and the context, which
 import the settings, which import ``bot.slo.model``; inside the package that would be an import cycle.
@@ -150,6 +151,6 @@ async def check_slos(ctx: AppContext, sli: SliPort, *, now: float, warn: Warn, c
             log.warning("SLO %s: could not read %s: %s", st.slo.name, windows, next(iter(st.errors.values())))
         if st.state == SloState.TICKET:
             await _tell(f"warn({st.slo.name})", warn(warning_of(st)))
-        elif st.state not in (SloState.ERROR, SloState.PAGE):  # a page: the incident takes the warning over
+        elif st.state == SloState.OK:  # a page: its incident takes the warning over; no data is not health
             await _tell(f"clear({st.slo.name})", clear(st.slo.name))
     return statuses

@@ -318,3 +318,13 @@ def test_slo_status_prints_each_state(prom: RunningPrometheus, tmp_path: Path,
     assert cli_main(["slo", "status", "--config", str(_config(tmp_path / "g.yaml", prom.url, [ghost])),
                      "--at", str(NOW)]) == 0
     assert capsys.readouterr().out.splitlines()[1].endswith("no data")
+
+
+async def test_an_slo_without_data_neither_warns_nor_clears(settings: Settings, db: Database,
+                                                            sli: PrometheusSli) -> None:
+    """No data is not health: the warning a slow burn raised stays until a check sees the SLO plainly ok."""
+    ghost = {**event_slo("pay"), "name": "ghost", "good": 'nothing_total{code="200"}', "total": "nothing_total"}
+    ctx = context_for(settings.model_copy(update={"slos": [SLO.model_validate(ghost)]}), db)
+    rx = Receiver()
+    (st,) = await check_slos(ctx, sli, now=NOW, warn=rx.warn, clear=rx.clear)
+    assert st.state == SloState.NO_DATA and rx.warnings == [] and rx.cleared == []
