@@ -120,7 +120,7 @@ def alerts_for(statuses: Sequence[SloStatus], fired: Mapping[str, FiredAlert], s
         before = fired.get(st.slo.name)
         if st.state == SloState.PAGE:
             out.append(page_alert(st, before.starts_at if before is not None else now))
-        elif before is not None and st.state != SloState.ERROR:
+        elif before is not None and st.state not in (SloState.ERROR, SloState.NO_DATA):  # unknown is not health
             out.append(resolved_alert(before, now, "the error budget burn is back under the page rates"))
     configured = {s.name for s in slos}
     out.extend(resolved_alert(f, now, "the SLO is no longer configured")

@@ -131,18 +131,20 @@ def test_a_page_is_one_alert_per_slo_whichever_pair_fires() -> None:
 
 
 def test_what_a_check_ingests() -> None:
-    s_page, s_ok, s_err = slo(name="paging"), slo(name="calm"), slo(name="unknown")
+    s_page, s_ok, s_err, s_none = slo(name="paging"), slo(name="calm"), slo(name="unknown"), slo(name="silent")
     page = status_of(s_page, 50.0, answers(0.02, 0.0, 0.02, 0.0, 0.0, 0.0))
     ok = status_of(s_ok, 50.0, answers(0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     err = status_of(s_err, 50.0, {}, dict.fromkeys(WINDOWS_30D, "prometheus: unreachable"))
+    none = status_of(s_none, 50.0, {})
+    assert none.state == SloState.NO_DATA
     fired = {name: FiredAlert(name, "checkout", "critical", {"slo": name, "alertname": "SLOErrorBudgetBurn"}, 7.0)
-             for name in ("paging", "calm", "unknown", "removed")}
-    out = alerts_for([page, ok, err], fired, [s_page, s_ok, s_err], 50.0)
+             for name in ("paging", "calm", "unknown", "silent", "removed")}
+    out = alerts_for([page, ok, err, none], fired, [s_page, s_ok, s_err, s_none], 50.0)
     got = [(a.fingerprint, a.status, a.starts_at, a.ends_at) for a in out]
     assert got == [
         ("SLOErrorBudgetBurn:paging", "firing", 7.0, None),  # still paging: keeps when it began
         ("SLOErrorBudgetBurn:calm", "resolved", 7.0, 50.0),  # the burn stopped
-        # "unknown" failed every query: neither resolved nor re-fired
+        # "unknown" failed every query and "silent" has no data: neither resolved nor re-fired
         ("SLOErrorBudgetBurn:removed", "resolved", 7.0, 50.0),  # no longer configured
     ]
     assert out[1].labels == fired["calm"].labels and "no longer configured" in out[2].annotations["summary"]
