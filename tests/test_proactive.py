@@ -168,6 +168,7 @@ async def test_a_drift_opens_one_item_held_then_closed_on_recovery(settings: Set
 
     result = await run_degradation_scan(r.ctx, r.watch)
     assert result.complete and result.series == 2  # both services read; the otel signals not in the TSDB skipped
+    assert "latency_p99" not in result.skipped and "cpu" in result.skipped  # the otel catalog has no cpu
     (found,) = result.findings
     assert (found.service, found.signal, found.kind) == (DRIFTING, "latency_p99", WatchKind.DEGRADATION)
     assert result.holding == {CHECKOUT_KEY}

@@ -35,6 +35,7 @@ class ScanResult:
     findings: list[WatchFinding] = field(default_factory=list)
     holding: set[str] = field(default_factory=set)  # keys of the degradations that still hold
     failed: list[str] = field(default_factory=list)  # "signal: reason" for each query that failed
+    skipped: list[str] = field(default_factory=list)  # configured signals the catalog does not have
     series: int = 0
 
     @property
@@ -98,6 +99,7 @@ async def scan(sources: Sources, settings: DetectSettings) -> ScanResult:
     wanted = set(settings.services)
     for signal in settings.signals:
         if signal not in available:
+            result.skipped.append(signal)
             continue
         try:
             found = await metrics.signal(signal, window, sorted(wanted) or None)
@@ -126,6 +128,9 @@ async def scan_and_watch(sources_factory: Callable[[], Sources], settings: Detec
         result = await scan(sources, settings)
     finally:
         await sources.aclose()
+    if result.skipped:
+        log.info("degradation scan: the metrics catalog has no %s; not scanned (detect.signals)",
+                 ", ".join(result.skipped))
     for finding in result.findings:
         await watch.observe(finding)
     if result.complete:
