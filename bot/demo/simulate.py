@@ -91,6 +91,9 @@ HEAP_LIMIT_MB = 1024.0
 HEAP_KNEE_MB = 896.0  # live heap where the collector starts to struggle
 HEAP_FRESH_MB = 300.0  # a freshly started checkout pod
 LEAK_MB_PER_S = 0.05  # 3 MB a minute on every pod
+# The drift's samples start on a whole minute, where the demo's scheduler ticks: a seed then gives the same scans
+# whatever the time it runs at (the detector's reading of a window depends on where the window's first point sits).
+DRIFT_GRID_S = 60
 _DRIFT_OLD, _DRIFT_NEW = "v2.8.6", "v2.9.0"
 
 
@@ -101,10 +104,11 @@ _DRIFT_OLD, _DRIFT_NEW = "v2.8.6", "v2.9.0"
 class HeapLeak:
     """The drift scenario's checkout pods: each one's live heap grows by ``LEAK_MB_PER_S``; it reaches
     ``HEAP_KNEE_MB`` at ``knee`` on the pods running since the deploy, and a pod restarted by a rollback
-    (``restarts``, one per pod) starts again from ``HEAP_FRESH_MB``."""
+    (``restarts``, one per pod) or by a plain restart at ``restart`` starts again from ``HEAP_FRESH_MB``."""
 
     knee: float
     restarts: tuple[float, ...] = ()
+    restart: float | None = None  # a rollout restart (same version) began then; None for a rollback or none
 
     def live_mb(self, t: float, pod: int) -> float:
         if pod < len(self.restarts) and self.restarts[pod] <= t:
@@ -261,23 +265,25 @@ def _timeline(seed: int, anchor: float, rollback_at: float | None, until: float 
                     deploy=deploy, pods_ready=pods, detection=0.0, rollback=rollback_at, pods_reverted=reverted)
 
 
-def _drift_timeline(seed: int, anchor: float, rollback_at: float | None, until: float | None) -> Timeline:
+def _drift_timeline(seed: int, anchor: float, rollback_at: float | None, until: float | None,
+                    restart_at: float | None = None) -> Timeline:
     """Three quiet hours in which checkout's heap fills; the collector starts to struggle some 40 minutes
     before the end. No deploy in the window: the release that leaks went out two days earlier."""
     g = _Rng(seed).fixed("misc")
-    end_default = math.floor(anchor / STEP_S) * STEP_S
+    end_default = math.floor(anchor / DRIFT_GRID_S) * DRIFT_GRID_S
     start = end_default - DRIFT_HISTORY_S
     frontend_deploy = start + 540 + float(g.integers(0, 120))
     catalog_config = start + 1320 + float(g.integers(0, 120))
     knee = end_default - 2460 + float(g.integers(0, 120))
     deploy = end_default - 2 * 86400 + 3600 * float(g.uniform(-3, 3))
     restarts: tuple[float, ...] = ()
-    if rollback_at is not None:
-        restarts = tuple(rollback_at + 12 + 17 * i for i in range(REPLICAS))
+    begun = rollback_at if rollback_at is not None else restart_at
+    if begun is not None:
+        restarts = tuple(begun + 12 + 17 * i for i in range(REPLICAS))
     end = end_default if until is None else math.floor(until)
     return Timeline(start=start, end=end, frontend_deploy=frontend_deploy, catalog_config=catalog_config,
                     deploy=deploy, pods_ready=(), detection=0.0, rollback=rollback_at,
-                    leak=HeapLeak(knee, restarts))
+                    leak=HeapLeak(knee, restarts, restart_at if rollback_at is None else None))
 
 
 def _gc_pauses(g: np.random.Generator, leak: HeapLeak, t: float, n: int) -> tuple[tuple[float, ...], np.ndarray]:
@@ -388,7 +394,10 @@ def _metrics_for(rng: _Rng, k: int, tick: _Tick, tl: Timeline, offsets: dict[str
     pay_restarts = [*tl.pods_ready, *tl.pods_reverted]
     for svc in SERVICES:
         ts = tick.t + offsets[svc]
-        if ts > tl.end:
+        if ts > tl.end and tl.leak is None:
+            # The rollout scenario skips a sample past the end before drawing it, so the draws of the services
+            # after it differ from a longer run's at the last tick (its bundles are kept as they were); the
+            # drift scenario draws every sample and drops the late ones, so a longer run shares every sample.
             continue
         # cpu: follows traffic; JIT and cache warm-up after a restart; the database works harder on scans
         load = tick.rps.get(svc, _BASE_RPS.get(svc, 1.0)) / _BASE_RPS.get(svc, tick.rps.get(svc, 1.0))
@@ -441,7 +450,7 @@ def _metrics_for(rng: _Rng, k: int, tick: _Tick, tl: Timeline, offsets: dict[str
             rows.append((ts, svc, "db_pool_in_use", round(tick.pool_in_use + float(gm.normal(0, 0.3)), 1)))
             rows.append((ts, svc, "db_query_duration_p99",
                          round(float(np.quantile(tick.query_ms, 0.99)) / 1000.0, 5)))
-    return rows
+    return [r for r in rows if r[0] <= tl.end]
 
 
 # ----------------------------------------------------------------------------- logs and traces
@@ -636,7 +645,8 @@ def _gc_logs(tick: _Tick, leak: HeapLeak, gl: np.random.Generator, ids: _Ids,
     """What checkout's runtime logs in the drift scenario: restarts, and every collection pause over 200 ms."""
     for at in leak.restarts:
         if tick.t <= at < tick.t + STEP_S:
-            log(at - 2.7, SYMPTOM, "INFO", f"checkout {_DRIFT_OLD} starting on pod {ids.pod(SYMPTOM)}")
+            version = _DRIFT_NEW if leak.restart is not None else _DRIFT_OLD
+            log(at - 2.7, SYMPTOM, "INFO", f"checkout {version} starting on pod {ids.pod(SYMPTOM)}")
     assert tick.gc_pauses is not None
     long = tick.gc_pauses[tick.gc_pauses > 200.0]
     share = len(long) / len(tick.gc_pauses)
@@ -760,22 +770,30 @@ def _drift_changes(tl: Timeline) -> list[dict[str, Any]]:
         out.append({"service": SYMPTOM, "time": tl.rollback, "kind": "rollback", "version": _DRIFT_OLD,
                     "previous_version": _DRIFT_NEW, "description": "rollout undo of checkout to v2.8.6",
                     "url": "", "diff_url": ""})
+    if tl.leak is not None and tl.leak.restart is not None:
+        out.append({"service": SYMPTOM, "time": tl.leak.restart, "kind": "other", "version": _DRIFT_NEW,
+                    "previous_version": _DRIFT_NEW, "description": "rollout restart of checkout",
+                    "url": "", "diff_url": ""})
     return sorted((c for c in out if c["time"] <= tl.end), key=lambda c: float(c["time"]))
 
 
 def simulate(seed: int = 7, *, anchor: float, until: float | None = None, rollback_at: float | None = None,
-             scenario: Scenario | str = Scenario.ROLLOUT) -> ShopCase:
+             scenario: Scenario | str = Scenario.ROLLOUT, restart_at: float | None = None) -> ShopCase:
     """Simulate the hour before ``anchor`` (Unix seconds; the demo passes the current time).
 
     ``until`` extends the run past the anchor (the shop goes on after the alert) and ``rollback_at``
     rolls payments-api back to v1.8.3 at that moment. The same arguments always give the same case.
 
     ``scenario`` ``drift`` simulates three hours instead, in which checkout's latency creeps up until it pages
-    (see ``HeapLeak``); its ``rollback_at`` rolls checkout back. An unknown scenario is a ``ValueError``.
+    (see ``HeapLeak``); its ``rollback_at`` rolls checkout back and its ``restart_at`` restarts checkout's pods
+    (either empties their heaps). An unknown scenario, or a restart in ``rollout``, is a ``ValueError``.
     """
     drift = Scenario(scenario) is Scenario.DRIFT
+    if restart_at is not None and not drift:
+        raise ValueError("restart_at: only the drift scenario models a restart")
     rng = _Rng(seed)
-    tl = (_drift_timeline if drift else _timeline)(seed, anchor, rollback_at, until)
+    tl = _drift_timeline(seed, anchor, rollback_at, until, restart_at) if drift else _timeline(
+        seed, anchor, rollback_at, until)
     go = rng.fixed("misc")
     offsets = {s: int(go.integers(0, STEP_S)) for s in SERVICES}
     metrics: list[tuple[float, str, str, float]] = []
