@@ -73,6 +73,20 @@ async def test_opened_once_posted_once_then_held(anydb: Database, slack: FakeSla
     assert (await verify_chain(anydb)).ok
 
 
+async def test_only_what_the_check_looked_at_can_recover(db: Database, slack: FakeSlack, sqlite_url: str) -> None:
+    """A series the scan did not read (its service stopped reporting, or left detect:) is not health: its item
+    stays open until the check reads it again, or an operator closes it."""
+    r = rig(db, slack, sqlite_url, min_interval_s=0)
+    watch = r.service()
+    await watch.observe(finding())
+    await watch.observe(finding("cart", "latency_p99"))
+    looked = ["degradation:cart:latency_p99"]  # checkout returned no series this tick
+    assert await watch.recover([], WatchKind.DEGRADATION, judged=looked) == ["degradation:cart:latency_p99"]
+    assert [i.key for i in await _items(db) if i.status == WatchStatus.OPEN] == ["degradation:checkout:latency_p99"]
+    assert await watch.recover([], WatchKind.DEGRADATION, judged=["degradation:checkout:latency_p99"]) == [
+        "degradation:checkout:latency_p99"]
+
+
 async def test_recovery_closes_and_replies_in_the_thread(db: Database, slack: FakeSlack, sqlite_url: str) -> None:
     r = rig(db, slack, sqlite_url, min_interval_s=0)
     watch = r.service()

@@ -443,8 +443,9 @@ class TalliedWatch:
             self.held[f"{finding.key} {outcome}"] += 1
         return outcome
 
-    async def recover(self, keys_still_holding: Iterable[str], kind: str) -> list[str]:
-        return await self.watch.recover(keys_still_holding, kind)
+    async def recover(self, keys_still_holding: Iterable[str], kind: str,
+                      judged: Iterable[str] | None = None) -> list[str]:
+        return await self.watch.recover(keys_still_holding, kind, judged)
 
     async def close(self, key: str, reason: str = "recovered", actor: Actor = BOT) -> bool:
         return await self.watch.close(key, reason, actor)

@@ -34,6 +34,7 @@ MIN_SERIES_POINTS = 30  # fewer points than this is no baseline
 class ScanResult:
     findings: list[WatchFinding] = field(default_factory=list)
     holding: set[str] = field(default_factory=set)  # keys of the degradations that still hold
+    judged: set[str] = field(default_factory=set)  # keys of every series read and judged
     failed: list[str] = field(default_factory=list)  # "signal: reason" for each query that failed
     skipped: list[str] = field(default_factory=list)  # configured signals the catalog does not have
     series: int = 0
@@ -108,6 +109,7 @@ async def scan(sources: Sources, settings: DetectSettings) -> ScanResult:
             continue
         series = [s for s in found if not wanted or s.service in wanted]
         result.series += len(series)
+        result.judged.update(watch_key(s.service, s.signal) for s in series)
         # a few ms of CPU per series: off the event loop, so webhooks are answered while a scan runs
         for finding in await asyncio.to_thread(_judge_all, series, settings):
             result.findings.append(finding)
@@ -134,7 +136,7 @@ async def scan_and_watch(sources_factory: Callable[[], Sources], settings: Detec
     for finding in result.findings:
         await watch.observe(finding)
     if result.complete:
-        await watch.recover(result.holding, WatchKind.DEGRADATION)
+        await watch.recover(result.holding, WatchKind.DEGRADATION, judged=result.judged)
     else:
         log.warning("degradation scan could not read %s; no watch item is closed this time", "; ".join(result.failed))
     return result

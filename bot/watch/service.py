@@ -59,13 +59,20 @@ class WatchService:
             await self._announce(decided.item, finding, now)
         return decided.outcome
 
-    async def recover(self, keys_still_holding: Iterable[str], kind: WatchKind | str) -> list[str]:
-        """Close every live item of ``kind`` whose key is not in ``keys_still_holding`` (the check's whole view
-        of that kind, this tick); the keys closed here."""
+    async def recover(self, keys_still_holding: Iterable[str], kind: WatchKind | str,
+                      judged: Iterable[str] | None = None) -> list[str]:
+        """Close every live item of ``kind`` whose key is not in ``keys_still_holding``; the keys closed here.
+
+        With ``judged`` (the keys the check actually looked at this tick), only those can recover: an item whose
+        series was not read (its service no longer reports, or left the check's settings) stays open, since
+        no data is not health; ``onwatch watch close`` ends it by hand."""
         holding = set(keys_still_holding)
+        looked = None if judged is None else set(judged)
         closed = []
         for item in await live_items(self.db, kind=str(WatchKind(kind))):
-            if item.key not in holding and await self._close(item, "recovered"):
+            if item.key in holding or (looked is not None and item.key not in looked):
+                continue
+            if await self._close(item, "recovered"):
                 closed.append(item.key)
         return closed
 
