@@ -15,6 +15,7 @@ from typing import Literal
 from aiohttp import web
 
 from bot import change_webhook
+from bot.audit import Actor
 from bot.audit import configure as configure_audit
 from bot.chat import weekly as weekly_report
 from bot.chat.checkpoints import write_checkpoint
@@ -126,19 +127,35 @@ def add_chat_adapters(ctx: AppContext) -> None:
                                   approvers=approvers_lookup(ctx)))
 
 
-async def post_incident_note(settings: Settings, db: Database, text: str) -> list[str]:
-    """A visible note from an operator command (``onwatch silences add|remove``) in the incident channels
-    (``slack.incident_channel``, ``teams.channel``), through the adapters ``serve`` uses; the platforms
-    it reached (none when chat is not configured)."""
+@asynccontextmanager
+async def operator_chat(settings: Settings, db: Database) -> AsyncIterator[AppContext]:
+    """A context with the chat adapters ``serve`` uses, for an operator command that speaks in chat; the
+    adapters are closed after."""
     ctx = context_for(settings, db)
     add_chat_adapters(ctx)
     try:
-        return await post_to_channels(ctx.chat.adapters, incident_channels(settings), text)
+        yield ctx
     finally:
         for adapter in ctx.chat.adapters:
             close = getattr(adapter, "aclose", None)
             if close is not None:
                 await close()
+
+
+async def post_incident_note(settings: Settings, db: Database, text: str) -> list[str]:
+    """A visible note from an operator command (``onwatch silences add|remove``) in the incident channels
+    (``slack.incident_channel``, ``teams.channel``), through the adapters ``serve`` uses; the platforms
+    it reached (none when chat is not configured)."""
+    async with operator_chat(settings, db) as ctx:
+        return await post_to_channels(ctx.chat.adapters, incident_channels(settings), text)
+
+
+async def close_watch_item(settings: Settings, db: Database, item_id: int, reason: str, actor: Actor) -> bool:
+    """``onwatch watch close``: end a live early warning by hand, with a reply under its post; False when no
+    live item has that id."""
+    async with operator_chat(settings, db) as ctx:
+        watch = WatchService(settings.watch, db, posters=watch_posters(ctx.chat.adapters, settings))
+        return await watch.close_by_hand(item_id, reason, actor) is not None
 
 
 def feature_installers() -> list[Installer]:

@@ -244,6 +244,14 @@ def cmd_silences_change(args: argparse.Namespace) -> int:
     return change(args, notify=post_incident_note)
 
 
+def cmd_watch_close(args: argparse.Namespace) -> int:
+    """``watch close``, with the reply under the item's post that the server's watch would give."""
+    from bot import watch_cli
+    from bot.app import close_watch_item
+
+    return watch_cli.close_main(args, close=close_watch_item)
+
+
 def _lazy(module: str, func: str = "main") -> Command:
     def run(args: argparse.Namespace) -> int:
         import importlib
@@ -356,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--confirm-all", action="store_true", help="allow matchers that match every alert")
     sp = add("remove", cmd_silences_change, "end a silence now", sil)
     sp.add_argument("id", type=int)
+
+    wat = sub.add_parser("watch", help="early warnings (watch items): list, close (docs/proactive.md)").add_subparsers(
+        dest="sub", required=True)
+    sp = add("list", _lazy("bot.watch_cli", "list_main"), "the live early warnings (open or escalated)", wat)
+    sp.add_argument("--json", action="store_true")
+    sp = add("close", cmd_watch_close, "end a live early warning by hand (audited; a reply under its post)", wat)
+    sp.add_argument("id", type=int)
+    sp.add_argument("--reason", default="", help="why, shown in the reply and the audit row")
 
     sp = add("noise", cmd_noise, "daily triage noise: received, duplicates, suppressed, incidents, pages per shift")
     sp.add_argument("--days", type=int, default=7)

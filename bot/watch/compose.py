@@ -147,6 +147,14 @@ def recovered_message(item: WatchItem, now: float, reason: str) -> Message:
     return Message(blocks=(Text(text, "muted"),), fallback=fallback(text), key=f"watch:{item.id}:closed")
 
 
+def closed_by_hand_message(item: WatchItem, now: float, reason: str, by: str) -> Message:
+    """The reply when a person closes an early warning (``onwatch watch close``): not a recovery."""
+    why = f": {quoted(reason, 200)}" if reason else ""
+    text = (f"Closed by {quoted(by, 100)} at {hhmm(now)}, {span(now - _started(item))} after its start at "
+            f"{hhmm(_started(item))}; the check may warn again if it still sees it{why}.")
+    return Message(blocks=(Text(text, "muted"),), fallback=fallback(text), key=f"watch:{item.id}:closed")
+
+
 def escalated_message(item: WatchItem) -> Message:
     text = (f"Escalated to incident {item.incident_id} at {hhmm(item.escalated_at or item.last_seen_at)}: "
             "its investigation starts from this early warning. Follow the incident's thread.")

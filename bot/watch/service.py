@@ -28,7 +28,7 @@ from bot.watch import compose
 from bot.watch.context import gather
 from bot.watch.model import PostRef, WatchFinding, WatchKind, WatchOutcome
 from bot.watch.posting import WatchPoster
-from bot.watch.store import claim, close_item, escalate_items, live_items, update_detail
+from bot.watch.store import claim, close_item, escalate_items, live_item_by_id, live_items, update_detail
 from integrations.base import Sources
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,14 @@ class WatchService:
         items = await live_items(self.db, key=key)
         return bool(items) and await self._close(items[0], reason, actor)
 
+    async def close_by_hand(self, item_id: int, reason: str, actor: Actor) -> WatchItem | None:
+        """An operator ends a live item (``onwatch watch close``): audited as theirs, a reply says so; the item,
+        or None when no live item has that id."""
+        item = await live_item_by_id(self.db, item_id)
+        if item is None or not await self._close(item, reason, actor):
+            return None
+        return item
+
     # ------------------------------------------------------------------ incidents
 
     async def escalate(self, incident_id: str, services: Sequence[str]) -> list[dict[str, Any]]:
@@ -117,7 +125,9 @@ class WatchService:
         closed = await close_item(self.db, item.id, now, reason, actor)
         if closed is None:
             return False  # another replica (or an earlier call) closed it and replied
-        await self._reply(closed, compose.recovered_message(closed, now, reason))
+        message = (compose.recovered_message(closed, now, reason) if actor == BOT
+                   else compose.closed_by_hand_message(closed, now, reason, actor.name or actor.key))
+        await self._reply(closed, message)
         return True
 
     async def _reply(self, item: WatchItem, message: Message) -> None:

@@ -143,6 +143,12 @@ async def close_item(db: Database, item_id: int, now: float, reason: str, actor:
         return row
 
 
+async def live_item_by_id(db: Database, item_id: int) -> WatchItem | None:
+    async with db.session() as s:
+        item = await s.get(WatchItem, item_id)
+    return item if item is not None and item.status in LIVE else None
+
+
 async def live_items(db: Database, kind: str | None = None, key: str | None = None) -> list[WatchItem]:
     async with db.session() as s:
         stmt = select(WatchItem).where(col(WatchItem.status).in_(list(LIVE)))
