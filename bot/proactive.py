@@ -17,7 +17,7 @@ from bot.ports import WatchPort
 from bot.slo.check import SloWarning, key_of
 from bot.slo.evaluate import SloStatus
 from bot.slo.prom import PrometheusSli
-from bot.slo_check import check_slos
+from bot.slo_check import check_slos, fired_alerts
 from bot.watch.model import WatchFinding, WatchKind
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,10 @@ async def run_degradation_scan(ctx: AppContext, watch: WatchPort) -> ScanResult:
 
 
 async def run_slo_check(ctx: AppContext, watch: WatchPort) -> list[SloStatus]:
-    """One SLO check over the metrics source; nothing when it is not a Prometheus API."""
+    """One SLO check over the metrics source; nothing when it is not a Prometheus API, or when there is neither an
+    SLO to check nor a page left to resolve (no sources are built then)."""
+    if not ctx.settings.slos and not await fired_alerts(ctx.db):
+        return []
     sources = ctx.sources_factory()
     try:
         sli = PrometheusSli.from_source(sources.metrics)

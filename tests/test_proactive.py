@@ -380,3 +380,14 @@ async def test_an_alert_on_the_service_escalates_its_early_warning(settings: Set
     assert ew["id"] == f"watch-{item.id}" and ew["service"] == DRIFTING
     (ref, note), = r.poster.replies
     assert ref.thread == "post-1" and f"Escalated to incident {incident.id}" in note.fallback
+
+
+async def test_the_slo_check_builds_no_sources_with_nothing_to_check(settings: Settings, db: Database) -> None:
+    """No slos: and no page left firing: the minutely check costs one query of the store, no connection."""
+    ctx = context_for(settings, db)
+
+    def no_sources() -> Any:
+        raise AssertionError("the check built the sources with nothing to check")
+
+    ctx.sources_factory = no_sources
+    assert await run_slo_check(ctx, WatchService(WatchSettings(), db)) == []
