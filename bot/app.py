@@ -48,6 +48,7 @@ from bot.slo_check import CHECK_INTERVAL_S as SLO_CHECK_INTERVAL_S
 from bot.store.db import Database, open_database
 from bot.store.models import Job
 from bot.triage.service import TriageService
+from bot.triage.suppress import maintenance_windows
 from bot.watch.service import WatchService
 from bot.web import Installer, create_app
 from bot.web_ui import views as web_ui
@@ -113,7 +114,8 @@ async def build_context(settings: Settings, db: Database | None = None, *, role:
     ctx.remediation = RemediationService(ctx, executors=executors)
     add_chat_adapters(ctx)
     ctx.watch = WatchService(settings.watch, db, posters=watch_posters(ctx.chat.adapters, settings),
-                             sources_factory=ctx.sources_factory, memory=settings.memory)
+                             sources_factory=ctx.sources_factory, memory=settings.memory,
+                             maintenance=maintenance_windows(settings.triage))
     return ctx
 
 

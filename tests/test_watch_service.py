@@ -13,11 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.audit import Actor, verify_chain
-from bot.config import Settings, WatchSettings
+from bot.config import Settings, TriageSettings, WatchSettings
 from bot.store.db import Database
 from bot.store.models import AuditEvent, ChangeRecord, WatchItem
 from bot.triage import silences
+from bot.triage.suppress import maintenance_windows
 from bot.watch.model import WatchFinding, WatchFindingError, WatchKind, WatchOutcome, WatchStatus
+from bot.watch.service import WatchService
 from integrations.base import Sources
 from integrations.github import GitHubChanges
 from integrations.http import HttpConfig, HttpSource
@@ -157,6 +159,19 @@ async def test_an_active_silence_suppresses_an_expired_one_does_not(db: Database
     r.clock.now = made.ends_at + 1  # the first silence has expired
     assert await watch.observe(finding()) == WatchOutcome.OPENED
     assert len(r.posts()) == 2
+
+
+async def test_a_maintenance_window_mutes_early_warnings_too(db: Database, slack: FakeSlack, sqlite_url: str) -> None:
+    """Planned work on a service (``triage.maintenance``) mutes its early warnings as it mutes its alerts."""
+    r = rig(db, slack, sqlite_url, min_interval_s=0)
+    triage = TriageSettings(maintenance=[{"matchers": {"service": "checkout"}, "starts": r.clock.now - 60,
+                                          "ends": r.clock.now + 600, "comment": "db upgrade"}])
+    watch = WatchService(r.settings, db, r.service().posters, clock=r.clock, maintenance=maintenance_windows(triage))
+    assert await watch.observe(finding()) == WatchOutcome.SILENCED
+    assert await watch.observe(finding("cart", "latency_p99")) == WatchOutcome.OPENED
+    r.clock.now += 601  # the work is over
+    assert await watch.observe(finding()) == WatchOutcome.OPENED
+    assert len(r.posts()) == 2  # cart, then checkout once the window closed
 
 
 async def test_concurrent_observes_of_one_key_open_one_item(anydb: Database, slack: FakeSlack, sqlite_url: str) -> None:

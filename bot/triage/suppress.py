@@ -76,6 +76,19 @@ class Window:
     why: str
 
 
+def maintenance_windows(settings: TriageSettings) -> list[Window]:
+    """``triage.maintenance`` as windows (an entry without matchers or with unreadable bounds is ignored)."""
+    windows: list[Window] = []
+    for mw in settings.maintenance:
+        m = mw.get("matchers") or {}
+        starts, ends = _when(mw.get("starts")), _when(mw.get("ends"))
+        if isinstance(m, dict) and starts is not None and ends is not None:
+            comment = str(mw.get("comment") or "")
+            windows.append(Window({str(k): str(v) for k, v in m.items()}, starts, ends,
+                                  f"maintenance{': ' + comment if comment else ''}"))
+    return windows
+
+
 @dataclass(frozen=True, slots=True)
 class Suppressor:
     """Everything that can silence an alert at one moment, built once per ingested batch."""
@@ -88,13 +101,7 @@ class Suppressor:
     @classmethod
     def build(cls, settings: TriageSettings, silences: Iterable[tuple[dict[str, str], float, float, str]]) -> Suppressor:
         windows = [Window(dict(m), s, e, f"silenced{': ' + c if c else ''}") for m, s, e, c in silences]
-        for mw in settings.maintenance:
-            m = mw.get("matchers") or {}
-            starts, ends = _when(mw.get("starts")), _when(mw.get("ends"))
-            if isinstance(m, dict) and starts is not None and ends is not None:
-                comment = str(mw.get("comment") or "")
-                windows.append(Window({str(k): str(v) for k, v in m.items()}, starts, ends,
-                                      f"maintenance{': ' + comment if comment else ''}"))
+        windows += maintenance_windows(settings)
         return cls(tuple(windows), tuple(dict(r) for r in settings.noisy_rules), settings.flap_threshold,
                    float(settings.flap_window_s))
 

@@ -24,11 +24,20 @@ from bot.messages.model import Message
 from bot.store.db import Database
 from bot.store.models import WatchItem
 from bot.triage.silences import active as active_silences
+from bot.triage.suppress import Window
 from bot.watch import compose
 from bot.watch.context import gather
 from bot.watch.model import PostRef, WatchFinding, WatchKind, WatchOutcome
 from bot.watch.posting import WatchPoster
-from bot.watch.store import claim, close_item, escalate_items, live_item_by_id, live_items, update_detail
+from bot.watch.store import (
+    claim,
+    close_item,
+    escalate_items,
+    live_item_by_id,
+    live_items,
+    silence_windows,
+    update_detail,
+)
 from integrations.base import Sources
 
 log = logging.getLogger(__name__)
@@ -37,8 +46,9 @@ log = logging.getLogger(__name__)
 class WatchService:
     def __init__(self, settings: WatchSettings, db: Database, posters: Sequence[WatchPoster] = (),
                  sources_factory: Callable[[], Sources] | None = None, memory: MemorySettings | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, maintenance: Sequence[Window] = ()):
         self.settings = settings
+        self.maintenance = list(maintenance)  # triage.maintenance: planned work mutes its early warnings too
         self.db = db
         self.posters = list(posters)
         self.sources_factory = sources_factory
@@ -52,9 +62,10 @@ class WatchService:
         if not self.settings.enabled:
             return WatchOutcome.DISABLED
         now = self.clock()
-        decided = await claim(self.db, finding, self.settings, await active_silences(self.db, now), now)
+        windows = [*silence_windows(await active_silences(self.db, now)), *self.maintenance]
+        decided = await claim(self.db, finding, self.settings, windows, now)
         if decided.outcome == WatchOutcome.SILENCED:
-            log.info("watch: %s silenced by silence %s", finding.key, decided.silence_id)
+            log.info("watch: %s not posted: %s", finding.key, decided.suppressed_by)
         if decided.outcome == WatchOutcome.OPENED and decided.item is not None:
             await self._announce(decided.item, finding, now)
         return decided.outcome

@@ -25,7 +25,7 @@ from bot.incidents.outbox import EventKind, emit
 from bot.store.db import Database
 from bot.store.models import WatchItem
 from bot.triage.silences import SilenceView
-from bot.triage.suppress import matches
+from bot.triage.suppress import Window, matches
 from bot.watch.model import WatchFinding, WatchOutcome, WatchStatus
 
 WATCH_LOCK_CLASS = 0x6F6E7774  # "onwt": pg_advisory_xact_lock(class, hashtext(service)) serialises opens per service
@@ -34,11 +34,11 @@ LIVE = (WatchStatus.OPEN, WatchStatus.ESCALATED)
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What the open transaction decided: the outcome, the item (opened or held), and the silence that matched."""
+    """What the open transaction decided: the outcome, the item (opened or held), and what suppressed it."""
 
     outcome: WatchOutcome
     item: WatchItem | None = None
-    silence_id: int | None = None
+    suppressed_by: str = ""
 
 
 def thinned(points: Sequence[tuple[float, float]], limit: int) -> list[list[float]]:
@@ -56,12 +56,18 @@ def detail_of(f: WatchFinding, max_points: int) -> dict[str, Any]:
             "alertname": f.alertname, "last_value": f.value}
 
 
-def matching_silence(silences: Iterable[SilenceView], f: WatchFinding, now: float) -> SilenceView | None:
-    """The first silence active at ``now`` whose matchers all hold for the finding's labels."""
+def silence_windows(silences: Iterable[SilenceView]) -> list[Window]:
+    return [Window(s.matchers, s.starts_at, s.ends_at, f"silence {s.id}{': ' + s.comment if s.comment else ''}")
+            for s in silences]
+
+
+def suppressing(windows: Iterable[Window], f: WatchFinding, now: float) -> Window | None:
+    """The first window (a silence, a maintenance window) active at ``now`` whose matchers all hold for the
+    finding's labels."""
     view = f.label_view()
-    for s in silences:
-        if s.starts_at <= now < s.ends_at and matches(s.matchers, view):
-            return s
+    for w in windows:
+        if w.starts <= now < w.ends and matches(w.matchers, view):
+            return w
     return None
 
 
@@ -76,7 +82,7 @@ async def live_item(s: AsyncSession, key: str) -> WatchItem | None:
                                                  col(WatchItem.status).in_(list(LIVE))))).first()
 
 
-async def _claim_once(db: Database, f: WatchFinding, settings: WatchSettings, silences: Sequence[SilenceView],
+async def _claim_once(db: Database, f: WatchFinding, settings: WatchSettings, windows: Sequence[Window],
                       now: float) -> Claim:
     async with db.begin() as s:
         await _lock_service(s, db, f.service)
@@ -86,9 +92,9 @@ async def _claim_once(db: Database, f: WatchFinding, settings: WatchSettings, si
             held.detail = {**held.detail, "last_value": f.value}
             s.add(held)
             return Claim(WatchOutcome.HELD, held)
-        silence = matching_silence(silences, f, now)
-        if silence is not None:
-            return Claim(WatchOutcome.SILENCED, silence_id=silence.id)
+        window = suppressing(windows, f, now)
+        if window is not None:
+            return Claim(WatchOutcome.SILENCED, suppressed_by=window.why)
         interval = settings.interval_for(f.service)
         if interval > 0:
             recent = (await s.exec(select(func.count()).select_from(WatchItem).where(
@@ -105,14 +111,14 @@ async def _claim_once(db: Database, f: WatchFinding, settings: WatchSettings, si
         return Claim(WatchOutcome.OPENED, item)
 
 
-async def claim(db: Database, f: WatchFinding, settings: WatchSettings, silences: Sequence[SilenceView],
+async def claim(db: Database, f: WatchFinding, settings: WatchSettings, windows: Sequence[Window],
                 now: float) -> Claim:
     """Hold, silence, rate-limit or open ``f`` in one transaction. An insert that loses to a concurrent one
     (the unique index) is tried again once, and then finds the winner's item: held."""
     try:
-        return await _claim_once(db, f, settings, silences, now)
+        return await _claim_once(db, f, settings, windows, now)
     except IntegrityError:
-        return await _claim_once(db, f, settings, silences, now)
+        return await _claim_once(db, f, settings, windows, now)
 
 
 async def update_detail(db: Database, item_id: int, extra: Mapping[str, Any], posts: Sequence[Mapping[str, Any]]) -> None:
