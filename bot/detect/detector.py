@@ -14,9 +14,12 @@ microseconds a point, and says in numbers why it fired. Each point, in stream or
    is always a little surprising, so only a surprise well above its OWN usual level counts: this is what
    keeps a noisy but healthy series quiet, and what makes one threshold fit series of any scale.
 3. **One finding per episode.** A likelihood at ``alarm_z`` standard deviations raises a finding; for
-   ``quiet_s`` after it the detector stays silent while its baseline learns the new level.
+   ``quiet_s`` after it the detector stays silent while its baseline learns the new level. Each reading says
+   which side the recent residuals lean to; with ``direction`` set, a move the other way is no finding and
+   starts no quiet time (a latency dip must not hide the rise after it).
 
-The score it returns is ``z / (z + alarm_z)`` in [0, 1): 0.5 is the alarm.
+The score it returns is ``z / (z + alarm_z)`` in [0, 1): 0.5 is the alarm (with ``direction`` set, only in that
+direction; the score itself does not depend on it).
 """
 
 from __future__ import annotations
