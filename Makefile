@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean screenshots
+.PHONY: demo demo-drift test lint bench clean screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(TEST_STAMP): $(BIN)/python pyproject.toml
 
 demo: $(RUN_STAMP)
 	$(BIN)/onwatch demo
+
+demo-drift: $(RUN_STAMP)
+	$(BIN)/onwatch demo --scenario drift
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check bot integrations tests bench
