@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bot.config import Settings, load_settings
+from bot.durations import parse_duration
 from bot.errors import OnwatchError
 from bot.messages.format import utc_time
 from bot.operator_cli import operator, run_on_database
@@ -23,7 +24,6 @@ T = TypeVar("T")
 # posts a note where chat-created silences are announced; the platforms it reached (wired by bot.cli)
 Notify = Callable[[Settings, Database, str], Awaitable[list[str]]]
 MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=([^=\n]{1,200})$")
-DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 
 
 class UsageError(OnwatchError):
@@ -55,10 +55,10 @@ def add_main(args: argparse.Namespace, notify: Notify | None = None) -> int:
         if not hit:
             raise UsageError(f"matcher {m[:60]!r} must look like label=value, label=~regex or label=!value")
         matchers[hit.group(1)] = hit.group(2)
-    dur = DURATION.match(args.duration.strip().lower())
-    if not dur:
-        raise UsageError(f"--for {args.duration[:20]!r} must look like 30m, 2h or 1d")
-    seconds = int(dur.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[dur.group(2)]
+    try:
+        seconds = parse_duration(args.duration.strip().lower(), units="smhd")
+    except ValueError:
+        raise UsageError(f"--for {args.duration[:20]!r} must look like 30m, 2h or 1d") from None
     actor = operator()
 
     async def change(db: Database, st: Settings) -> tuple[silences.SilenceView, list[str]]:

@@ -13,9 +13,10 @@ from pydantic import ValidationError
 
 from bot.cli import main as cli_main
 from bot.config import load_settings
+from bot.durations import parse_duration
 from bot.errors import ConfigError
 from bot.slo.burn import Window, budget_left, burn_rate, evaluate, windows_for
-from bot.slo.model import SLO, parse_duration
+from bot.slo.model import SLO
 from bot.slo.rules import ALERT_NAME, RECORD_PREFIX, prom_duration, rules
 
 H, D = 3600.0, 86400.0

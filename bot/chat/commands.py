@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
+from bot import durations
 from bot.acknowledge import acknowledge
 from bot.audit import Actor
 from bot.chat.compose import status_message
@@ -28,7 +29,6 @@ from bot.triage import silences
 
 INCIDENT_ID = re.compile(r"^INC-[0-9A-F]{4,12}$", re.IGNORECASE)
 MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=([^=\n]{1,200})$")
-DURATION = re.compile(r"^(\d{1,4})([mhd])$")
 MAX_TEXT = 2000
 
 HELP = (
@@ -70,11 +70,11 @@ def _err(text: str, title: str = "") -> CommandReply:
 
 
 def parse_duration(raw: str) -> int | None:
-    m = DURATION.match(raw.strip().lower())
-    if not m:
+    """A silence's length in chat (``90m``, ``2h``, ``1d``, any case); None when the word is not one."""
+    try:
+        return durations.parse_duration(raw.strip().lower(), units="mhd")
+    except ValueError:
         return None
-    n, unit = int(m.group(1)), m.group(2)
-    return n * {"m": 60, "h": 3600, "d": 86400}[unit]
 
 
 async def _incident(ctx: AppContext, incident_id: str) -> Incident | None:

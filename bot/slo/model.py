@@ -8,25 +8,16 @@ checked strictly here so a typo fails at load with the field named, not later in
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from bot.durations import parse_duration
+
 # Below a day the scaled 5 min window drops under a typical scrape interval and rate() sees no two samples.
 MIN_PERIOD_S = 86400
 # The names become Prometheus label values inside generated PromQL; this set needs no quoting or escaping.
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``text`` (one integer and one unit of s, m, h, d, w, as ``30d``); ``ValueError`` otherwise."""
-    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration: write one integer and a unit of s, m, h, d or w, as 30d")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 class SLO(BaseModel):
