@@ -20,6 +20,7 @@ from typing import Any
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.investigate.scope import ScopeError, parse_at
+from bot.messages.format import terminal_line
 from bot.slo.check import fmt_budget, fmt_burn
 from bot.slo.evaluate import SloStatus, evaluate_slo
 from bot.slo.model import SLO
@@ -54,11 +55,6 @@ def rules_main(args: argparse.Namespace) -> int:
     groups = [line for text in files for line in text.splitlines()[1:]]  # each file starts with "groups:"
     print("\n".join(["groups:", *groups]))
     return 0
-
-
-def _printable(text: str) -> str:
-    """A source's message as one terminal-safe line: control characters (escape sequences) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.replace("\n", " "))
 
 
 async def _statuses(sli: PrometheusSli, slos: list[SLO], at: float) -> list[SloStatus]:
@@ -97,7 +93,7 @@ def status_table(statuses: list[SloStatus]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
     for st in statuses:
-        lines += [f"{st.slo.name}: {prom_duration(w)}: {_printable(why)}" for w, why in st.errors.items()]
+        lines += [f"{st.slo.name}: {prom_duration(w)}: {terminal_line(why)}" for w, why in st.errors.items()]
     return "\n".join(lines)
 
 
@@ -124,7 +120,7 @@ def status_main(args: argparse.Namespace) -> int:
     statuses = asyncio.run(_statuses(sli, list(settings.slos), at))
     if all(st.errors and not st.ratios and not st.no_data for st in statuses):
         first = next(iter(statuses[0].errors.values()))
-        print(f"onwatch slo status: cannot read the SLIs from {sli.url}: {_printable(first)}", file=sys.stderr)
+        print(f"onwatch slo status: cannot read the SLIs from {sli.url}: {terminal_line(first)}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
         print(json.dumps([status_json(st) for st in statuses], indent=2))

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.audit import Actor
 from bot.config import Settings, load_settings
-from bot.messages.format import utc_time
+from bot.messages.format import terminal_line, utc_time
 from bot.operator_cli import operator, run_on_database
 from bot.store.db import Database
 from bot.store.models import WatchItem
@@ -34,11 +34,6 @@ def _row(item: WatchItem) -> dict[str, Any]:
             "last_seen_at": item.last_seen_at, "incident_id": item.incident_id}
 
 
-def _printable(text: str) -> str:
-    """Outside text as one terminal-safe line (control characters shown escaped)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.replace("\n", " "))
-
-
 def list_main(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
     rows = [_row(i) for i in run_on_database(settings, live_items)]
@@ -50,7 +45,7 @@ def list_main(args: argparse.Namespace) -> int:
     for r in rows:
         where = f" -> {r['incident_id']}" if r["incident_id"] else ""
         print(f"{r['id']:>6}  {r['status']:<9} since {utc_time(r['started_at'] or r['opened_at'])}  "
-              f"last seen {utc_time(r['last_seen_at'])}{where}  {_printable(r['title'])}")
+              f"last seen {utc_time(r['last_seen_at'])}{where}  {terminal_line(r['title'])}")
     return 0
 
 

@@ -65,3 +65,9 @@ def change_ratio(before: float | None, after: float | None) -> str:
 
 def phase_label(phase: str) -> str:
     return PHASE_LABELS.get(phase, phase)
+
+
+def terminal_line(text: str) -> str:
+    """Outside text as one line safe to print on a terminal: newlines flattened, control characters (escape
+    sequences among them) shown escaped rather than run."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.replace("\n", " "))
