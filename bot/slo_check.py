@@ -66,7 +66,7 @@ def page_alert(status: SloStatus, starts_at: float) -> AlertIn:
     burns = ", ".join(f"{prom_duration(w)}: {fmt_burn(b)}x" for w, b in sorted(status.burns.items())
                       if w != slo.period_seconds)
     return AlertIn(
-        source=SOURCE,  # until "slo" joins bot.triage.alert.Source
+        source=SOURCE,
         name=ALERT_NAME,
         status="firing",
         severity=normalise_severity("page"),
@@ -88,7 +88,7 @@ def page_alert(status: SloStatus, starts_at: float) -> AlertIn:
 def resolved_alert(fired: FiredAlert, now: float, why: str) -> AlertIn:
     """The same alert, resolved: same fingerprint and labels, so triage resolves what it opened."""
     return AlertIn(
-        source=SOURCE,  # until "slo" joins bot.triage.alert.Source
+        source=SOURCE,
         name=ALERT_NAME,
         status="resolved",
         severity=fired.severity,
